@@ -1,0 +1,235 @@
+import type {
+  Action,
+  Check,
+  CheckContext,
+  Clock,
+  FinalVerdict,
+  Finding,
+  Logger,
+  Reply,
+  Session,
+  Stage,
+  Verdict,
+} from './model.js';
+import { silentLogger, stageIndex, systemClock } from './model.js';
+import { reply as makeReply } from './reply.js';
+
+/** Where a rejected client can get help; appended to every reject and defer text. */
+export interface Help {
+  /** A URL with the site's policy or an unblock form. */
+  readonly url?: string;
+  /** An address or phone number for people. */
+  readonly contact?: string;
+}
+
+/** A check in a chain, with how it is enforced. */
+export interface Link {
+  readonly check: Check;
+  /** `warn`: log what the check would have done, then go on (Postfix `warn_if_reject`). Default `enforce`. */
+  readonly mode?: 'enforce' | 'warn';
+}
+
+/** One step of an evaluation, for the log and for the reply. */
+export interface TraceStep {
+  readonly check: string;
+  /** What the check said; `skip` when its stage is not reached or is judged at another time. */
+  readonly action: Action | 'skip' | 'error';
+  readonly code?: number;
+  readonly enhanced?: string;
+  readonly reason?: string;
+  /** True when the check is in warn mode: its verdict was logged, not enforced. */
+  readonly warn?: boolean;
+  readonly ifPermit?: boolean;
+  readonly findings?: readonly Finding[];
+  /** Milliseconds spent in the check. */
+  readonly ms: number;
+}
+
+/** The outcome of one evaluation of a chain. */
+export interface Decision {
+  readonly action: Action;
+  /** The reply to send; absent for `next`. Reject and defer texts name the check and the help. */
+  readonly reply?: Reply;
+  /** The check that decided. */
+  readonly check?: string;
+  readonly reason?: string;
+  readonly trace: readonly TraceStep[];
+  /** Every finding of the evaluation (scores and doubts), enforced links only. */
+  readonly findings: readonly Finding[];
+}
+
+export interface ChainOptions {
+  /**
+   * Postfix `smtpd_delay_reject`: checks of the connect, HELO and MAIL stages are judged at RCPT TO,
+   * so the client learns the verdict once it has said who the mail is for (and we log the whole
+   * envelope). When false, each check is judged at its own stage.
+   * @default true
+   */
+  readonly delayReject?: boolean;
+  /** Where to get help, appended to reject and defer texts. */
+  readonly help?: Help;
+  /**
+   * What a check that throws turns into. `defer` (451 4.3.5, as Postfix answers when a policy
+   * service fails) or `next` (skip the check). Never a 5xx.
+   * @default 'defer'
+   */
+  readonly onError?: 'defer' | 'next';
+  /** Name of the chain when it is nested as a link of another. @default 'chain' */
+  readonly name?: string;
+  /** Clock handed to the checks. @default systemClock */
+  readonly clock?: Clock;
+  readonly log?: Logger;
+  /** High-resolution timer for the trace's `ms`. @default performance.now */
+  readonly timer?: () => number;
+}
+
+/** A chain: an ordered list of checks, itself usable as a check. */
+export interface Chain extends Check {
+  readonly links: readonly Link[];
+  evaluate(session: Session, extraFindings?: readonly Finding[]): Promise<Decision>;
+}
+
+const MAX_TEXT = 400;
+
+/** The reply text with the deciding check and where to get help, kept on one line and bounded. */
+export function decorate(r: Reply, check: string, help: Help | undefined): Reply {
+  const where = [help?.url, help?.contact].filter((s): s is string => !!s).join(' or ');
+  const suffix = where ? ` (${check}; help: ${where})` : ` (${check})`;
+  let text = r.text.replace(/[\r\n]+/g, ' ');
+  if (text.length + suffix.length > MAX_TEXT) text = `${text.slice(0, MAX_TEXT - suffix.length - 3)}...`;
+  return { code: r.code, enhanced: r.enhanced, text: text + suffix };
+}
+
+function isFinal(v: Verdict): v is FinalVerdict {
+  return v.action !== 'next';
+}
+
+/** Which links run at this stage. */
+function runsNow(linkStage: Stage, stage: Stage, delayReject: boolean): boolean {
+  const l = stageIndex(linkStage);
+  const s = stageIndex(stage);
+  if (stage === 'data') return linkStage === 'data';
+  if (delayReject) return s === stageIndex('rcpt') && l <= s;
+  return l === s;
+}
+
+/**
+ * Builds a chain that evaluates its links in order until one says something other than `next`,
+ * with Postfix's semantics:
+ * - `accept` (OK) ends the evaluation and allows.
+ * - `reject`/`defer` end it with their reply.
+ * - `defer` with `ifPermit` (DEFER_IF_PERMIT) is remembered; a later reject still wins, and an
+ *   accept or the end of the chain turns into that defer.
+ * - a link in warn mode is logged and treated as `next`.
+ * - with delay-reject, connect/HELO/MAIL checks are judged at RCPT.
+ */
+export function chain(links: readonly (Check | Link)[], options: ChainOptions = {}): Chain {
+  const normalised: Link[] = links.map((l) => ('check' in l ? l : { check: l }));
+  const names = new Set<string>();
+  for (const l of normalised) {
+    if (names.has(l.check.name)) throw new TypeError(`check "${l.check.name}" appears twice in the chain`);
+    names.add(l.check.name);
+  }
+  const delayReject = options.delayReject ?? true;
+  const clock = options.clock ?? systemClock;
+  const log = options.log ?? silentLogger;
+  const timer = options.timer ?? (() => performance.now());
+  const onError = options.onError ?? 'defer';
+  const name = options.name ?? 'chain';
+  const lastStage = normalised.reduce<Stage>(
+    (acc, l) => (stageIndex(l.check.stage) > stageIndex(acc) ? l.check.stage : acc),
+    'connect',
+  );
+
+  async function evaluate(session: Session, extraFindings: readonly Finding[] = []): Promise<Decision> {
+    const trace: TraceStep[] = [];
+    const findings: Finding[] = [...extraFindings];
+    let pending: { verdict: FinalVerdict; check: string } | undefined;
+
+    const finish = (verdict: FinalVerdict | undefined, check: string | undefined): Decision => {
+      let v = verdict;
+      let by = check;
+      if (pending && (!v || v.action === 'accept')) {
+        v = { ...pending.verdict, ifPermit: false };
+        by = pending.check;
+      }
+      if (!v || by === undefined) return { action: 'next', trace, findings };
+      const r = v.action === 'accept' ? v.reply : decorate(v.reply, by, options.help);
+      return { action: v.action, reply: r, check: by, reason: v.reason, trace, findings };
+    };
+
+    for (const link of normalised) {
+      const { check } = link;
+      if (!runsNow(check.stage, session.stage, delayReject)) continue;
+      const ctx: CheckContext = { clock, log, findings };
+      const started = timer();
+      let verdict: Verdict;
+      try {
+        verdict = await check.run(session, ctx);
+      } catch (err) {
+        const ms = timer() - started;
+        const message = err instanceof Error ? err.message : String(err);
+        log.error({ check: check.name, err: message, client: session.clientAddress }, 'check failed');
+        trace.push({ check: check.name, action: 'error', reason: message, ms });
+        if (onError === 'defer') {
+          const r = makeReply(451, '4.3.5', 'Server configuration problem');
+          return finish({ action: 'defer', reply: r, reason: `check ${check.name} failed: ${message}` }, check.name);
+        }
+        continue;
+      }
+      const ms = timer() - started;
+      const warn = link.mode === 'warn' && isFinal(verdict);
+      trace.push(stepOf(check.name, verdict, ms, link.mode === 'warn'));
+      if (warn) {
+        log.warn(
+          { check: check.name, would: verdict.action, reason: verdict.reason, client: session.clientAddress },
+          'warn mode: not enforced',
+        );
+        continue;
+      }
+      if (link.mode !== 'warn' && verdict.findings) findings.push(...verdict.findings);
+      if (!isFinal(verdict)) continue;
+      if (verdict.action === 'defer' && verdict.ifPermit) {
+        pending ??= { verdict, check: check.name };
+        continue;
+      }
+      return finish(verdict, check.name);
+    }
+    return finish(undefined, undefined);
+  }
+
+  return {
+    name,
+    stage: lastStage,
+    links: normalised,
+    evaluate,
+    async run(session) {
+      const d = await evaluate(session);
+      if (d.action === 'next' || !d.reply) return { action: 'next', findings: d.findings };
+      return { action: d.action, reply: d.reply, reason: d.reason ?? '', findings: d.findings };
+    },
+  };
+}
+
+function stepOf(check: string, v: Verdict, ms: number, warn: boolean): TraceStep {
+  const base: {
+    check: string;
+    action: Action;
+    ms: number;
+    reason?: string;
+    code?: number;
+    enhanced?: string;
+    warn?: boolean;
+    ifPermit?: boolean;
+    findings?: readonly Finding[];
+  } = { check, action: v.action, ms: Math.round(ms * 1000) / 1000 };
+  if (v.reason !== undefined) base.reason = v.reason;
+  if (v.findings && v.findings.length > 0) base.findings = v.findings;
+  if (isFinal(v)) {
+    base.code = v.reply.code;
+    base.enhanced = v.reply.enhanced;
+    if (v.ifPermit) base.ifPermit = true;
+  }
+  if (warn) base.warn = true;
+  return base;
+}

@@ -1,0 +1,149 @@
+/**
+ * The core model: what a check sees (Session), what it says (Verdict), and
+ * what it is (Check). Nothing here does I/O; clocks, loggers and stores are
+ * passed in.
+ */
+
+/** SMTP stages, in the order a conversation reaches them. */
+export type Stage = 'connect' | 'helo' | 'mail' | 'rcpt' | 'data';
+
+/** Stages in conversation order; `STAGE_ORDER[stage]` compares two stages. */
+export const STAGES: readonly Stage[] = ['connect', 'helo', 'mail', 'rcpt', 'data'];
+
+/** Position of a stage in the conversation (connect = 0). */
+export function stageIndex(stage: Stage): number {
+  return STAGES.indexOf(stage);
+}
+
+/** What reverse DNS said about the client address. */
+export interface ReverseDns {
+  /** PTR names of the client address, lower case, without the trailing dot. Empty: the address has none. */
+  readonly names: readonly string[];
+  /**
+   * The first PTR name whose A/AAAA records include the client address (forward-confirmed,
+   * Postfix's `client_name`), `null` when none is, `undefined` when not checked.
+   */
+  readonly verified?: string | null;
+  /** Set when the lookup failed temporarily: the names are then unknown, not absent. */
+  readonly error?: 'temporary';
+}
+
+/** What is known so far about one SMTP conversation. */
+export interface Session {
+  /** The connecting client's IP address (IPv4 dotted quad or IPv6), never a Received header's. */
+  readonly clientAddress: string;
+  readonly clientPort?: number;
+  /** Reverse DNS of the client address; `undefined` until looked up. */
+  readonly rdns?: ReverseDns;
+  /** The HELO/EHLO argument as the client sent it. */
+  readonly helo?: string;
+  /** MAIL FROM address without angle brackets; `''` is the null sender `<>`. */
+  readonly mailFrom?: string;
+  /** The RCPT TO address being judged, without angle brackets. */
+  readonly rcptTo?: string;
+  /** Recipients already accepted in this transaction. */
+  readonly recipients?: readonly string[];
+  readonly tls?: boolean;
+  /** SASL login name when the client authenticated. */
+  readonly authUser?: string;
+  /** The stage being judged. */
+  readonly stage: Stage;
+  /** Free-form facts that adapters found (e.g. `earlyTalker`, `unauthorizedPipelining`). */
+  readonly flags?: Readonly<Record<string, boolean | number | string>>;
+}
+
+/** An SMTP reply: basic code (RFC 5321), enhanced status code (RFC 3463) and text. */
+export interface Reply {
+  readonly code: number;
+  readonly enhanced: string;
+  readonly text: string;
+}
+
+/** The four answers of a check, as Postfix's OK, REJECT, DEFER and DUNNO. */
+export type Action = 'accept' | 'reject' | 'defer' | 'next';
+
+/** A finding that did not decide on its own: a score for `weigh()` or a doubt for selective greylisting. */
+export interface Finding {
+  /** The check that found it. */
+  readonly check: string;
+  /** What it found, short and stable (e.g. `dynamic`, `no-ptr`, `listed:zen.spamhaus.org`). */
+  readonly tag: string;
+  /** Points toward spam (negative: toward ham). */
+  readonly score?: number;
+  /** True when the finding should send the client to the greylist. */
+  readonly doubt?: boolean;
+}
+
+/** No opinion (Postfix DUNNO), possibly with findings for later links. */
+export interface NextVerdict {
+  readonly action: 'next';
+  readonly reason?: string;
+  readonly findings?: readonly Finding[];
+}
+
+/** A decision that ends the chain (or, for `ifPermit` defers, may end it). */
+export interface FinalVerdict {
+  readonly action: 'accept' | 'reject' | 'defer';
+  readonly reply: Reply;
+  /** Why, for the log: the evidence, not the reply text. */
+  readonly reason: string;
+  /** Postfix DEFER_IF_PERMIT: a 4xx only if nothing later rejects. Only with `defer`. */
+  readonly ifPermit?: boolean;
+  readonly findings?: readonly Finding[];
+}
+
+export type Verdict = NextVerdict | FinalVerdict;
+
+/** Milliseconds since the Unix epoch, from a clock that is passed in. */
+export interface Clock {
+  now(): number;
+}
+
+/** A structured logger: one object a line. Compatible with pino's method shapes. */
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+/** What a check may use besides the session. */
+export interface CheckContext {
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** Findings of the links evaluated before this one, in this evaluation. */
+  readonly findings: readonly Finding[];
+}
+
+/** One named check. Its name is its config key, its trace label and its log label. */
+export interface Check {
+  readonly name: string;
+  /** The earliest stage at which the check has its input. */
+  readonly stage: Stage;
+  run(session: Session, ctx: CheckContext): Verdict | Promise<Verdict>;
+}
+
+/** The system clock, for production wiring only; tests pass their own. */
+export const systemClock: Clock = { now: () => Date.now() };
+
+/** A logger that drops everything. */
+export const silentLogger: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+};
+
+/** A clock that moves only when told: for tests and for replaying logged sessions. */
+export class ManualClock implements Clock {
+  constructor(private ms = 0) {}
+  now(): number {
+    return this.ms;
+  }
+  set(ms: number): void {
+    this.ms = ms;
+  }
+  advance(ms: number): void {
+    this.ms += ms;
+  }
+}

@@ -1,0 +1,65 @@
+import type { Check, Finding, FinalVerdict, NextVerdict, Reply, Stage } from './model.js';
+import { stageIndex } from './model.js';
+import { defer, next, reject, reply } from './reply.js';
+
+export interface WeighOptions {
+  /** Name in traces and config. @default 'weigh' */
+  readonly name?: string;
+  /** Checks whose findings carry scores. They run in parallel; their final verdicts count as findings only. */
+  readonly checks: readonly Check[];
+  /** A total at or above this rejects. postscreen's `postscreen_dnsbl_threshold` plays the same role. */
+  readonly reject: number;
+  /** A total at or above this (and below `reject`) defers. @default no defer threshold */
+  readonly defer?: number;
+  /**
+   * Also count the scored findings of the links before this one in the chain.
+   * @default true
+   */
+  readonly includeEarlier?: boolean;
+  /** @default 554 5.7.1 Service unavailable; client scored too high */
+  readonly rejectReply?: Reply;
+  /** @default 450 4.7.1 Service temporarily unavailable; client scored too high */
+  readonly deferReply?: Reply;
+}
+
+/**
+ * Several checks scored together against thresholds, as postscreen and policyd-weight do, usable as
+ * one link of a chain. A member that rejects or defers on its own counts as its findings' scores,
+ * never as a verdict: weigh decides.
+ */
+export function weigh(options: WeighOptions): Check {
+  const name = options.name ?? 'weigh';
+  if (!Number.isFinite(options.reject)) throw new TypeError('weigh: reject threshold must be a number');
+  if (options.defer !== undefined && !(options.defer < options.reject)) {
+    throw new TypeError('weigh: defer threshold must be below the reject threshold');
+  }
+  const stage = options.checks.reduce<Stage>(
+    (acc, c) => (stageIndex(c.stage) > stageIndex(acc) ? c.stage : acc),
+    'connect',
+  );
+  const rejectReply = options.rejectReply ?? reply(554, '5.7.1', 'Service unavailable; client scored too high');
+  const deferReply =
+    options.deferReply ?? reply(450, '4.7.1', 'Service temporarily unavailable; client scored too high');
+  const includeEarlier = options.includeEarlier ?? true;
+  return {
+    name,
+    stage,
+    async run(session, ctx): Promise<NextVerdict | FinalVerdict> {
+      if (stageIndex(session.stage) < stageIndex(stage)) return next('stage not reached');
+      const results = await Promise.all(options.checks.map(async (c) => c.run(session, ctx)));
+      const own: Finding[] = results.flatMap((r) => r.findings ?? []);
+      const counted = includeEarlier ? [...ctx.findings, ...own] : own;
+      const total = counted.reduce((s, f) => s + (f.score ?? 0), 0);
+      const detail = counted
+        .filter((f) => f.score)
+        .map((f) => `${f.check}:${f.tag}=${f.score}`)
+        .join(' ');
+      const reason = `score ${total} (${detail || 'nothing found'}) against reject ${options.reject}${
+        options.defer !== undefined ? ` / defer ${options.defer}` : ''
+      }`;
+      if (total >= options.reject) return { ...reject(rejectReply, reason), findings: own };
+      if (options.defer !== undefined && total >= options.defer) return { ...defer(deferReply, reason), findings: own };
+      return next(reason, own);
+    },
+  };
+}
