@@ -1,0 +1,331 @@
+/**
+ * The reverse-DNS dynamic-pool classifier: given a client address and its PTR name, does the name
+ * look like an ISP's residential/dynamic pool, a mail server, or a fixed host?
+ *
+ * Pure and bounded: no I/O, no throw, work linear in a name capped at 253 characters (RFC 1035
+ * section 2.3.4). Rules (see docs/checks/rdns.md for an example of each):
+ * - Only the host part counts. tldts splits the name into the host part and the provider's
+ *   registrable domain (Public Suffix List, ICANN section), so `comcast.net` or `dynu.com` never
+ *   count as evidence; only what the provider put in front of them does.
+ * - Tokens: the host part split on `.`, `-`, `_` and digits (`c-73-12-34-56.hsd1.ca` -> c, hsd, ca).
+ * - Address embedding: the client address in the host part as decimal octets (forward or reversed,
+ *   any separator), as one zero-padded or plain run of digits, as 8 hex digits, or as its 32-bit
+ *   integer.
+ * - Precedence: mail role > pool word > static/hosting word > embedded address > access/customer
+ *   word > partial address with a generic word > nothing (static).
+ */
+import ipaddr from 'ipaddr.js';
+import { parse as parseDomain } from 'tldts';
+
+/**
+ * What a PTR name looks like.
+ * - `dynamic`: an ISP's pool or a generic per-address name (the kind M3AAWG's rDNS best practices
+ *   say a mail server should not have).
+ * - `mailserver`: the host part names a mail role (mail, mx, smtp, mta, relay, outbound, ...).
+ * - `static`: a valid name with no pool evidence, or one the provider marks static or hosting.
+ * - `unknown`: the address or the name is not usable (evidence says why).
+ */
+export type PtrClass = 'dynamic' | 'mailserver' | 'static' | 'unknown';
+
+/** The answer of `classifyPtr`. */
+export interface PtrClassification {
+  readonly class: PtrClass;
+  /** Why, one short phrase a finding (e.g. `pool word "dyn"`, `address in host part as hex 5b0c1d2e`). */
+  readonly evidence: string[];
+  /** The provider's registrable domain (e.g. `comcast.net`), `null` when the name has none. */
+  readonly registrable: string | null;
+}
+
+/** RFC 1035: a name is at most 253 characters in text form, a label at most 63. */
+const MAX_NAME = 253;
+const MAX_LABEL = 63;
+/** Longest IP text we parse (a full IPv6 with an embedded IPv4 and a zone fits easily). */
+const MAX_IP = 64;
+/** Letters, digits, hyphen; underscore is tolerated because some PTR zones carry it. */
+const LABEL = /^[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?$/;
+
+/**
+ * Words that say the address belongs to a dynamically assigned pool. They beat mail and static
+ * words: `mail.dyn.example` is a home server in a pool.
+ */
+const POOL_WORDS: ReadonlySet<string> = new Set([
+  'dyn',
+  'dynamic',
+  'dynamicip',
+  'dynip',
+  'dinamic',
+  'dinamico',
+  'dinamica',
+  'dynamique',
+  'pool',
+  'pools',
+  'ppp',
+  'pppoe',
+  'pppoa',
+  'dhcp',
+  'dial',
+  'dialup',
+  'dialin',
+  'dip', // "dial-in pool" (Deutsche Telekom's dip0.t-ipconnect.de, dip.t-dialin.net)
+  'nat',
+  'cgnat',
+]);
+
+/** Access technologies and customer words: evidence of a residential line, beaten by mail and static words. */
+const ACCESS_WORDS: ReadonlySet<string> = new Set([
+  'dsl',
+  'adsl',
+  'vdsl',
+  'xdsl',
+  'cable',
+  'cablemodem',
+  'cm',
+  'broadband',
+  'bb',
+  'ftth',
+  'fttb',
+  'fttc',
+  'fttp',
+  'fttx',
+  'fios',
+  'hsd',
+  'fibertel',
+  'cust',
+  'customer',
+  'customers',
+  'kunde',
+  'kunden',
+  'cliente',
+  'clientes',
+  'client',
+  'clients',
+  'cpe',
+  'res',
+  'resi',
+  'residential',
+  'home',
+  'subs',
+  'subscriber',
+  'subscribers',
+  'abo',
+  'abonne',
+  'user',
+  'users',
+  'wireless',
+  'wifi',
+  'wlan',
+  'mobile',
+  'lte',
+  'gprs',
+  'umts',
+]);
+
+/** Generic words: evidence only beside a partial address (`host-12-34-56.example`). */
+const GENERIC_WORDS: ReadonlySet<string> = new Set([
+  'ip',
+  'ipv',
+  'host',
+  'hst',
+  'addr',
+  'gen',
+  'generic',
+  'unassigned',
+]);
+
+/** Words a provider uses for fixed assignments and hosting; the provider is telling us it is not a pool. */
+const STATIC_WORDS: ReadonlySet<string> = new Set([
+  'static',
+  'sta',
+  'staticip',
+  'statik',
+  'statico',
+  'estatico',
+  'fixed',
+  'fixe',
+  'fix',
+  'biz',
+  'business',
+  'corp',
+  'corporate',
+  'enterprise',
+  'server',
+  'servers',
+  'srv',
+  'svr',
+  'vps',
+  'vds',
+  'dedicated',
+  'dedi',
+  'colo',
+  'colocation',
+  'hosting',
+  'hosted',
+  'compute',
+  'cloud',
+  'vm',
+  'datacenter',
+]);
+
+/** Mail roles. Any token containing `mail` or `smtp` also counts (gmail, mailout, smtpout, aaemail). */
+const MAIL_WORDS: ReadonlySet<string> = new Set([
+  'mx',
+  'mxout',
+  'mta',
+  'mtaout',
+  'out',
+  'outbound',
+  'outgoing',
+  'relay',
+  'relays',
+  'sender',
+  'bounce',
+  'bounces',
+  'newsletter',
+  'exchange',
+]);
+
+function unknown(why: string, registrable: string | null = null): PtrClassification {
+  return { class: 'unknown', evidence: [why], registrable };
+}
+
+/** The address as octets (IPv4, including IPv4-mapped IPv6) or 16-bit groups (IPv6); null when invalid. */
+function parseIp(ip: string): { v4: number[] } | { v6: number[] } | null {
+  if (typeof ip !== 'string' || ip.length === 0 || ip.length > MAX_IP) return null;
+  const s = ip.trim().replace(/^\[|\]$/g, '');
+  try {
+    if (ipaddr.IPv4.isValidFourPartDecimal(s)) return { v4: ipaddr.IPv4.parse(s).octets };
+    if (!ipaddr.IPv6.isValid(s)) return null;
+    const a = ipaddr.IPv6.parse(s);
+    if (a.isIPv4MappedAddress()) return { v4: a.toIPv4Address().octets };
+    return { v6: a.parts };
+  } catch {
+    return null;
+  }
+}
+
+/** True when `needle` occurs as consecutive elements of `hay`. */
+function hasRun(hay: readonly number[], needle: readonly number[]): boolean {
+  outer: for (let i = 0; i + needle.length <= hay.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (hay[i + j] !== needle[j]) continue outer;
+    return true;
+  }
+  return false;
+}
+
+const hex2 = (n: number) => n.toString(16).padStart(2, '0');
+const dec3 = (n: number) => String(n).padStart(3, '0');
+
+/** How the IPv4 address appears in the host part: 'full' evidence, 'partial' evidence, or none. */
+function findV4(host: string, o: readonly number[]): { full?: string; partial?: string } {
+  const [a = 0, b = 0, c = 0, d = 0] = o;
+  const runs = host.match(/\d+/g) ?? [];
+  // Decimal octets, whatever the separator (c-73-12-34-56, 56.34.12.73.dyn, host86-1-2-3).
+  const octs = runs.map((r) => (r.length <= 3 ? Number(r) : -1));
+  if (hasRun(octs, [a, b, c, d])) return { full: 'address in host part as decimal octets' };
+  if (hasRun(octs, [d, c, b, a])) return { full: 'address in host part as reversed decimal octets' };
+  // One run of digits: zero-padded (073012034056), plain (7312345 6 without separators), 32-bit integer.
+  const padded = [a, b, c, d].map(dec3).join('');
+  const paddedRev = [d, c, b, a].map(dec3).join('');
+  const plain = `${a}${b}${c}${d}`;
+  const plainRev = `${d}${c}${b}${a}`;
+  const int = String(((a << 24) >>> 0) + (b << 16) + (c << 8) + d);
+  for (const r of runs) {
+    if (r === padded || r === paddedRev) return { full: `address in host part as zero-padded digits ${r}` };
+    if (r.length >= 7 && (r === plain || r === plainRev))
+      return { full: `address in host part as digits ${r}` };
+    if (r.length >= 8 && r === int) return { full: `address in host part as the integer ${r}` };
+  }
+  // Hex, forward or reversed (Deutsche Telekom's p5b0c1d2e.dip0).
+  const hx = [a, b, c, d].map(hex2).join('');
+  const hxRev = [d, c, b, a].map(hex2).join('');
+  if (host.includes(hx)) return { full: `address in host part as hex ${hx}` };
+  if (host.includes(hxRev)) return { full: `address in host part as reversed hex ${hxRev}` };
+  // Three octets in a row: a partial embedding, weak on its own.
+  for (const seq of [
+    [a, b, c],
+    [b, c, d],
+    [d, c, b],
+    [c, b, a],
+  ]) {
+    if (hasRun(octs, seq)) return { partial: `part of the address in host part (${seq.join('-')})` };
+  }
+  return {};
+}
+
+/** IPv6: the interface identifier (last four groups) or the whole address as hex groups. */
+function findV6(host: string, parts: readonly number[]): { full?: string; partial?: string } {
+  const groups = (host.match(/[0-9a-f]+/g) ?? []).map((g) => (g.length <= 4 ? Number.parseInt(g, 16) : -1));
+  if (hasRun(groups, parts)) return { full: 'address in host part as hex groups' };
+  if (hasRun(groups, parts.slice(4))) return { full: 'interface identifier in host part as hex groups' };
+  return {};
+}
+
+function isMailToken(t: string): boolean {
+  return MAIL_WORDS.has(t) || t.includes('mail') || t.includes('smtp');
+}
+
+/**
+ * Classifies a PTR name for the given client address. Never throws; bad input gives `unknown`
+ * with the reason. Names longer than 253 characters are refused before any other work.
+ */
+export function classifyPtr(ip: string, name: string): PtrClassification {
+  if (typeof name !== 'string') return unknown('name is not a string');
+  if (name.length === 0) return unknown('empty name');
+  if (name.length > MAX_NAME + 1) return unknown(`name longer than ${MAX_NAME} characters`);
+  const addr = parseIp(ip);
+  if (!addr) return unknown('client address is not an IP address');
+  const fqdn = name.toLowerCase().replace(/\.$/, '');
+  if (fqdn.length === 0 || fqdn.length > MAX_NAME) return unknown('name is not a host name');
+  const labels = fqdn.split('.');
+  for (const l of labels) {
+    if (l.length === 0 || l.length > MAX_LABEL || !LABEL.test(l)) return unknown('name is not a host name');
+  }
+  if (labels.length < 2) return unknown('name has a single label');
+  if (/^\d+$/.test(labels[labels.length - 1] ?? '')) return unknown('name is an address, not a host name');
+
+  let registrable: string | null = null;
+  let host = '';
+  try {
+    const parsed = parseDomain(fqdn, { extractHostname: false });
+    registrable = parsed.domain;
+    host = parsed.subdomain ?? '';
+  } catch {
+    return unknown('name could not be split into host part and domain');
+  }
+  if (registrable === null) return unknown('name has no registrable domain');
+  if (host === '')
+    return { class: 'static', evidence: ['name is the registrable domain itself'], registrable };
+
+  const tokens = host.split(/[.\-_0-9]+/).filter((t) => t.length > 0);
+  const found = (set: ReadonlySet<string>) => [...new Set(tokens.filter((t) => set.has(t)))];
+  const mail = [...new Set(tokens.filter(isMailToken))];
+  const pool = found(POOL_WORDS);
+  const access = found(ACCESS_WORDS);
+  const generic = found(GENERIC_WORDS);
+  const fixed = found(STATIC_WORDS);
+  const words = (kind: string, ts: string[]) => ts.map((t) => `${kind} word "${t}"`);
+  const out = (cls: PtrClass, evidence: string[]): PtrClassification => ({
+    class: cls,
+    evidence,
+    registrable,
+  });
+
+  if (mail.length > 0 && pool.length === 0) return out('mailserver', words('mail-role', mail));
+  const embedded = 'v4' in addr ? findV4(host, addr.v4) : findV6(host, addr.v6);
+  if (pool.length > 0) {
+    const ev = [...words('pool', pool), ...words('access', access)];
+    if (embedded.full) ev.push(embedded.full);
+    return out('dynamic', ev);
+  }
+  if (fixed.length > 0) return out('static', words('static', fixed));
+  if (embedded.full)
+    return out('dynamic', [embedded.full, ...words('access', access), ...words('generic', generic)]);
+  if (access.length > 0) {
+    const ev = words('access', access);
+    if (embedded.partial) ev.push(embedded.partial);
+    return out('dynamic', ev);
+  }
+  if (embedded.partial && generic.length > 0)
+    return out('dynamic', [embedded.partial, ...words('generic', generic)]);
+  return out('static', ['no pool evidence in host part']);
+}
