@@ -1,0 +1,63 @@
+import { readFile } from 'node:fs/promises';
+import type { Clock, Decision, Logger, Policy, PolicyConfig, ReverseDns, Session } from '@mxguard/core';
+import { ConfigError } from '@mxguard/core';
+
+/**
+ * A clock that follows the session being replayed when it carries a time, and the system clock
+ * otherwise. The CLI is where mxguard meets the real world, so this is the one place that reads
+ * `Date.now()`.
+ */
+export class ReplayClock implements Clock {
+  private fixed: number | undefined;
+  now(): number {
+    return this.fixed ?? Date.now();
+  }
+  /** Pins the clock to `ms`, or releases it to the system clock with `undefined`. */
+  set(ms: number | undefined): void {
+    this.fixed = ms;
+  }
+}
+
+/** Everything a CLI command needs to judge sessions. */
+export interface Runtime {
+  readonly policy: Policy;
+  readonly clock: ReplayClock;
+  /** Looks up and forward-confirms the client's PTR; absent offline. */
+  readonly lookupRdns?: (ip: string) => Promise<ReverseDns>;
+  /** Starts the lookups a session will need (PTR, DNS lists) so later checks find them cached. */
+  readonly prefetch?: (session: Session) => void;
+  /** Called after each RCPT decision (feeds the reputation record). */
+  readonly onDecision?: (session: Session, decision: Decision) => void;
+  /** What is off and why, for the user. */
+  readonly notes: readonly string[];
+  readonly log: Logger;
+  close(): Promise<void>;
+}
+
+/** Reads a JSON config file with errors that name the file. */
+export async function loadConfig(path: string | undefined): Promise<PolicyConfig> {
+  if (path === undefined) return {};
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(path, `cannot read: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  try {
+    const v = JSON.parse(text) as unknown;
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('must be a JSON object');
+    return v as PolicyConfig;
+  } catch (err) {
+    throw new ConfigError(path, err instanceof Error ? err.message : String(err));
+  }
+}
+
+/** A logger writing one JSON object a line to a stream (stderr for the CLI). */
+export function jsonLogger(write: (line: string) => void, level: 'debug' | 'info' | 'warn' | 'error' = 'info'): Logger {
+  const order = { debug: 0, info: 1, warn: 2, error: 3 } as const;
+  const emit = (l: keyof typeof order) => (obj: object, msg?: string) => {
+    if (order[l] < order[level]) return;
+    write(`${JSON.stringify({ level: l, ...(msg ? { msg } : {}), ...obj })}\n`);
+  };
+  return { debug: emit('debug'), info: emit('info'), warn: emit('warn'), error: emit('error') };
+}
