@@ -1,0 +1,95 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { ConfigError } from '@mxguard/core';
+import { runCheck } from './check.js';
+import { jsonLogger, loadConfig } from './runtime.js';
+import { runPolicy, runServe } from './serve.js';
+import { createRuntime } from './wiring.js';
+
+const USAGE = `mxguard: SMTP-time anti-spam checks
+
+Usage:
+  mxguard check  [--config FILE] [--offline | --resolver HOST:PORT]
+      Reads JSON sessions on stdin, one a line, writes one JSON verdict a line on stdout.
+  mxguard serve  [--listen 127.0.0.1:2525] [--config FILE] [--spool DIR] [--offline | --resolver HOST:PORT]
+      The example inbound MX: smtp-server with the recommended preset, spooling accepted mail.
+  mxguard policy [--listen 127.0.0.1:10023 | --socket PATH] [--config FILE] [--offline | --resolver HOST:PORT]
+      A Postfix policy server (check_policy_service inet:127.0.0.1:10023).
+
+Options:
+  --config FILE        JSON config: ourDomains, ourHosts, ourNetworks, trustedForwarders, helpUrl, checks, ...
+  --offline            no DNS at all: DNS checks are skipped and say so in the trace
+  --resolver HOST:PORT the DNS server to ask (default: the system's)
+  --log-level LEVEL    debug | info | warn | error (default info; logs go to stderr)
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    process.stdout.write(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      config: { type: 'string' },
+      offline: { type: 'boolean', default: false },
+      resolver: { type: 'string' },
+      listen: { type: 'string' },
+      socket: { type: 'string' },
+      spool: { type: 'string' },
+      'log-level': { type: 'string', default: 'info' },
+    },
+    strict: true,
+  });
+  const level = values['log-level'];
+  if (level !== 'debug' && level !== 'info' && level !== 'warn' && level !== 'error') {
+    throw new UsageError(`--log-level must be debug, info, warn or error`);
+  }
+  if (values.offline && values.resolver) throw new UsageError('--offline and --resolver exclude each other');
+  const log = jsonLogger((l) => process.stderr.write(l), level);
+  const config = await loadConfig(values.config);
+  const common = {
+    offline: values.offline === true,
+    ...(values.resolver ? { resolver: values.resolver } : {}),
+    log,
+  };
+  switch (command) {
+    case 'check': {
+      const rt = await createRuntime(config, common);
+      try {
+        const bad = await runCheck(process.stdin, process.stdout, rt);
+        return bad > 0 ? 1 : 0;
+      } finally {
+        await rt.close();
+      }
+    }
+    case 'serve':
+      return runServe(config, { ...common, listen: values.listen ?? '127.0.0.1:2525', spool: values.spool });
+    case 'policy':
+      return runPolicy(config, { ...common, listen: values.listen, socket: values.socket });
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+class UsageError extends Error {}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== undefined) process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (
+      err instanceof UsageError ||
+      err instanceof ConfigError ||
+      (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
+    ) {
+      process.stderr.write(`mxguard: ${(err as Error).message}\n${err instanceof UsageError ? USAGE : ''}`);
+      process.exitCode = 2;
+      return;
+    }
+    process.stderr.write(`mxguard: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

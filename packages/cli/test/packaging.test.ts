@@ -1,0 +1,58 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+// These tests read the built packages (dist/), which `pnpm test` builds before vitest runs.
+const packagesDir = fileURLToPath(new URL('../../', import.meta.url));
+const packages = readdirSync(packagesDir).filter((d) => existsSync(join(packagesDir, d, 'package.json')));
+
+interface Manifest {
+  name: string;
+  main: string;
+  types: string;
+  exports: Record<string, string | Record<string, string>>;
+  engines?: { node?: string };
+}
+
+describe('every package builds to what its exports map promises', () => {
+  for (const dir of packages) {
+    const manifest = JSON.parse(readFileSync(join(packagesDir, dir, 'package.json'), 'utf8')) as Manifest;
+    it(`${manifest.name}: every exports target exists`, () => {
+      const targets = Object.values(manifest.exports).flatMap((t) =>
+        typeof t === 'string' ? [t] : Object.values(t),
+      );
+      for (const t of [...targets, manifest.main, manifest.types]) {
+        expect(existsSync(join(packagesDir, dir, t)), `${manifest.name} ${t}`).toBe(true);
+      }
+      expect(manifest.engines?.node).toBe('>=20.19.0');
+    });
+  }
+
+  it('CommonJS code (a Haraka plugin) can require() every package on this Node', () => {
+    const script = packages
+      .map((d) => JSON.parse(readFileSync(join(packagesDir, d, 'package.json'), 'utf8')) as Manifest)
+      .filter((m) => m.name !== 'mxguard')
+      .map((m) => `n += Object.keys(require(${JSON.stringify(m.name)})).length;`)
+      .join('\n');
+    const out = execFileSync(process.execPath, ['-e', `let n = 0;\n${script}\nconsole.log(n);`], {
+      cwd: join(packagesDir, 'cli'),
+      encoding: 'utf8',
+      env: { ...process.env, NODE_NO_WARNINGS: '1' },
+    });
+    expect(Number(out.trim())).toBeGreaterThan(20);
+  });
+
+  it('require() of @mxguard/core gives working functions, not just names', () => {
+    const out = execFileSync(
+      process.execPath,
+      [
+        '-e',
+        `const { reply, soften } = require('@mxguard/core'); console.log(JSON.stringify(soften(reply(554, '5.7.1', 'x'))));`,
+      ],
+      { cwd: join(packagesDir, 'cli'), encoding: 'utf8', env: { ...process.env, NODE_NO_WARNINGS: '1' } },
+    );
+    expect(JSON.parse(out)).toEqual({ code: 454, enhanced: '4.7.1', text: 'x' });
+  });
+});
