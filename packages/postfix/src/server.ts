@@ -1,0 +1,370 @@
+/**
+ * The Postfix policy server: Postfix's smtpd asks it, through `check_policy_service`, at each
+ * restriction list it is named in; it answers with the verdict of an mxguard chain.
+ */
+
+import { unlink } from 'node:fs/promises';
+import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import type { Chain, Clock, Decision, Logger, Session } from '@mxguard/core';
+import { systemClock } from '@mxguard/core';
+import { LRUCache } from 'lru-cache';
+import { type MappingOptions, sessionOf } from './attributes.js';
+import {
+  deferIfPermitAction,
+  formatAnswer,
+  type PolicyRequest,
+  ProtocolError,
+  RequestParser,
+  replyAction,
+} from './protocol.js';
+
+/** Where to listen: TCP on an address (port 0: any free port) or a UNIX socket. */
+export type Listen = { readonly host: string; readonly port: number } | { readonly path: string };
+
+/** Bounds on what clients can make the server hold. */
+export interface PolicyLimits {
+  /** Longest request line in bytes. @default 4096 */
+  readonly maxLineLength?: number;
+  /** Most attributes in one request. @default 100 */
+  readonly maxAttributes?: number;
+  /**
+   * Milliseconds a connection may stay silent before it is closed. Postfix closes its own idle
+   * policy connections after `smtpd_policy_service_max_idle` (300s) and reconnects when needed,
+   * so this is longer.
+   * @default 330_000
+   */
+  readonly idleTimeout?: number;
+  /**
+   * Most open connections; extra ones are closed at once (Postfix then retries and, after
+   * `smtpd_policy_service_try_limit` attempts, applies `default_action`). Each smtpd process
+   * keeps one connection, so this bounds the smtpd processes served (master.cf maxproc).
+   * @default 256
+   */
+  readonly maxConnections?: number;
+  /**
+   * Milliseconds one request may take (enrich plus chain) before it is answered with
+   * DEFER_IF_PERMIT. Below Postfix's `smtpd_policy_service_timeout` (100s), so the client gets our
+   * answer rather than Postfix's generic 451 4.3.5.
+   * @default 60_000
+   */
+  readonly requestTimeout?: number;
+  /**
+   * Most transactions (`instance` values) whose attributes and enrichment are cached.
+   * @default 10_000
+   */
+  readonly maxInstances?: number;
+  /**
+   * Milliseconds a transaction stays cached after its last request, on the injected clock.
+   * @default 3_600_000
+   */
+  readonly instanceTtl?: number;
+}
+
+/** Options of `startPolicyServer`. */
+export interface PolicyServerOptions extends MappingOptions {
+  readonly listen: Listen;
+  /** The chain evaluated for every request. */
+  readonly chain: Chain;
+  /**
+   * Adds facts to a session (the lead wires PTR and DNS-list lookups here). Started when a
+   * transaction (`instance`) is first seen, awaited before each evaluation of it; its result is
+   * merged over what Postfix sent. A failure is logged and answered with DEFER_IF_PERMIT.
+   */
+  readonly enrich?: (session: Session) => Promise<Partial<Session>>;
+  readonly log: Logger;
+  /** Clock for the instance cache. @default systemClock */
+  readonly clock?: Clock;
+  readonly limits?: PolicyLimits;
+  /**
+   * How an `accept` verdict is answered. `OK` ends Postfix's restriction list with a permit, so the
+   * policy service must come after `reject_unauth_destination` (or every accept is a relay
+   * permit); `DUNNO` lets Postfix's later restrictions decide.
+   * @default 'OK'
+   */
+  readonly acceptAs?: 'OK' | 'DUNNO';
+}
+
+/** A running policy server. */
+export interface PolicyServer {
+  /** Where it listens: host and the real port, or the socket path. */
+  readonly address: { readonly host: string; readonly port: number } | { readonly path: string };
+  /** Open connections right now. */
+  readonly connections: number;
+  /** Stops listening, closes every connection and waits for them. */
+  close(): Promise<void>;
+}
+
+/** The answer when we cannot judge: temporary, and only if nothing later rejects. Never 5xx. */
+export const UNAVAILABLE = 'DEFER_IF_PERMIT Service temporarily unavailable';
+
+interface InstanceState {
+  enriched?: Promise<Partial<Session>>;
+  /** Recipients of this transaction we did not refuse, in order. */
+  recipients: string[];
+}
+
+/** Turns a chain's decision into the policy action. */
+export function actionOf(d: Decision, acceptAs: 'OK' | 'DUNNO' = 'OK'): string {
+  if (d.action === 'next' || !d.reply) return 'DUNNO';
+  if (d.action === 'accept') return acceptAs;
+  if (d.action === 'defer') {
+    // The chain resolves DEFER_IF_PERMIT within itself; if the deciding step was one, hand the
+    // decision on to Postfix as DEFER_IF_PERMIT so Postfix's own later restrictions may still reject.
+    const step = d.trace.find((s) => s.check === d.check && s.ifPermit && !s.warn);
+    if (step) return deferIfPermitAction(d.reply);
+  }
+  return replyAction(d.reply);
+}
+
+/** Starts a policy server. Resolves once it listens. */
+export async function startPolicyServer(options: PolicyServerOptions): Promise<PolicyServer> {
+  const { chain, log } = options;
+  const limits = options.limits ?? {};
+  const clock = options.clock ?? systemClock;
+  const maxConnections = limits.maxConnections ?? 256;
+  const idleTimeout = limits.idleTimeout ?? 330_000;
+  const requestTimeout = limits.requestTimeout ?? 60_000;
+  const acceptAs = options.acceptAs ?? 'OK';
+  const parserLimits = {
+    maxLineLength: limits.maxLineLength ?? 4096,
+    maxAttributes: limits.maxAttributes ?? 100,
+  };
+  for (const [k, v] of Object.entries({ maxConnections, idleTimeout, requestTimeout, ...parserLimits })) {
+    if (!Number.isInteger(v) || v <= 0)
+      throw new TypeError(`limits.${k} must be a positive integer, got ${v}`);
+  }
+  const instances = new LRUCache<string, InstanceState>({
+    max: limits.maxInstances ?? 10_000,
+    ttl: limits.instanceTtl ?? 3_600_000,
+    updateAgeOnGet: true,
+    ttlResolution: 0,
+    perf: clock,
+  });
+  const sockets = new Set<Socket>();
+  let connectionIds = 0;
+
+  async function judge(req: PolicyRequest, conn: number): Promise<string> {
+    const mapped = sessionOf(req, options);
+    if (!mapped.ok) {
+      log.warn({ conn, why: mapped.why }, 'policy request not judged');
+      return 'DUNNO';
+    }
+    let session = mapped.session;
+    const instance = req.get('instance');
+    let state: InstanceState | undefined;
+    if (instance) {
+      state = instances.get(instance);
+      if (!state) {
+        state = { recipients: [] };
+        instances.set(instance, state);
+      }
+    }
+    if (options.enrich) {
+      let enriched: Promise<Partial<Session>>;
+      if (state) {
+        state.enriched ??= options.enrich(session);
+        enriched = state.enriched;
+      } else {
+        enriched = options.enrich(session);
+      }
+      let extra: Partial<Session>;
+      try {
+        extra = await enriched;
+      } catch (err) {
+        // Forget the failure so the next request of this transaction tries again.
+        if (state && state.enriched === enriched) state.enriched = undefined;
+        log.error({ conn, instance, err: errText(err) }, 'policy enrich failed');
+        return UNAVAILABLE;
+      }
+      session = { ...session, ...extra, stage: session.stage, clientAddress: session.clientAddress };
+    }
+    if (state) {
+      // Postfix's recipient_count is authoritative: recipients we let through may still have been
+      // refused by a later restriction.
+      const count = session.flags?.postfixRecipientCount;
+      const recipients =
+        typeof count !== 'number' ? state.recipients : count === 0 ? [] : state.recipients.slice(-count);
+      if (recipients.length > 0) session = { ...session, recipients };
+    }
+    const decision = await chain.evaluate(session);
+    if (
+      state &&
+      session.stage === 'rcpt' &&
+      session.rcptTo !== undefined &&
+      decision.action !== 'reject' &&
+      decision.action !== 'defer'
+    ) {
+      state.recipients.push(session.rcptTo);
+      if (state.recipients.length > 1000) state.recipients.shift();
+    }
+    const action = actionOf(decision, acceptAs);
+    log.info(
+      {
+        conn,
+        instance,
+        stage: session.stage,
+        client: session.clientAddress,
+        helo: session.helo,
+        from: session.mailFrom,
+        to: session.rcptTo,
+        action,
+        check: decision.check,
+        reason: decision.reason,
+        trace: decision.trace.map((s) => `${s.check}:${s.action}${s.warn ? '(warn)' : ''}`).join(' '),
+      },
+      'policy decision',
+    );
+    return action;
+  }
+
+  async function answer(req: PolicyRequest, conn: number): Promise<string> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<string>((resolve) => {
+      timer = setTimeout(() => {
+        log.error({ conn, ms: requestTimeout }, 'policy request timed out');
+        resolve(UNAVAILABLE);
+      }, requestTimeout);
+    });
+    try {
+      return await Promise.race([
+        judge(req, conn).catch((err: unknown) => {
+          log.error({ conn, err: errText(err) }, 'policy evaluation failed');
+          return UNAVAILABLE;
+        }),
+        timeout,
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  function onConnection(socket: Socket): void {
+    const conn = ++connectionIds;
+    if (sockets.size >= maxConnections) {
+      log.warn(
+        { conn, max: maxConnections, peer: socket.remoteAddress },
+        'policy connection refused: too many',
+      );
+      socket.on('error', () => {});
+      socket.destroy();
+      return;
+    }
+    sockets.add(socket);
+    const parser = new RequestParser(parserLimits);
+    let busy = false;
+    let closed = false;
+    socket.setNoDelay(true);
+    socket.setTimeout(idleTimeout);
+    socket.on('timeout', () => {
+      log.info({ conn, ms: idleTimeout }, 'policy connection idle: closed');
+      socket.destroy();
+    });
+    socket.on('error', (err) => {
+      log.debug({ conn, err: err.message }, 'policy connection error');
+    });
+    socket.on('close', () => {
+      closed = true;
+      sockets.delete(socket);
+    });
+
+    // Requests on one connection are answered in order, one at a time, as Postfix sends them.
+    // While one is judged the socket is paused, so a client that sends ahead is held back by TCP.
+    const pump = async (): Promise<void> => {
+      if (busy) return;
+      busy = true;
+      socket.pause();
+      try {
+        for (let req = parser.take(); req !== undefined && !closed; req = parser.take()) {
+          const action = await answer(req, conn);
+          if (closed) return;
+          socket.write(formatAnswer(action));
+        }
+      } finally {
+        busy = false;
+        if (!closed) socket.resume();
+      }
+    };
+
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        parser.feed(chunk);
+      } catch (err) {
+        const code = err instanceof ProtocolError ? err.code : 'internal';
+        log.warn(
+          { conn, err: errText(err), code, peer: socket.remoteAddress },
+          'malformed policy request: closing',
+        );
+        closed = true;
+        socket.destroy();
+        return;
+      }
+      void pump();
+    });
+  }
+
+  const server = createServer({ allowHalfOpen: false }, onConnection);
+  server.on('error', (err) => log.error({ err: err.message }, 'policy server error'));
+  await listen(server, options.listen);
+  const addr = server.address();
+  const address =
+    'path' in options.listen
+      ? { path: options.listen.path }
+      : typeof addr === 'object' && addr !== null
+        ? { host: addr.address, port: addr.port }
+        : { host: options.listen.host, port: options.listen.port };
+  log.info({ listen: address }, 'policy server listening');
+
+  return {
+    address,
+    get connections() {
+      return sockets.size;
+    },
+    close() {
+      return new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      });
+    },
+  };
+}
+
+function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function listenOnce(server: Server, listen: Listen): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => {
+      server.off('listening', onListening);
+      reject(err);
+    };
+    const onListening = () => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    if ('path' in listen) server.listen(listen.path);
+    else server.listen(listen.port, listen.host);
+  });
+}
+
+/** A UNIX socket left by a dead server is removed; one a live server answers on is not. */
+async function listen(server: Server, where: Listen): Promise<void> {
+  try {
+    await listenOnce(server, where);
+  } catch (err) {
+    if (!('path' in where) || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    const alive = await new Promise<boolean>((resolve) => {
+      const probe = netConnect(where.path);
+      probe.once('connect', () => {
+        probe.destroy();
+        resolve(true);
+      });
+      probe.once('error', () => resolve(false));
+    });
+    if (alive) throw err;
+    await unlink(where.path);
+    await listenOnce(server, where);
+  }
+}

@@ -1,0 +1,92 @@
+import { reply } from '@mxguard/core';
+import {
+  deferIfPermitAction,
+  formatAnswer,
+  formatRequest,
+  ProtocolError,
+  RequestParser,
+  replyAction,
+} from '@mxguard/postfix';
+import { describe, expect, it } from 'vitest';
+
+function parseAll(chunks: (string | Buffer)[], limits = {}): Map<string, string>[] {
+  const p = new RequestParser(limits);
+  const out: Map<string, string>[] = [];
+  for (const c of chunks) {
+    p.feed(typeof c === 'string' ? Buffer.from(c) : c);
+    for (let r = p.take(); r; r = p.take()) out.push(new Map(r));
+  }
+  return out;
+}
+
+describe('RequestParser (SMTPD_POLICY_README: name=value lines, an empty line ends a request)', () => {
+  it('parses a request split at any byte', () => {
+    const raw = 'request=smtpd_access_policy\nprotocol_state=RCPT\nsender=\nrecipient=a=b@example.com\n\n';
+    for (let i = 0; i <= raw.length; i++) {
+      const reqs = parseAll([raw.slice(0, i), raw.slice(i)]);
+      expect(reqs).toHaveLength(1);
+      expect(reqs[0]?.get('sender')).toBe('');
+      // Only the first "=" separates: values may contain "=".
+      expect(reqs[0]?.get('recipient')).toBe('a=b@example.com');
+    }
+  });
+
+  it('parses several requests in one chunk, tolerates CRLF and stray empty lines', () => {
+    const reqs = parseAll(['\n\na=1\r\nb=2\r\n\r\n\nc=3\n\n']);
+    expect(reqs.map((r) => Object.fromEntries(r))).toEqual([{ a: '1', b: '2' }, { c: '3' }]);
+  });
+
+  it('keeps the last value of a repeated attribute', () => {
+    expect(parseAll(['a=1\na=2\n\n'])[0]?.get('a')).toBe('2');
+  });
+
+  it('keeps UTF-8 values (SMTPUTF8 addresses)', () => {
+    expect(parseAll(['recipient=jösé@exämple.com\n\n'])[0]?.get('recipient')).toBe('jösé@exämple.com');
+  });
+
+  it.each([
+    ['a line without "="', 'garbage\n', 'no-equals'],
+    ['an empty name', '=x\n', 'bad-name'],
+    ['a binary name', '\u0000\u0001=x\n', 'bad-name'],
+    ['a line over the limit', `a=${'x'.repeat(100)}\n`, 'line-too-long'],
+    ['an unfinished line over the limit', `a=${'x'.repeat(100)}`, 'line-too-long'],
+    ['too many attributes', 'a=1\nb=2\nc=3\nd=4\n', 'too-many-attributes'],
+  ])('refuses %s', (_what, raw, code) => {
+    const p = new RequestParser({ maxLineLength: 50, maxAttributes: 3 });
+    let caught: unknown;
+    try {
+      p.feed(Buffer.from(raw));
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(ProtocolError);
+    expect((caught as ProtocolError).code).toBe(code);
+  });
+
+  it('accepts a line of exactly the limit', () => {
+    const line = `a=${'x'.repeat(48)}`;
+    expect(parseAll([`${line}\n\n`], { maxLineLength: 50 })[0]?.get('a')).toHaveLength(48);
+  });
+
+  it('round-trips formatRequest', () => {
+    const attrs = { request: 'smtpd_access_policy', sender: '', recipient: 'bob@example.com' };
+    expect(Object.fromEntries(parseAll([formatRequest(attrs)])[0] ?? [])).toEqual(attrs);
+  });
+});
+
+describe('answers', () => {
+  it('puts our code and enhanced code first, as access(5) "5NN text" asks', () => {
+    expect(replyAction(reply(550, '5.7.1', 'go away (helo-fqdn)'))).toBe('550 5.7.1 go away (helo-fqdn)');
+    expect(replyAction(reply(451, '4.7.1', 'later'))).toBe('451 4.7.1 later');
+  });
+
+  it('keeps our enhanced code in DEFER_IF_PERMIT', () => {
+    expect(deferIfPermitAction(reply(450, '4.7.1', 'greylisted'))).toBe('DEFER_IF_PERMIT 4.7.1 greylisted');
+  });
+
+  it('never lets a control character onto the wire', () => {
+    const r = { code: 550, enhanced: '5.7.1', text: 'a\u0000b\tc\u007f' };
+    expect(formatAnswer(replyAction(r))).toBe('action=550 5.7.1 a b c\n\n');
+    expect(formatAnswer('DUNNO\n\naction=OK')).toBe('action=DUNNO action=OK\n\n');
+  });
+});
