@@ -1,1 +1,9 @@
-export {};
+/**
+ * @mxguard/signals: opt-in signals that experienced operators add on top of the recommended
+ * chain: geolocation (`geo`), passive OS fingerprinting with p0f (`os-fingerprint`), and the
+ * relays of Received headers (a DATA-stage helper that scores, never rejects).
+ */
+
+export * from './geo.js';
+export * from './geo-database.js';
+export { addressMatcher, isPublic, type ParsedAddress, parseAddress } from './ip.js';
