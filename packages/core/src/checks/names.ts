@@ -1,0 +1,325 @@
+/**
+ * Pure helpers for host names, IP addresses and networks, shared by the envelope checks.
+ * Everything here takes a stranger's string and answers with a value; nothing throws on a
+ * stranger's input. Only configuration (a network list of our own) throws, at construction.
+ */
+import { domainToASCII } from 'node:url';
+import ipaddr from 'ipaddr.js';
+import type { HitAction } from '../reply.js';
+import { HIT_ACTIONS } from '../reply.js';
+
+/** RFC 1035 2.3.4, Postfix VALID_HOSTNAME_LEN: a name of more octets is not a host name. */
+export const MAX_HOSTNAME_OCTETS = 255;
+/** RFC 1035 2.3.4, Postfix VALID_LABEL_LEN. */
+export const MAX_LABEL_OCTETS = 63;
+
+/** Options of {@link isValidHostname}. */
+export interface HostnameOptions {
+  /**
+   * Accept UTF-8 (U-label) names, as Postfix does with `smtputf8_enable = yes` (its default since
+   * 3.0): the name is converted to A-labels (UTS #46) and the A-label form is judged.
+   * @default true
+   */
+  readonly utf8?: boolean;
+}
+
+function isAsciiHostname(name: string): boolean {
+  // The same rules as Postfix's valid_hostname(): letters, digits, '_' (tolerated: "grr.." in
+  // the source, Windows hosts use it), '-' not at either end of a label, no empty label, labels
+  // of at most 63 octets, at most 255 octets in all, and not all-numeric (so a dotted quad or
+  // `12345` is not a host name).
+  const n = name.length;
+  if (n === 0 || n > MAX_HOSTNAME_OCTETS) return false;
+  let label = 0;
+  let nonNumeric = false;
+  for (let i = 0; i < n; i++) {
+    const c = name.charCodeAt(i);
+    if ((c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95) {
+      label++;
+      if (label > MAX_LABEL_OCTETS) return false;
+      if (c > 57) nonNumeric = true;
+    } else if (c === 46) {
+      if (label === 0 || i === n - 1) return false;
+      label = 0;
+    } else if (c === 45) {
+      nonNumeric = true;
+      if (label === 0 || i === n - 1 || name.charCodeAt(i + 1) === 46) return false;
+      label++;
+      if (label > MAX_LABEL_OCTETS) return false;
+    } else {
+      return false;
+    }
+  }
+  return nonNumeric;
+}
+
+function hasNonAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 127) return true;
+  return false;
+}
+
+/**
+ * The A-label (ASCII) form of a name, lower case, or `null` when a non-ASCII name is not a valid
+ * IDN. ASCII names are only lower-cased.
+ */
+export function toAsciiName(name: string): string | null {
+  if (!hasNonAscii(name)) return name.toLowerCase();
+  // Bound the work on a stranger's string before handing it to the IDNA converter.
+  if (name.length > MAX_HOSTNAME_OCTETS) return null;
+  const ascii = domainToASCII(name);
+  return ascii === '' ? null : ascii;
+}
+
+/**
+ * True when `name` is a syntactically valid host name, by Postfix's valid_hostname() rules (see
+ * docs/checks/helo.md). A single trailing dot is NOT stripped here; callers that accept a rooted
+ * name strip it first (see {@link stripRootDot}).
+ */
+export function isValidHostname(name: string, options: HostnameOptions = {}): boolean {
+  if (typeof name !== 'string') return false;
+  if (!hasNonAscii(name)) return isAsciiHostname(name);
+  if (options.utf8 === false) return false;
+  const ascii = toAsciiName(name);
+  return ascii !== null && isAsciiHostname(ascii);
+}
+
+/**
+ * Strips one trailing dot, as Postfix's dup_if_truncate(): `mail.example.com.` is the rooted form
+ * of `mail.example.com`, but `example..` keeps its dots (and stays invalid).
+ */
+export function stripRootDot(name: string): string {
+  const n = name.length;
+  if (n > 1 && name.charCodeAt(n - 1) === 46 && name.charCodeAt(n - 2) !== 46) return name.slice(0, -1);
+  return name;
+}
+
+/** A parsed, normalised IP address. */
+export interface ParsedIp {
+  /** Canonical text: dotted quad, or RFC 5952 compressed IPv6; IPv4-mapped IPv6 becomes IPv4. */
+  readonly address: string;
+  readonly family: 4 | 6;
+  readonly ip: ipaddr.IPv4 | ipaddr.IPv6;
+}
+
+const DOTTED_QUAD = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+const IPV6_CHARS = /^[0-9A-Fa-f:.]{2,45}$/;
+
+/**
+ * Parses a strict dotted quad (four decimal octets, leading zeros read as decimal as RFC 5321's
+ * Snum does; no `127.1`, no hex, no octal).
+ */
+function parseDottedQuad(s: string): ipaddr.IPv4 | null {
+  const m = DOTTED_QUAD.exec(s);
+  if (!m) return null;
+  const octets = [Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4])];
+  if (octets.some((o) => o > 255)) return null;
+  return new ipaddr.IPv4(octets);
+}
+
+/**
+ * Parses an IP address as a stranger wrote it: a strict dotted quad or an IPv6 address (no zone
+ * index, no brackets). IPv4-mapped IPv6 (`::ffff:192.0.2.1`) is normalised to IPv4, so one client
+ * is one address however the socket reported it. `null` when it is not an address.
+ */
+export function parseIp(s: string): ParsedIp | null {
+  if (typeof s !== 'string' || s.length > 45) return null;
+  const v4 = parseDottedQuad(s);
+  if (v4) return { address: v4.toString(), family: 4, ip: v4 };
+  if (!IPV6_CHARS.test(s) || !s.includes(':')) return null;
+  if (!ipaddr.IPv6.isValid(s)) return null;
+  try {
+    const v6 = ipaddr.IPv6.parse(s);
+    if (v6.isIPv4MappedAddress()) {
+      const mapped = v6.toIPv4Address();
+      return { address: mapped.toString(), family: 4, ip: mapped };
+    }
+    return { address: v6.toString(), family: 6, ip: v6 };
+  } catch {
+    return null;
+  }
+}
+
+/** The normalised text of an IP address, or `null` (see {@link parseIp}). */
+export function normaliseIp(s: string): string | null {
+  return parseIp(s)?.address ?? null;
+}
+
+/** What {@link parseHeloLiteral} found in a bracketed HELO argument. */
+export type HeloLiteral =
+  | { readonly valid: true; readonly address: string; readonly family: 4 | 6 }
+  | { readonly valid: false; readonly reason: string };
+
+/**
+ * Parses an RFC 5321 4.1.3 address literal: `[192.0.2.1]` or `[IPv6:2001:db8::1]` (the tag is
+ * case-insensitive, as Postfix's valid_mailhost_addr() reads it). Returns `null` when `s` is not
+ * bracketed at all (it is a name, or a bare IP), and `{valid: false}` for a bracketed string that is
+ * not a literal we accept: `[300.1.1.1]`, `[::1]` without the IPv6 tag, `[IPv6:1.2.3.4]`, general
+ * (tagged) literals, which Postfix also refuses ("invalid ip address"). As Postfix's
+ * valid_ipv4_hostaddr(), an IPv4 literal whose first octet is 0 is refused unless it is 0.0.0.0.
+ */
+export function parseHeloLiteral(s: string): HeloLiteral | null {
+  if (typeof s !== 'string' || s.length < 2 || s[0] !== '[' || s[s.length - 1] !== ']') return null;
+  const inner = s.slice(1, -1);
+  if (inner.length === 0) return { valid: false, reason: 'empty address literal' };
+  if (/^ipv6:/i.test(inner)) {
+    const body = inner.slice(5);
+    if (!body.includes(':') || !IPV6_CHARS.test(body))
+      return { valid: false, reason: 'invalid IPv6 literal' };
+    const p = parseIp(body);
+    if (!p) return { valid: false, reason: 'invalid IPv6 literal' };
+    // An IPv4-mapped IPv6 literal is still the client's IPv4 address: report it normalised.
+    return { valid: true, address: p.address, family: p.family };
+  }
+  const v4 = parseDottedQuad(inner);
+  if (!v4) return { valid: false, reason: 'invalid IPv4 literal' };
+  if (v4.octets[0] === 0 && v4.octets.some((o) => o !== 0)) {
+    return { valid: false, reason: 'invalid IPv4 literal (first octet 0)' };
+  }
+  return { valid: true, address: v4.toString(), family: 4 };
+}
+
+/** A compiled list of networks (addresses and CIDRs) for fast membership tests. */
+export interface NetworkList {
+  /** The entries as given, for logs. */
+  readonly entries: readonly string[];
+  /** True when `ip` (any form {@link parseIp} reads) is in one of the networks. */
+  has(ip: string): boolean;
+}
+
+type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
+
+/**
+ * Parses one address or CIDR of a configuration list. Throws TypeError naming the entry when it is
+ * neither, or when a CIDR has host bits set (as Postfix's cidr_table refuses "non-null host address
+ * bits": `192.0.2.1/24` is almost always a typo for `/32` or `192.0.2.0/24`).
+ */
+export function parseNetwork(entry: string, what = 'network list'): Range {
+  const s = entry.trim();
+  const slash = s.indexOf('/');
+  if (slash < 0) {
+    const p = parseIp(s.startsWith('[') && s.endsWith(']') ? s.slice(1, -1) : s);
+    if (!p) throw new TypeError(`${what}: "${entry}" is not an IP address or CIDR`);
+    return [p.ip, p.family === 4 ? 32 : 128];
+  }
+  const addr = parseIp(s.slice(0, slash));
+  const bitsText = s.slice(slash + 1);
+  if (!addr || !/^\d{1,3}$/.test(bitsText)) throw new TypeError(`${what}: "${entry}" is not a CIDR`);
+  let bits = Number(bitsText);
+  // A v4-mapped v6 CIDR (::ffff:192.0.2.0/120) is normalised with its address to IPv4.
+  const givenV6 = s.slice(0, slash).includes(':');
+  if (givenV6 && addr.family === 4) bits -= 96;
+  const max = addr.family === 4 ? 32 : 128;
+  if (bits < 0 || bits > max) throw new TypeError(`${what}: "${entry}" has a prefix length out of range`);
+  const network =
+    addr.family === 4
+      ? ipaddr.IPv4.networkAddressFromCIDR(`${addr.address}/${bits}`)
+      : ipaddr.IPv6.networkAddressFromCIDR(`${addr.address}/${bits}`);
+  if (network.toString() !== addr.address) {
+    throw new TypeError(
+      `${what}: "${entry}" has host bits set (did you mean ${network.toString()}/${bits}?)`,
+    );
+  }
+  return [addr.ip, bits];
+}
+
+/** Compiles a list of addresses and CIDRs once (throws TypeError on a bad entry). */
+export function compileNetworks(entries: readonly string[], what = 'network list'): NetworkList {
+  const v4: Range[] = [];
+  const v6: Range[] = [];
+  for (const e of entries) {
+    const r = parseNetwork(e, what);
+    (r[0].kind() === 'ipv4' ? v4 : v6).push(r);
+  }
+  return {
+    entries: [...entries],
+    has(ip: string): boolean {
+      const p = parseIp(ip);
+      if (!p) return false;
+      if (p.family === 4) {
+        const a = p.ip as ipaddr.IPv4;
+        for (const r of v4) if (a.match(r as [ipaddr.IPv4, number])) return true;
+        if (v6.length > 0) {
+          const m = a.toIPv4MappedAddress();
+          for (const r of v6) if (m.match(r as [ipaddr.IPv6, number])) return true;
+        }
+        return false;
+      }
+      const a = p.ip as ipaddr.IPv6;
+      for (const r of v6) if (a.match(r as [ipaddr.IPv6, number])) return true;
+      return false;
+    },
+  };
+}
+
+/**
+ * True when `ip` is in one of `cidrs` (addresses or CIDRs, IPv4 or IPv6; IPv4-mapped IPv6 on either
+ * side is matched as IPv4). A client address that is not an IP is in no network. A bad entry in
+ * `cidrs` is a configuration error: TypeError. For repeated tests compile once with
+ * {@link compileNetworks}.
+ */
+export function inNetworks(ip: string, cidrs: readonly string[] | NetworkList): boolean {
+  const list = Array.isArray(cidrs) ? compileNetworks(cidrs as readonly string[]) : (cidrs as NetworkList);
+  return list.has(ip);
+}
+
+/**
+ * A name normalised for comparison: trimmed of one root dot, lower case, A-labels for IDNs.
+ * `null` when it cannot be a name.
+ */
+export function normaliseName(name: string): string | null {
+  if (typeof name !== 'string' || name.length === 0 || name.length > 1024) return null;
+  return toAsciiName(stripRootDot(name));
+}
+
+/** True when `name` is `domain` or a subdomain of it (both normalised, lower case). */
+export function isSameOrSubdomain(name: string, domain: string): boolean {
+  return name === domain || (name.length > domain.length && name.endsWith(`.${domain}`));
+}
+
+/**
+ * The number of octets of `s` in UTF-8, without allocating: RFC 5321's limits are in octets, and
+ * SMTPUTF8 addresses carry multi-octet characters.
+ */
+export function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n += 4;
+        i++;
+      } else n += 3;
+    } else n += 3;
+  }
+  return n;
+}
+
+/** @internal Reads the options every configurable check shares, failing loudly on a typo. */
+export function commonOptions(
+  check: string,
+  options: Readonly<Record<string, unknown>> | undefined,
+  defaults: { action: HitAction; score: number },
+  extraKeys: readonly string[] = [],
+): { action: HitAction; score: number } {
+  const o = options ?? {};
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) {
+    throw new TypeError(`${check}: options must be an object`);
+  }
+  for (const k of Object.keys(o)) {
+    if (k !== 'action' && k !== 'score' && !extraKeys.includes(k)) {
+      throw new TypeError(`${check}: unknown option "${k}"`);
+    }
+  }
+  const action = o.action ?? defaults.action;
+  if (typeof action !== 'string' || !HIT_ACTIONS.includes(action as HitAction)) {
+    throw new TypeError(`${check}: action must be one of ${HIT_ACTIONS.join(', ')}, got ${String(action)}`);
+  }
+  const score = o.score ?? defaults.score;
+  if (typeof score !== 'number' || !Number.isFinite(score)) {
+    throw new TypeError(`${check}: score must be a finite number`);
+  }
+  return { action: action as HitAction, score };
+}
