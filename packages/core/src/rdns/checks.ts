@@ -4,6 +4,7 @@
  * Both default to `defer`: a dynamic-looking or missing name is doubt, not proof (DESIGN principle 1),
  * and the small honest sender on a home line deserves a delay it can read, not a ban (principle 6).
  */
+import ipaddr from 'ipaddr.js';
 import type { Check, Session, Verdict } from '../model.js';
 import type { HitAction } from '../reply.js';
 import { HIT_ACTIONS, hit, next, reply } from '../reply.js';
@@ -49,10 +50,9 @@ function scoreOf(check: string, value: unknown): number {
   throw new TypeError(`${check}: score must be a finite number, got ${JSON.stringify(value)}`);
 }
 
-/** The client address as it may appear in a reply: printable, bounded, never a line break. */
+/** The client address as it may appear in a reply: an IP address, else `unknown` (never a line break). */
 function printable(address: string): string {
-  const s = typeof address === 'string' ? address.replace(/[^0-9A-Za-z.:%_-]/g, '') : '';
-  return s.length > 0 && s.length <= 64 ? s : 'unknown';
+  return typeof address === 'string' && address.length <= 64 && ipaddr.isValid(address) ? address : 'unknown';
 }
 
 /** The name to judge: the forward-confirmed one when known, else the first PTR name. */
