@@ -1,0 +1,297 @@
+import type { Check, CheckFactory, Finding, Session, Verdict } from '@mxguard/core';
+import { defer, next, reply } from '@mxguard/core';
+import { clientAllowlist, recipientAllowlist } from './allowlist.js';
+import { clientAddressKey, type KeyOptions, tripletKey } from './key.js';
+import type { Decision, GreylistPolicy, Outcome } from './machine.js';
+import { policyFromOptions } from './machine.js';
+import { PROVIDERS, providerEntries } from './providers.js';
+import type { GreylistStore } from './stores/types.js';
+
+/** What the greylist check needs from its environment. */
+export interface GreylistEnv {
+  readonly store: GreylistStore;
+}
+
+/** One decision, for a reputation module or metrics (`onDecision`). */
+export interface GreylistEvent {
+  readonly outcome: Outcome;
+  readonly clientAddress: string;
+  readonly sender: string;
+  readonly recipient: string;
+  /** The triplet key, when the store was asked. */
+  readonly key?: string;
+  readonly decision?: Decision;
+  /** The allowlist entry that matched, for `allowlisted`. */
+  readonly allowedBy?: string;
+  /** The doubts that sent the client here (selective mode). */
+  readonly doubts: readonly Finding[];
+  readonly now: number;
+}
+
+/** Counters, read by metrics exporters and the CLI. */
+export interface GreylistStats {
+  /** Decisions by outcome. */
+  readonly outcomes: Record<Outcome, number>;
+  /** Sessions not greylisted because nothing doubted the client (selective mode). */
+  undoubted: number;
+  /** Store failures (each one applied `onStoreError`). */
+  storeErrors: number;
+}
+
+/** Options of the greylist check. Times are in seconds, as postgrey's. */
+export interface GreylistOptions extends KeyOptions {
+  /**
+   * `selective`: greylist only when an earlier check left a finding with `doubt: true` (no PTR, a
+   * dynamic-looking PTR, a DNS-list score under the reject threshold); `all`: every client, as
+   * postgrey does. @default 'selective'
+   */
+  readonly mode?: 'selective' | 'all';
+  /** Seconds a new triplet waits. @default 300 */
+  readonly delay?: number;
+  /** Seconds in which the first retry must come. @default 172800 (2 days) */
+  readonly retryWindow?: number;
+  /** Seconds after which an unseen record is forgotten. @default 3024000 (35 days) */
+  readonly maxAge?: number;
+  /** Passed triplets after which a client address skips the greylist; 0: never. @default 5 */
+  readonly autoWhitelistClients?: number;
+  /** A client's pass count moves at most once in this many seconds. @default 3600 */
+  readonly autoWhitelistInterval?: number;
+  /** Key by the full client address instead of its network (postgrey `--lookup-by-host`). @default false */
+  readonly lookupByHost?: boolean;
+  /** Clients never greylisted: addresses, CIDRs, host names, /regex/ (see allowlist.ts). @default [] */
+  readonly allowClients?: readonly string[];
+  /**
+   * The shipped list of large providers (providers.ts): `true` for all categories, a list of
+   * category names, or `false`. @default true
+   */
+  readonly providers?: boolean | readonly string[];
+  /** Recipients never greylisted (postgrey whitelist_recipients syntax). @default ['postmaster@', 'abuse@'] */
+  readonly allowRecipients?: readonly string[];
+  /** What a failing store gives: `pass` (warn, count, go on) or `defer` (451 4.3.0). @default 'pass' */
+  readonly onStoreError?: 'pass' | 'defer';
+  /**
+   * Reply text; `%s` is replaced by the seconds left, `%r` by the recipient domain (postgrey's
+   * `--greylist-text` placeholders). @default 'Greylisted, please retry in %s seconds'
+   */
+  readonly text?: string;
+  /** Defer only if nothing later rejects (Postfix DEFER_IF_PERMIT, postgrey's `--greylist-action`). @default true */
+  readonly ifPermit?: boolean;
+  /** Called after every decision, e.g. by a reputation module. Exceptions in it are logged, not thrown. */
+  readonly onDecision?: (event: GreylistEvent) => void;
+}
+
+/** The greylist check and its counters. */
+export interface GreylistCheck extends Check {
+  readonly stats: GreylistStats;
+  readonly policy: GreylistPolicy;
+}
+
+/** The default reply text. */
+export const DEFAULT_TEXT = 'Greylisted, please retry in %s seconds';
+
+/**
+ * `greylist`: delays a new (client network, sender, recipient) triplet, as postgrey does.
+ * Reply 450 4.2.0, as postgrey gives through Postfix (`450 4.2.0 ... Greylisted`): 4.2.0 rather than
+ * 4.7.1 because some Exchange versions treated 4.7.1 as final (postgrey's comment, "Workaround for
+ * an Exchange bug related to Greylisting"). A passing triplet gives `next` with a finding, never
+ * `accept`: the checks after it still run.
+ */
+export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): GreylistCheck {
+  const name = 'greylist';
+  const store = env.store;
+  if (!store || typeof store.decide !== 'function') throw new TypeError(`${name}: needs a store`);
+  const policy = policyFromOptions(options as Record<string, unknown>, name);
+  const mode = options.mode ?? 'selective';
+  if (mode !== 'selective' && mode !== 'all') throw new TypeError(`${name}: mode must be selective or all`);
+  const onStoreError = options.onStoreError ?? 'pass';
+  if (onStoreError !== 'pass' && onStoreError !== 'defer') {
+    throw new TypeError(`${name}: onStoreError must be pass or defer`);
+  }
+  const keyOptions: KeyOptions = options.lookupByHost
+    ? { ipv4Prefix: 32, ipv6Prefix: 128 }
+    : { ipv4Prefix: options.ipv4Prefix ?? 24, ipv6Prefix: options.ipv6Prefix ?? 64 };
+  if (!Number.isInteger(keyOptions.ipv4Prefix) || keyOptions.ipv4Prefix! < 0 || keyOptions.ipv4Prefix! > 32) {
+    throw new TypeError(`${name}: ipv4Prefix must be an integer 0..32`);
+  }
+  if (
+    !Number.isInteger(keyOptions.ipv6Prefix) ||
+    keyOptions.ipv6Prefix! < 0 ||
+    keyOptions.ipv6Prefix! > 128
+  ) {
+    throw new TypeError(`${name}: ipv6Prefix must be an integer 0..128`);
+  }
+  const providers = options.providers ?? true;
+  if (Array.isArray(providers)) {
+    const known = new Set(PROVIDERS.map((p) => p.name));
+    for (const p of providers)
+      if (!known.has(p)) throw new TypeError(`${name}: unknown provider category "${p}"`);
+  }
+  const clients = clientAllowlist([
+    ...(providers === true
+      ? providerEntries('all')
+      : Array.isArray(providers)
+        ? providerEntries(providers)
+        : []),
+    ...(options.allowClients ?? []),
+  ]);
+  const recipients = recipientAllowlist(options.allowRecipients ?? ['postmaster@', 'abuse@']);
+  const text = options.text ?? DEFAULT_TEXT;
+  reply(450, '4.2.0', text); // a bad text (a line break) is a config error now, not at the first defer
+  const ifPermit = options.ifPermit ?? true;
+
+  const stats: GreylistStats = {
+    outcomes: { new: 0, early: 0, 'expired-restart': 0, passed: 0, 'whitelisted-client': 0, allowlisted: 0 },
+    undoubted: 0,
+    storeErrors: 0,
+  };
+
+  return {
+    name,
+    stage: 'rcpt',
+    stats,
+    policy,
+    async run(session: Session, ctx): Promise<Verdict> {
+      const rcpt = session.rcptTo;
+      const sender = session.mailFrom;
+      if (rcpt === undefined || sender === undefined) return next('greylist: no recipient yet');
+      const now = ctx.clock.now();
+      const doubts = ctx.findings.filter((f) => f.doubt === true);
+      const emit = (e: Omit<GreylistEvent, 'clientAddress' | 'sender' | 'recipient' | 'doubts' | 'now'>) => {
+        stats.outcomes[e.outcome]++;
+        if (!options.onDecision) return;
+        try {
+          options.onDecision({
+            ...e,
+            clientAddress: session.clientAddress,
+            sender,
+            recipient: rcpt,
+            doubts,
+            now,
+          });
+        } catch (err) {
+          ctx.log.error({ check: name, err: String(err) }, 'greylist: onDecision failed');
+        }
+      };
+
+      const byClient = clients.match(session.clientAddress, session.rdns?.verified);
+      const byRcpt = byClient === undefined ? recipients(rcpt) : undefined;
+      const allowedBy = byClient ?? byRcpt;
+      if (allowedBy !== undefined) {
+        emit({ outcome: 'allowlisted', allowedBy });
+        return next(
+          `greylist: ${byClient !== undefined ? 'client' : 'recipient'} allowlisted by ${allowedBy}`,
+          [{ check: name, tag: 'allowlisted' }],
+        );
+      }
+      if (mode === 'selective' && doubts.length === 0) {
+        stats.undoubted++;
+        return next('greylist: nothing doubts this client');
+      }
+      const key = tripletKey(session.clientAddress, sender, rcpt, keyOptions);
+      const clientKey = clientAddressKey(session.clientAddress);
+      if (key === undefined || clientKey === undefined) {
+        return next(`greylist: client address ${JSON.stringify(session.clientAddress)} is not an IP address`);
+      }
+      const why = doubts.length > 0 ? `; doubt: ${doubts.map((d) => `${d.check}/${d.tag}`).join(', ')}` : '';
+
+      let decision: Decision;
+      try {
+        decision = await store.decide({ triplet: key, client: clientKey, policy }, now);
+      } catch (err) {
+        stats.storeErrors++;
+        const msg = err instanceof Error ? err.message : String(err);
+        ctx.log.warn(
+          { check: name, store: store.kind, err: msg, outcome: onStoreError },
+          'greylist: store failed; applying onStoreError',
+        );
+        if (onStoreError === 'defer') {
+          return defer(
+            reply(451, '4.3.0', 'Temporary greylisting failure, please try again later'),
+            `greylist: store ${store.kind} failed: ${msg}`,
+          );
+        }
+        return next(`greylist: store ${store.kind} failed, passed: ${msg}`, [
+          { check: name, tag: 'store-error' },
+        ]);
+      }
+      emit({ outcome: decision.outcome, key, decision });
+      if (decision.outcome === 'passed' || decision.outcome === 'whitelisted-client') {
+        const how =
+          decision.outcome === 'whitelisted-client'
+            ? 'client auto-whitelisted'
+            : decision.firstPass
+              ? `triplet passed after ${Math.round(decision.delayedMs / 1000)}s`
+              : 'triplet passed before';
+        return next(`greylist: ${how} (${key})${why}`, [{ check: name, tag: decision.outcome }]);
+      }
+      const domain = rcpt.replace(/^<|>$/g, '').replace(/.*@/, '').toLowerCase();
+      const r = reply(450, '4.2.0', text.replace('%s', String(decision.retryIn)).replace('%r', domain));
+      return defer(
+        r,
+        `greylist: ${decision.outcome} triplet ${key}, ${decision.retryIn}s left${why}`,
+        ifPermit,
+      );
+    },
+  };
+}
+
+/** Reads the greylist options from a config object, with clear errors; see GreylistOptions. */
+export function greylistOptionsFromConfig(o: Record<string, unknown>): GreylistOptions {
+  const out: Record<string, unknown> = {};
+  const allowed = new Set([
+    'mode',
+    'delay',
+    'retryWindow',
+    'maxAge',
+    'autoWhitelistClients',
+    'autoWhitelistInterval',
+    'lookupByHost',
+    'ipv4Prefix',
+    'ipv6Prefix',
+    'allowClients',
+    'providers',
+    'allowRecipients',
+    'onStoreError',
+    'text',
+    'ifPermit',
+    'action',
+    'score',
+  ]);
+  for (const [k, v] of Object.entries(o)) {
+    if (!allowed.has(k)) throw new TypeError(`greylist: unknown option "${k}"`);
+    if (k === 'action') {
+      // The config's action: `defer` (plain 4xx) or `defer_if_permit` (the default).
+      if (v !== 'defer' && v !== 'defer_if_permit') {
+        throw new TypeError(
+          `greylist: action must be defer or defer_if_permit (or warn), got ${JSON.stringify(v)}`,
+        );
+      }
+      out.ifPermit = v === 'defer_if_permit';
+      continue;
+    }
+    if (k === 'score') continue;
+    if (['allowClients', 'allowRecipients'].includes(k)) {
+      if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) {
+        throw new TypeError(`greylist: ${k} must be a list of strings`);
+      }
+    }
+    if (
+      k === 'providers' &&
+      typeof v !== 'boolean' &&
+      !(Array.isArray(v) && v.every((x) => typeof x === 'string'))
+    ) {
+      throw new TypeError('greylist: providers must be true, false or a list of category names');
+    }
+    if ((k === 'lookupByHost' || k === 'ifPermit') && typeof v !== 'boolean') {
+      throw new TypeError(`greylist: ${k} must be true or false`);
+    }
+    if (k === 'text' && typeof v !== 'string') throw new TypeError('greylist: text must be a string');
+    out[k] = v;
+  }
+  return out as GreylistOptions;
+}
+
+/** The greylist's checks by config name, for `bindFactories(greylistFactories, { store })`. */
+export const greylistFactories: Record<string, CheckFactory<GreylistEnv>> = {
+  greylist: (options, _site, env) => greylistCheck(env, greylistOptionsFromConfig(options)),
+};

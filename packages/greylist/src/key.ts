@@ -1,0 +1,113 @@
+import ipaddr from 'ipaddr.js';
+
+/**
+ * Greylist keys: (client network, normalised sender, recipient), lower case, as postgrey's
+ * `client_net/sender/recipient`. The client part is a network, not the address, because large
+ * senders retry from another address of the same pool (postgrey `--ipv4cidr=24 --ipv6cidr=64`).
+ */
+
+/** How much of the client address goes into the key. */
+export interface KeyOptions {
+  /** Prefix length of the IPv4 network; 32 keys by the full address. @default 24 (postgrey `--ipv4cidr`) */
+  readonly ipv4Prefix?: number;
+  /** Prefix length of the IPv6 network; 128 keys by the full address. @default 64 (postgrey `--ipv6cidr`) */
+  readonly ipv6Prefix?: number;
+}
+
+/**
+ * Parses a client address; an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`, as Node's sockets
+ * report IPv4 clients on a dual-stack listener) becomes the IPv4 address. `undefined` when it is
+ * not an address.
+ */
+export function parseAddress(address: string): ipaddr.IPv4 | ipaddr.IPv6 | undefined {
+  const a = address
+    .trim()
+    .replace(/^\[|\]$/g, '')
+    .replace(/^ipv6:/i, '');
+  if (!ipaddr.isValid(a)) return undefined;
+  try {
+    return ipaddr.process(a);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The client's network in CIDR form (`192.0.2.0/24`, `2001:db8:1:2::/64`), or `undefined` for a non-address. */
+export function clientNetwork(address: string, options: KeyOptions = {}): string | undefined {
+  const ip = parseAddress(address);
+  if (!ip) return undefined;
+  const v4 = ip.kind() === 'ipv4';
+  const prefix = v4 ? (options.ipv4Prefix ?? 24) : (options.ipv6Prefix ?? 64);
+  const bits = v4 ? 32 : 128;
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > bits) {
+    throw new TypeError(`prefix length ${prefix} is out of range for ${ip.kind()}`);
+  }
+  const bytes = ip.toByteArray();
+  for (let i = 0; i < bytes.length; i++) {
+    const keep = Math.max(0, Math.min(8, prefix - i * 8));
+    bytes[i] = (bytes[i] ?? 0) & ((0xff << (8 - keep)) & 0xff);
+  }
+  return `${ipaddr.fromByteArray(bytes).toString()}/${prefix}`;
+}
+
+/** The client address in canonical form: the auto-whitelist key (postgrey keys it by address). */
+export function clientAddressKey(address: string): string | undefined {
+  return parseAddress(address)?.toString();
+}
+
+/**
+ * Normalises a sender so that one sender gives one key however its software varies the address
+ * per message, as postgrey (`do_sender_substitutions`) and sqlgrey (`deverp_user`) do:
+ * - BATV: `prvs=TAG=user@d` and `prvs=user=TAG@d` (RFC draft-levine-smtp-batv) become `user@d`;
+ * - SRS (Sender Rewriting Scheme): `SRS0=HHH=TT=orig.domain=user@fwd` keeps the original domain
+ *   and user, masks the hash and time stamp; `SRS1=HHH=fwd0==HHH=TT=d=u@fwd` likewise;
+ * - `user+extension` (VERP, mailing lists) becomes `user`;
+ * - every number standing as a word (`bounce-12345-678@d`) becomes `#`.
+ * The null sender `<>` (bounces, RFC 5321 section 4.5.5) is kept as `<>`, so it is greylisted by its
+ * (client, recipient) pair alone. Lower case throughout: the local part's case is not significant
+ * to the greylist, as in postgrey (`lc` of the whole key).
+ */
+export function normaliseSender(sender: string): string {
+  let s = sender.trim().replace(/^<|>$/g, '').toLowerCase();
+  if (s === '') return '<>';
+  const at = s.lastIndexOf('@');
+  if (at < 0) return s;
+  let user = s.slice(0, at);
+  const domain = s.slice(at + 1);
+  // BATV: prvs=tag-val=loc-core, sometimes prvs=loc-core=tag-val (postgrey's comment). The tag is
+  // a key number digit, a 3-digit day and 6 hex digits: 10 characters of [0-9a-z] at least.
+  const batv = /^(?:prvs|msprvs1|btv1)=([^=]+)=([^=]+)$/.exec(user);
+  if (batv) {
+    const a = batv[1] ?? '';
+    const b = batv[2] ?? '';
+    const tag = /^[0-9a-z]{10}/;
+    user = tag.test(a) && !tag.test(b) ? b : tag.test(b) && !tag.test(a) ? a : b;
+  }
+  // SRS, after sqlgrey: mask the hash and time stamp, keep the original user and domain.
+  user = user
+    .replace(/^srs0=[^=]+=[^=]+=([^=]+)=/, 'srs0=#=#=$1=')
+    .replace(/^srs1=[^=]+=([^=]+)==?[^=]+=[^=]+=([^=]+)=/, 'srs1=#=$1=#=#=$2=');
+  // Strip the extension (user+ext), used for mailing-list VERP.
+  if (!user.startsWith('srs')) user = user.replace(/\+.*$/, '');
+  // Numbers in VERP-style local parts (\b\d+\b, as postgrey).
+  user = user.replace(/\b\d+\b/g, '#');
+  s = `${user}@${domain}`;
+  return s;
+}
+
+/** Normalises a recipient for the key: angle brackets off, lower case. */
+export function normaliseRecipient(rcpt: string): string {
+  return rcpt.trim().replace(/^<|>$/g, '').toLowerCase();
+}
+
+/** The triplet key: `network/sender/recipient`. `undefined` when the client is not an address. */
+export function tripletKey(
+  clientAddress: string,
+  sender: string,
+  recipient: string,
+  options: KeyOptions = {},
+): string | undefined {
+  const net = clientNetwork(clientAddress, options);
+  if (net === undefined) return undefined;
+  return `${net}/${normaliseSender(sender)}/${normaliseRecipient(recipient)}`;
+}

@@ -1,0 +1,95 @@
+import type { Clock, Logger } from '@mxguard/core';
+import { memoryStore } from './memory.js';
+import { redisStore } from './redis.js';
+import type { GreylistStore } from './types.js';
+
+/**
+ * A greylist store as a config file writes it:
+ * - `{ "store": "memory" }` (the embedded default), with optional `file` (persistence),
+ *   `saveInterval` (seconds), `maxTriplets`, `maxClients`;
+ * - `{ "store": "redis://127.0.0.1:6379/0", "prefix": "mxg:" }`, with optional `commandTimeout` (ms);
+ * - or the string alone: `"memory"`, `"redis://..."`.
+ */
+export type StoreConfig =
+  | string
+  | {
+      readonly store: string;
+      readonly prefix?: string;
+      readonly file?: string;
+      readonly saveInterval?: number;
+      readonly maxTriplets?: number;
+      readonly maxClients?: number;
+      readonly commandTimeout?: number;
+    };
+
+/** What a store made from config may use. */
+export interface StoreEnv {
+  readonly clock?: Clock;
+  readonly log?: Logger;
+}
+
+/**
+ * Makes a store from a config value; throws TypeError with the offending field on a bad one. A
+ * memory store with a `file` is loaded from it before it is returned (a missing file is empty).
+ * A Redis store is returned at once and connects in the background: until it is up, decisions
+ * fail and the check applies its `onStoreError` outcome.
+ */
+export async function storeFromConfig(config: unknown, env: StoreEnv = {}): Promise<GreylistStore> {
+  const c: Record<string, unknown> =
+    typeof config === 'string'
+      ? { store: config }
+      : config && typeof config === 'object' && !Array.isArray(config)
+        ? (config as Record<string, unknown>)
+        : {};
+  if (
+    typeof config !== 'string' &&
+    (config === null || typeof config !== 'object' || Array.isArray(config))
+  ) {
+    if (config !== undefined)
+      throw new TypeError('greylist store: must be "memory", a redis:// URL or an object');
+  }
+  const kind = c.store ?? 'memory';
+  if (typeof kind !== 'string') throw new TypeError('greylist store.store: must be a string');
+  const num = (k: string): number | undefined => {
+    const v = c[k];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
+      throw new TypeError(`greylist store.${k}: must be a number >= 0`);
+    }
+    return v;
+  };
+  const str = (k: string): string | undefined => {
+    const v = c[k];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string' || v === '')
+      throw new TypeError(`greylist store.${k}: must be a non-empty string`);
+    return v;
+  };
+  if (kind === 'memory') {
+    const file = str('file');
+    const saveInterval = num('saveInterval');
+    const maxTriplets = num('maxTriplets');
+    const maxClients = num('maxClients');
+    const store = memoryStore({
+      ...(file !== undefined ? { file } : {}),
+      ...(saveInterval !== undefined ? { saveInterval: saveInterval * 1000 } : {}),
+      ...(maxTriplets !== undefined ? { maxTriplets } : {}),
+      ...(maxClients !== undefined ? { maxClients } : {}),
+      ...(env.clock ? { clock: env.clock } : {}),
+      ...(env.log ? { log: env.log } : {}),
+    });
+    if (file !== undefined) await store.load();
+    return store;
+  }
+  if (/^rediss?:\/\//.test(kind)) {
+    const prefix = str('prefix');
+    const commandTimeout = num('commandTimeout');
+    return redisStore({
+      url: kind,
+      ...(prefix !== undefined ? { prefix } : {}),
+      ...(commandTimeout !== undefined ? { commandTimeout } : {}),
+      ...(env.log ? { log: env.log } : {}),
+    });
+  }
+  throw new TypeError(`greylist store.store: "${kind}" is neither "memory" nor a redis:// URL`);
+}

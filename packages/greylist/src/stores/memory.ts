@@ -1,0 +1,185 @@
+import { randomUUID } from 'node:crypto';
+import { open, readFile, rename, unlink } from 'node:fs/promises';
+import type { Clock, Logger } from '@mxguard/core';
+import { silentLogger } from '@mxguard/core';
+import { LRUCache } from 'lru-cache';
+import type { ClientRecord, Decision, TripletRecord } from '../machine.js';
+import { DEFAULT_POLICY, step } from '../machine.js';
+import type { DecideRequest, GreylistStore } from './types.js';
+
+/** Options of the in-memory store. */
+export interface MemoryStoreOptions {
+  /** Most triplets kept; the least recently seen go first. @default 100_000 */
+  readonly maxTriplets?: number;
+  /** Most auto-whitelist client records kept. @default 50_000 */
+  readonly maxClients?: number;
+  /**
+   * The clock lru-cache measures entry age with (its `perf` option). Default: the latest `now`
+   * passed to `decide`, so the store never reads the system clock and tests never sleep.
+   */
+  readonly clock?: Clock;
+  /** How long records loaded from a file live before they are seen again (ms). @default 35 days */
+  readonly maxAge?: number;
+  /**
+   * A JSON file to keep the records in across restarts: read by `load()`, written atomically
+   * (temporary file + rename) by `save()`, by `close()`, and every `saveInterval`.
+   */
+  readonly file?: string;
+  /** Save to `file` this often (ms); 0: only on `save()`/`close()`. @default 0 */
+  readonly saveInterval?: number;
+  /** Where save failures are reported. @default silent */
+  readonly log?: Logger;
+}
+
+/** The memory store's extras: persistence by hand. */
+export interface MemoryStore extends GreylistStore {
+  readonly kind: 'memory';
+  /** Writes every live record to `file` (or the given path), atomically. Returns the number written. */
+  save(path?: string): Promise<number>;
+  /** Reads records from `file` (or the given path); a missing file is an empty store. Returns the number read. */
+  load(path?: string): Promise<number>;
+  /** How many triplets and clients are held. */
+  readonly size: { readonly triplets: number; readonly clients: number };
+}
+
+interface FileFormat {
+  readonly format: 'mxguard-greylist';
+  readonly version: 1;
+  /** key -> [first, last, count] */
+  readonly triplets: Record<string, [number, number, number]>;
+  /** key -> [count, last] */
+  readonly clients: Record<string, [number, number]>;
+}
+
+/**
+ * The embedded default store: the state machine over two bounded LRU maps (lru-cache), one for
+ * triplets and one for auto-whitelist clients. Every decision is synchronous inside one `decide`
+ * call, so it is atomic within the process. Entries expire `maxAge` after they were last seen
+ * (lru-cache `ttl`, checked on access: no timers, `ttlAutopurge` off).
+ */
+export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
+  const maxTriplets = options.maxTriplets ?? 100_000;
+  const maxClients = options.maxClients ?? 50_000;
+  for (const [k, v] of [
+    ['maxTriplets', maxTriplets],
+    ['maxClients', maxClients],
+  ] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new TypeError(`memoryStore: ${k} must be a positive integer`);
+  }
+  const loadedMaxAge = options.maxAge ?? DEFAULT_POLICY.maxAge;
+  const log = options.log ?? silentLogger;
+  let latest = 0;
+  const perf = options.clock ?? { now: () => latest };
+  const lruOptions = { perf, ttlResolution: 0, ttlAutopurge: false, updateAgeOnGet: false } as const;
+  const triplets = new LRUCache<string, TripletRecord>({ max: maxTriplets, ...lruOptions });
+  const clients = new LRUCache<string, ClientRecord>({ max: maxClients, ...lruOptions });
+  const ttlFor = (last: number, maxAge: number) => Math.max(1, last + maxAge - perf.now());
+
+  let saving: Promise<number> = Promise.resolve(0);
+  let timer: NodeJS.Timeout | undefined;
+
+  const store: MemoryStore = {
+    kind: 'memory',
+    get size() {
+      return { triplets: triplets.size, clients: clients.size };
+    },
+    async decide(req: DecideRequest, now: number): Promise<Decision> {
+      if (now > latest) latest = now;
+      const s = step(
+        { triplet: triplets.get(req.triplet), client: clients.get(req.client) },
+        now,
+        req.policy,
+      );
+      if (s.triplet) triplets.set(req.triplet, s.triplet, { ttl: ttlFor(s.triplet.last, req.policy.maxAge) });
+      if (s.client) clients.set(req.client, s.client, { ttl: ttlFor(s.client.last, req.policy.maxAge) });
+      return s.decision;
+    },
+    async inspect(triplet, client) {
+      const t = triplets.get(triplet);
+      const c = clients.get(client);
+      return { ...(t ? { triplet: t } : {}), ...(c ? { client: c } : {}) };
+    },
+    save(path = options.file) {
+      if (path === undefined) return Promise.reject(new TypeError('memoryStore.save: no file given'));
+      // One save at a time, in call order: a later save writes the later state.
+      saving = saving.catch(() => 0).then(() => writeAtomically(path));
+      return saving;
+    },
+    async load(path = options.file) {
+      if (path === undefined) throw new TypeError('memoryStore.load: no file given');
+      let text: string;
+      try {
+        text = await readFile(path, 'utf8');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+        throw err;
+      }
+      const data = JSON.parse(text) as Partial<FileFormat>;
+      if (data.format !== 'mxguard-greylist' || data.version !== 1) {
+        throw new TypeError(`${path}: not an mxguard greylist file (format/version)`);
+      }
+      let n = 0;
+      for (const [k, v] of Object.entries(data.triplets ?? {})) {
+        if (!Array.isArray(v) || v.length !== 3 || !v.every(Number.isFinite)) continue;
+        const [first, last, count] = v;
+        if (first > last) continue;
+        if (last > latest) latest = last;
+        triplets.set(k, { first, last, count }, { ttl: ttlFor(last, loadedMaxAge) });
+        n++;
+      }
+      for (const [k, v] of Object.entries(data.clients ?? {})) {
+        if (!Array.isArray(v) || v.length !== 2 || !v.every(Number.isFinite)) continue;
+        const [count, last] = v;
+        if (last > latest) latest = last;
+        clients.set(k, { count, last }, { ttl: ttlFor(last, loadedMaxAge) });
+        n++;
+      }
+      return n;
+    },
+    async close() {
+      if (timer) clearInterval(timer);
+      timer = undefined;
+      if (options.file !== undefined) await store.save();
+    },
+  };
+
+  async function writeAtomically(path: string): Promise<number> {
+    const data: FileFormat = { format: 'mxguard-greylist', version: 1, triplets: {}, clients: {} };
+    let n = 0;
+    // Least recently used first, so a load re-inserts them in the same LRU order.
+    for (const [k, v] of [...triplets.entries()].reverse()) {
+      data.triplets[k] = [v.first, v.last, v.count];
+      n++;
+    }
+    for (const [k, v] of [...clients.entries()].reverse()) {
+      data.clients[k] = [v.count, v.last];
+      n++;
+    }
+    // Write a temporary file beside the target, flush it, then rename over the target: a crash
+    // leaves either the old file or the new one, never half of one (rename(2) is atomic).
+    const tmp = `${path}.${randomUUID()}.tmp`;
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(JSON.stringify(data));
+      await fh.sync();
+    } catch (err) {
+      await fh.close();
+      await unlink(tmp).catch(() => {});
+      throw err;
+    }
+    await fh.close();
+    await rename(tmp, path);
+    return n;
+  }
+
+  const every = options.saveInterval ?? 0;
+  if (every > 0 && options.file !== undefined) {
+    timer = setInterval(() => {
+      store.save().catch((err: unknown) => {
+        log.error({ err: String(err), file: options.file }, 'greylist: saving the memory store failed');
+      });
+    }, every);
+    timer.unref();
+  }
+  return store;
+}

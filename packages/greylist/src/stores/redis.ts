@@ -1,0 +1,235 @@
+import { createHash } from 'node:crypto';
+import type { Logger } from '@mxguard/core';
+import { silentLogger } from '@mxguard/core';
+import { Redis, type RedisOptions } from 'ioredis';
+import type { ClientRecord, Decision, TripletRecord } from '../machine.js';
+import type { DecideRequest, GreylistStore } from './types.js';
+
+/**
+ * The state machine of machine.ts, step for step, in Lua: Redis runs a script atomically (no other
+ * command runs in between), so two MX hosts deciding the same triplet at the same instant are
+ * serialised: one creates the record, the other finds it; no pass count is lost. Time comes in as
+ * ARGV[1] (the caller's clock, never Redis `TIME`), so decisions are the same as the memory
+ * store's and tests are deterministic. Records are hashes (`f` first, `l` last, `n` count; client
+ * `c` count, `l` last) that expire by themselves `maxAge` after they were last seen (PEXPIRE,
+ * relative, so a test clock far from Redis's own does not expire them at once).
+ *
+ * KEYS[1] triplet, KEYS[2] client. ARGV: now, delay, retryWindow, maxAge, awlClients, awlInterval.
+ * Returns {outcome, retryIn, firstPass, delayedMs, clientWhitelisted}.
+ */
+export const DECIDE_LUA = `
+local now = tonumber(ARGV[1])
+local delay = tonumber(ARGV[2])
+local retryWindow = tonumber(ARGV[3])
+local maxAge = tonumber(ARGV[4])
+local awlClients = tonumber(ARGV[5])
+local awlInterval = tonumber(ARGV[6])
+local function fmt(x) return string.format('%.0f', x) end
+local function ttl(last) local t = last + maxAge - now; if t < 1 then t = 1 end; return fmt(t) end
+
+local cc, cl
+local c = redis.call('HMGET', KEYS[2], 'c', 'l')
+if c[1] and c[2] then
+  cc = tonumber(c[1]); cl = tonumber(c[2])
+  if now - cl > maxAge then cc = nil; cl = nil end
+end
+if awlClients > 0 and cc and cc >= awlClients then
+  local t = math.max(now, cl)
+  if t >= cl + awlInterval then
+    redis.call('HSET', KEYS[2], 'c', fmt(cc + 1), 'l', fmt(t))
+    redis.call('PEXPIRE', KEYS[2], ttl(t))
+  end
+  return {'whitelisted-client', 0, 0, 0, 0}
+end
+
+local tf, tl, tn
+local r = redis.call('HMGET', KEYS[1], 'f', 'l', 'n')
+if r[1] and r[2] then
+  tf = tonumber(r[1]); tl = tonumber(r[2]); tn = tonumber(r[3]) or 0
+  if now - tl > maxAge then tf = nil; tl = nil; tn = nil end
+end
+local t = now
+if tl and tl > t then t = tl end
+local first = tf or t
+local outcome = 'new'
+if tf then outcome = 'early' end
+local passedBefore = false
+if tf and tl - tf >= delay then passedBefore = true end
+if tf and not passedBefore and t - first > retryWindow then
+  first = t
+  outcome = 'expired-restart'
+end
+redis.call('HSET', KEYS[1], 'f', fmt(first), 'l', fmt(t), 'n', fmt((tn or 0) + 1))
+redis.call('PEXPIRE', KEYS[1], ttl(t))
+local left = delay - (t - first)
+if left > 0 then return {outcome, math.ceil(left / 1000), 0, 0, 0} end
+if passedBefore then return {'passed', 0, 0, 0, 0} end
+local cw = 0
+if awlClients > 0 then
+  local ct = t
+  if cl and cl > ct then ct = cl end
+  if not cc or ct >= cl + awlInterval then
+    cc = (cc or 0) + 1
+    redis.call('HSET', KEYS[2], 'c', fmt(cc), 'l', fmt(ct))
+    redis.call('PEXPIRE', KEYS[2], ttl(ct))
+    if cc == awlClients then cw = 1 end
+  end
+end
+return {'passed', 0, 1, t - first, cw}
+`;
+
+const DECIDE_SHA = createHash('sha1').update(DECIDE_LUA).digest('hex');
+
+/** Options of the Redis store. */
+export interface RedisStoreOptions {
+  /** `redis://[:password@]host:port/db` (or `rediss://`). Ignored when `client` is given. @default 'redis://127.0.0.1:6379/0' */
+  readonly url?: string;
+  /** A connection made by the caller (its options are then the caller's); `close()` leaves it open. */
+  readonly client?: Redis;
+  /** Prepended to every key, so several applications share one Redis. @default 'mxg:gl:' */
+  readonly prefix?: string;
+  /**
+   * A command that got no answer in this time fails (ms): a hung Redis must not hang the SMTP
+   * session. @default 1000
+   */
+  readonly commandTimeout?: number;
+  /** Longest wait between reconnection attempts (ms); attempts never stop. @default 2000 */
+  readonly reconnectMaxDelay?: number;
+  /** Connection problems are logged here (once a failure, and on recovery). @default silent */
+  readonly log?: Logger;
+  /** Extra ioredis options (override the defaults above). */
+  readonly redis?: RedisOptions;
+}
+
+/** The Redis store's extras. */
+export interface RedisStore extends GreylistStore {
+  readonly kind: 'redis';
+  /** The ioredis connection. */
+  readonly client: Redis;
+  /** Resolves once connected (a store made before Redis is up fails decisions until then). */
+  ready(): Promise<void>;
+  /** Connection failures seen (ioredis `error` events). */
+  readonly errors: number;
+}
+
+/**
+ * A store in Redis, for several MX hosts sharing one greylist (ioredis). Fails fast when Redis is
+ * away (no offline queue, a command timeout, no resending of commands that may have run: a
+ * decision is not idempotent), and reconnects by itself with a capped back-off.
+ */
+export function redisStore(options: RedisStoreOptions = {}): RedisStore {
+  const prefix = options.prefix ?? 'mxg:gl:';
+  const log = options.log ?? silentLogger;
+  const maxDelay = options.reconnectMaxDelay ?? 2000;
+  const own = options.client === undefined;
+  const client =
+    options.client ??
+    new Redis(options.url ?? 'redis://127.0.0.1:6379/0', {
+      enableOfflineQueue: false,
+      commandTimeout: options.commandTimeout ?? 1000,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      connectTimeout: 2000,
+      retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 10), maxDelay),
+      lazyConnect: false,
+      ...options.redis,
+    });
+  let errors = 0;
+  let down = false;
+  // Without an `error` listener ioredis reports every failed reconnection as an unhandled error event.
+  const onError = (err: Error) => {
+    errors++;
+    if (!down)
+      log.warn({ store: 'redis', err: err.message }, 'greylist: Redis connection failed; reconnecting');
+    down = true;
+  };
+  const onReady = () => {
+    if (down) log.info({ store: 'redis' }, 'greylist: Redis connection restored');
+    down = false;
+  };
+  client.on('error', onError);
+  client.on('ready', onReady);
+
+  const keys = (req: { triplet: string; client: string }): [string, string] => {
+    // The client address as a hash tag puts both keys in one Redis Cluster slot, as a script needs.
+    const tag = `{${req.client}}`;
+    return [`${prefix}t:${tag}:${req.triplet}`, `${prefix}c:${tag}`];
+  };
+
+  const run = async (k: [string, string], args: (string | number)[]): Promise<unknown> => {
+    try {
+      return await client.evalsha(DECIDE_SHA, 2, ...k, ...args);
+    } catch (err) {
+      // NOSCRIPT: Redis restarted or SCRIPT FLUSH ran; EVAL loads the script again.
+      if (err instanceof Error && err.message.startsWith('NOSCRIPT'))
+        return client.eval(DECIDE_LUA, 2, ...k, ...args);
+      throw err;
+    }
+  };
+
+  return {
+    kind: 'redis',
+    client,
+    get errors() {
+      return errors;
+    },
+    ready() {
+      if (client.status === 'ready') return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        const ok = () => {
+          client.off('end', end);
+          resolve();
+        };
+        const end = () => {
+          client.off('ready', ok);
+          reject(new Error('Redis connection ended'));
+        };
+        client.once('ready', ok);
+        client.once('end', end);
+      });
+    },
+    async decide(req: DecideRequest, now: number): Promise<Decision> {
+      const p = req.policy;
+      const res = await run(keys(req), [now, p.delay, p.retryWindow, p.maxAge, p.awlClients, p.awlInterval]);
+      if (!Array.isArray(res) || res.length !== 5)
+        throw new Error(`greylist script returned ${JSON.stringify(res)}`);
+      const [outcome, retryIn, firstPass, delayedMs, cw] = res as [
+        Decision['outcome'],
+        number,
+        number,
+        number,
+        number,
+      ];
+      return {
+        outcome,
+        retryIn: Number(retryIn),
+        firstPass: Number(firstPass) === 1,
+        delayedMs: Number(delayedMs),
+        clientWhitelisted: Number(cw) === 1,
+      };
+    },
+    async inspect(triplet, clientKey) {
+      const [tk, ck] = keys({ triplet, client: clientKey });
+      const [t, c] = await Promise.all([client.hgetall(tk), client.hgetall(ck)]);
+      const out: { triplet?: TripletRecord; client?: ClientRecord } = {};
+      if (t.f !== undefined && t.l !== undefined) {
+        out.triplet = { first: Number(t.f), last: Number(t.l), count: Number(t.n ?? 0) };
+      }
+      if (c.c !== undefined && c.l !== undefined) out.client = { count: Number(c.c), last: Number(c.l) };
+      return out;
+    },
+    async close() {
+      client.off('ready', onReady);
+      if (!own) {
+        client.off('error', onError);
+        return;
+      }
+      // Keep the error listener: a late socket error after quit must not become an unhandled event.
+      try {
+        await client.quit();
+      } catch {
+        client.disconnect();
+      }
+    },
+  };
+}

@@ -1,0 +1,26 @@
+import type { ClientRecord, Decision, GreylistPolicy, TripletRecord } from '../machine.js';
+
+/** One decision asked of a store: the keys, the policy, and the time (never read from a clock inside). */
+export interface DecideRequest {
+  /** The triplet key (see `tripletKey`). */
+  readonly triplet: string;
+  /** The client address key for the auto-whitelist (see `clientAddressKey`). */
+  readonly client: string;
+  readonly policy: GreylistPolicy;
+}
+
+/**
+ * Where greylist state lives. `decide` runs the state machine (machine.ts) on the stored records
+ * and writes the result back, atomically: two callers deciding the same triplet at once must see
+ * one another's writes (one creates the record, the other finds it). A store that cannot answer
+ * rejects the promise; the check maps that to its `onStoreError` outcome.
+ */
+export interface GreylistStore {
+  /** A short name for logs (`memory`, `redis`). */
+  readonly kind: string;
+  decide(request: DecideRequest, now: number): Promise<Decision>;
+  /** The stored records of a triplet and client, for tests and tools (`undefined` when absent). */
+  inspect(triplet: string, client: string): Promise<{ triplet?: TripletRecord; client?: ClientRecord }>;
+  /** Saves what must survive (memory store with a file), stops timers, closes connections. */
+  close(): Promise<void>;
+}
