@@ -1,0 +1,77 @@
+/**
+ * Reading the DNS part of a config file. Pure: no resolver is made here, so `mxguard check` can
+ * validate a config offline. Keys (top level of the policy config):
+ * - `dnsLists`: client-IP lists as postscreen_dnsbl_sites, one string each, `zone=filter*weight`
+ *   (`"zen.spamhaus.org=127.0.0.[2..11]*3"`, `"list.dnswl.org=127.0.[0..255].[1..3]*-2"`);
+ *   negative weights are allowlists (dnswl), all of them count toward dnsbl's threshold;
+ * - `rhsLists`: right-hand-side lists for rhsbl, the same syntax;
+ * - `dns`: resolver settings (`servers`, `timeout`, `tries`, `concurrency`, `cacheSize`,
+ *   `minTtl`, `maxTtl`, `negativeTtl`, `defaultTtl`, `temporaryTtl`).
+ */
+import { ConfigError } from '@mxguard/core';
+import type { ListSpec } from './listspec.js';
+import { parseListSpec } from './listspec.js';
+import type { DnsResolverOptions } from './resolver.js';
+
+/** The DNS settings of a config. */
+export interface DnsSettings {
+  readonly dnsLists: readonly ListSpec[];
+  readonly rhsLists: readonly ListSpec[];
+  /** Options for `new DnsResolver(...)` (clock and log are added by the caller). */
+  readonly resolver: DnsResolverOptions;
+}
+
+const NUMERIC = [
+  'timeout',
+  'tries',
+  'concurrency',
+  'maxPending',
+  'cacheSize',
+  'minTtl',
+  'maxTtl',
+  'negativeTtl',
+  'defaultTtl',
+  'temporaryTtl',
+] as const;
+
+function lists(config: Readonly<Record<string, unknown>>, key: string): ListSpec[] {
+  const v = config[key];
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw new ConfigError(key, 'must be a list of "zone=filter*weight" strings');
+  return v.map((s, i) => {
+    if (typeof s !== 'string') throw new ConfigError(`${key}[${i}]`, 'must be a string "zone=filter*weight"');
+    try {
+      return parseListSpec(s);
+    } catch (err) {
+      throw new ConfigError(`${key}[${i}]`, err instanceof Error ? err.message : String(err));
+    }
+  });
+}
+
+/** Reads `dnsLists`, `rhsLists` and `dns` from a config object; throws ConfigError naming the key. */
+export function dnsSettingsFromConfig(config: Readonly<Record<string, unknown>>): DnsSettings {
+  const dns = config.dns;
+  const resolver: { -readonly [K in keyof DnsResolverOptions]: DnsResolverOptions[K] } = {};
+  if (dns !== undefined) {
+    if (dns === null || typeof dns !== 'object' || Array.isArray(dns))
+      throw new ConfigError('dns', 'must be an object');
+    const d = dns as Record<string, unknown>;
+    for (const key of Object.keys(d)) {
+      if (key === 'servers') {
+        const s = d.servers;
+        if (!Array.isArray(s) || !s.every((x) => typeof x === 'string' && x.length > 0)) {
+          throw new ConfigError('dns.servers', 'must be a list of "host" or "host:port" strings');
+        }
+        resolver.servers = s as string[];
+      } else if ((NUMERIC as readonly string[]).includes(key)) {
+        const n = d[key];
+        if (typeof n !== 'number' || !Number.isFinite(n) || n < 0)
+          throw new ConfigError(`dns.${key}`, 'must be a number >= 0');
+        (resolver as Record<string, unknown>)[key] = n;
+      } else {
+        throw new ConfigError(`dns.${key}`, `unknown setting (known: servers, ${NUMERIC.join(', ')})`);
+      }
+    }
+  }
+  return { dnsLists: lists(config, 'dnsLists'), rhsLists: lists(config, 'rhsLists'), resolver };
+}
