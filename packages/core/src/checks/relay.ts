@@ -102,6 +102,17 @@ function recipientDomain(rcpt: string): string | null {
     .replace(/\.$/, '');
 }
 
+/** True when the local part (after any source route) carries a %, ! or @ route, as Postfix's RESOLVE_FLAG_ROUTED. */
+function routeOf(rcpt: string): boolean {
+  let r = rcpt;
+  if (r.startsWith('@')) {
+    const colon = r.indexOf(':');
+    if (colon >= 0) r = r.slice(colon + 1);
+  }
+  const local = r.slice(0, Math.max(0, r.lastIndexOf('@')));
+  return /[%!@]/.test(local);
+}
+
 /** Options of {@link relayCheck}. Default action: `reject`. */
 export interface RelayOptions {
   /** @default 'reject' */
@@ -116,7 +127,9 @@ export interface RelayOptions {
  * - client in `site.ourNetworks`, or authenticated: accept (the chain ends: our own users may relay);
  * - recipient domain exactly one of `site.ourDomains` (relay_domains without parent matching: a
  *   subdomain of ours is not ours unless listed): next;
- * - otherwise 554 5.7.1 "<rcpt>: Relay access denied" (Postfix's text and `relay_domains_reject_code`).
+ * - otherwise 554 5.7.1 "<rcpt>: Relay access denied" (Postfix's text and `relay_domains_reject_code`),
+ *   also for a local part that routes elsewhere (`user%elsewhere@us`, `host!user@us`,
+ *   `"user@elsewhere"@us`), as Postfix with allow_untrusted_routing = no (its default).
  * A recipient without a domain (`postmaster`, RFC 5321 4.1.1.3) is local: next. An address-literal
  * domain is ours only when it is one of `site.ourAddresses`. A missing recipient: next.
  */
@@ -139,8 +152,13 @@ export function relayCheck(options: RelayOptions = {}, site: Site): Check {
       if (typeof rcpt !== 'string' || rcpt.length === 0) return next('no recipient');
       const domain = recipientDomain(rcpt);
       if (domain === null) return next('recipient without a domain is local');
+      // A route in the local part (user%elsewhere@us, elsewhere!user@us, "user@elsewhere"@us) is
+      // relaying through us by the back door: Postfix refuses it with allow_untrusted_routing = no.
+      const route = routeOf(rcpt);
       const lit = parseHeloLiteral(domain);
-      if (lit) {
+      if (route) {
+        // fall through to the rejection
+      } else if (lit) {
         if (lit.valid && addresses.has(lit.address)) return next('recipient literal is our address');
       } else {
         const n = normaliseName(domain);
@@ -151,7 +169,9 @@ export function relayCheck(options: RelayOptions = {}, site: Site): Check {
         name,
         action,
         reply(554, '5.7.1', `<${oneLine(shown)}>: Relay access denied`),
-        `recipient domain ${oneLine(domain).slice(0, 256)} is not ours and the client may not relay`,
+        route
+          ? 'recipient local part is routed (%, ! or @) and the client may not relay'
+          : `recipient domain ${oneLine(domain).slice(0, 256)} is not ours and the client may not relay`,
         'relay-denied',
         score,
       );
