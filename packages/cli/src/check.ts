@@ -55,17 +55,24 @@ export function parseInput(line: string): CheckInput {
     throw new Error('"ip" must be an IPv4 or IPv6 address');
   }
   for (const k of ['helo', 'mailFrom', 'authUser']) str(k);
-  if (o.ptr !== undefined && o.ptr !== null && typeof o.ptr !== 'string') throw new Error('"ptr" must be a string or null');
+  if (o.ptr !== undefined && o.ptr !== null && typeof o.ptr !== 'string')
+    throw new Error('"ptr" must be a string or null');
   if (o.rcptTo !== undefined) {
     const ok =
       typeof o.rcptTo === 'string' ||
-      (Array.isArray(o.rcptTo) && o.rcptTo.length > 0 && o.rcptTo.length <= 1000 && o.rcptTo.every((r) => typeof r === 'string'));
+      (Array.isArray(o.rcptTo) &&
+        o.rcptTo.length > 0 &&
+        o.rcptTo.length <= 1000 &&
+        o.rcptTo.every((r) => typeof r === 'string'));
     if (!ok) throw new Error('"rcptTo" must be a string or a non-empty list of at most 1000 strings');
   }
   if (o.time !== undefined && (typeof o.time !== 'number' || !Number.isFinite(o.time) || o.time < 0)) {
     throw new Error('"time" must be Unix seconds');
   }
-  if (o.port !== undefined && (!Number.isInteger(o.port) || (o.port as number) < 0 || (o.port as number) > 65535)) {
+  if (
+    o.port !== undefined &&
+    (!Number.isInteger(o.port) || (o.port as number) < 0 || (o.port as number) > 65535)
+  ) {
     throw new Error('"port" must be a port number');
   }
   if (o.tls !== undefined && typeof o.tls !== 'boolean') throw new Error('"tls" must be true or false');
@@ -118,12 +125,17 @@ export async function judge(input: CheckInput, rt: Runtime): Promise<CheckOutput
     ...(input.flags ? { flags: input.flags } : {}),
   };
   rt.prefetch?.(base);
-  const early: Stage[] = ['connect', ...(input.helo !== undefined ? (['helo'] as const) : []), ...(input.mailFrom !== undefined ? (['mail'] as const) : [])];
+  const early: Stage[] = [
+    'connect',
+    ...(input.helo !== undefined ? (['helo'] as const) : []),
+    ...(input.mailFrom !== undefined ? (['mail'] as const) : []),
+  ];
   for (const stage of early) {
     const d = await rt.policy.chain.evaluate({ ...base, stage });
     if (d.action === 'reject' || d.action === 'defer') return toOutput(d);
   }
-  const rcpts = input.rcptTo === undefined ? [] : typeof input.rcptTo === 'string' ? [input.rcptTo] : input.rcptTo;
+  const rcpts =
+    input.rcptTo === undefined ? [] : typeof input.rcptTo === 'string' ? [input.rcptTo] : input.rcptTo;
   if (rcpts.length === 0) {
     // No recipient: judge what we have at RCPT time, so a HELO or sender check still answers.
     return toOutput(await rt.policy.chain.evaluate({ ...base, stage: 'rcpt' }));

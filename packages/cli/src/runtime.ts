@@ -53,7 +53,10 @@ export async function loadConfig(path: string | undefined): Promise<PolicyConfig
 }
 
 /** A logger writing one JSON object a line to a stream (stderr for the CLI). */
-export function jsonLogger(write: (line: string) => void, level: 'debug' | 'info' | 'warn' | 'error' = 'info'): Logger {
+export function jsonLogger(
+  write: (line: string) => void,
+  level: 'debug' | 'info' | 'warn' | 'error' = 'info',
+): Logger {
   const order = { debug: 0, info: 1, warn: 2, error: 3 } as const;
   const emit = (l: keyof typeof order) => (obj: object, msg?: string) => {
     if (order[l] < order[level]) return;

@@ -173,7 +173,10 @@ export function chain(links: readonly (Check | Link)[], options: ChainOptions = 
         trace.push({ check: check.name, action: 'error', reason: message, ms });
         if (onError === 'defer') {
           const r = makeReply(451, '4.3.5', 'Server configuration problem');
-          return finish({ action: 'defer', reply: r, reason: `check ${check.name} failed: ${message}` }, check.name);
+          return finish(
+            { action: 'defer', reply: r, reason: `check ${check.name} failed: ${message}` },
+            check.name,
+          );
         }
         continue;
       }

@@ -1,4 +1,4 @@
-import type { Finding, FinalVerdict, NextVerdict, Reply } from './model.js';
+import type { FinalVerdict, Finding, NextVerdict, Reply } from './model.js';
 
 const ENHANCED = /^([245])\.(\d{1,3})\.(\d{1,3})$/;
 
@@ -53,7 +53,9 @@ export function reject(r: Reply, reason: string): FinalVerdict {
 /** A temporary refusal; the reply must be a 4xx. */
 export function defer(r: Reply, reason: string, ifPermit = false): FinalVerdict {
   if (r.code < 400 || r.code >= 500) throw new TypeError(`defer needs a 4xx reply, got ${r.code}`);
-  return ifPermit ? { action: 'defer', reply: r, reason, ifPermit: true } : { action: 'defer', reply: r, reason };
+  return ifPermit
+    ? { action: 'defer', reply: r, reason, ifPermit: true }
+    : { action: 'defer', reply: r, reason };
 }
 
 /** Accept (Postfix OK): stop evaluating, allow. */

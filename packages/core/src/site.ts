@@ -1,6 +1,6 @@
+import type { Help } from './chain.js';
 import type { Check } from './model.js';
 import type { HitAction } from './reply.js';
-import type { Help } from './chain.js';
 
 /**
  * What a site says about itself. Every check that needs to know "us" reads it from here, so a

@@ -1,4 +1,4 @@
-import type { Check, Finding, FinalVerdict, NextVerdict, Reply, Stage } from './model.js';
+import type { Check, FinalVerdict, Finding, NextVerdict, Reply, Stage } from './model.js';
 import { stageIndex } from './model.js';
 import { defer, next, reject, reply } from './reply.js';
 
@@ -37,7 +37,8 @@ export function weigh(options: WeighOptions): Check {
     (acc, c) => (stageIndex(c.stage) > stageIndex(acc) ? c.stage : acc),
     'connect',
   );
-  const rejectReply = options.rejectReply ?? reply(554, '5.7.1', 'Service unavailable; client scored too high');
+  const rejectReply =
+    options.rejectReply ?? reply(554, '5.7.1', 'Service unavailable; client scored too high');
   const deferReply =
     options.deferReply ?? reply(450, '4.7.1', 'Service temporarily unavailable; client scored too high');
   const includeEarlier = options.includeEarlier ?? true;
@@ -58,7 +59,8 @@ export function weigh(options: WeighOptions): Check {
         options.defer !== undefined ? ` / defer ${options.defer}` : ''
       }`;
       if (total >= options.reject) return { ...reject(rejectReply, reason), findings: own };
-      if (options.defer !== undefined && total >= options.defer) return { ...defer(deferReply, reason), findings: own };
+      if (options.defer !== undefined && total >= options.defer)
+        return { ...defer(deferReply, reason), findings: own };
       return next(reason, own);
     },
   };
