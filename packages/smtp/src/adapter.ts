@@ -1,0 +1,551 @@
+import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
+import type { Chain, Clock, Decision, Logger, Session, Stage } from '@mxguard/core';
+import { reply as makeReply, systemClock } from '@mxguard/core';
+import type { SMTPServer, SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
+import { PipeliningTap } from './pipelining.js';
+import { replyError, startsWithEnhanced } from './reply.js';
+
+/** Flags the adapter sets on `Session.flags`, read by core's `pipelining` check. */
+export const FLAG_EARLY_TALKER = 'earlyTalker';
+/** See {@link FLAG_EARLY_TALKER}. */
+export const FLAG_UNAUTHORIZED_PIPELINING = 'unauthorizedPipelining';
+
+/** What the adapter tells `deliver` about an accepted message. */
+export interface Delivery {
+  /** The session as the chain saw it at DATA (stage `data`, all accepted recipients). */
+  readonly session: Session;
+  /** smtp-server's session id (also in every log line of the connection as `cid`). */
+  readonly cid: string;
+}
+
+/** Options of {@link smtpServerHooks} and {@link attach}. */
+export interface SmtpAdapterOptions {
+  /** The chain evaluated at each stage. */
+  readonly chain: Chain;
+  /** Receives one `{event:'decision', ...}` line per evaluation, and warnings. */
+  readonly log: Logger;
+  /** Stamps decision lines (`time`, ms). Checks get the chain's own clock. @default systemClock */
+  readonly clock?: Clock;
+  /**
+   * Looks things up about the client (PTR, DNS-list prefetch). Started as soon as the connection is
+   * accepted and awaited before the first evaluation, so the lookups run while the client is still
+   * reading our greeting (DESIGN principle 4). Its result is merged into the Session (`rdns`,
+   * `flags`, ...; the adapter's own fields win). A throw, a rejection or a timeout becomes
+   * `rdns: { names: [], error: 'temporary' }` and `flags.enrichFailed`: an unknown, never a crash.
+   */
+  readonly enrich?: (session: Session) => Promise<Partial<Session>>;
+  /**
+   * How long an unfinished `enrich` is waited for before it counts as a temporary failure.
+   * @default 10000
+   */
+  readonly enrichTimeoutMs?: number;
+  /**
+   * Evaluate the chain when the client connects (before the greeting), refusing the connection on a
+   * reject/defer. Only useful with a chain built with `delayReject: false`; with delay-reject (the
+   * default, as Postfix's `smtpd_delay_reject = yes`) connect checks are judged at RCPT anyway.
+   * @default false
+   */
+  readonly evaluateConnect?: boolean;
+  /**
+   * What to do with a client that talks before our greeting (needs {@link SmtpGuard.install}).
+   * - `flag`: hold what it sent until the greeting is out, set `flags.earlyTalker` and let the chain
+   *   decide (as postscreen's `greet_action = enforce` lets the client go on and rejects at RCPT).
+   * - `refuse`: keep smtp-server's own answer (`421 You talk too soon`, then close), and log it as a
+   *   decision of the check `early-talker`.
+   * @default 'flag'
+   */
+  readonly earlyTalkers?: 'flag' | 'refuse';
+  /** Bytes held from an early talker before it is disconnected. @default 4096 */
+  readonly maxEarlyBytes?: number;
+  /**
+   * Domains we accept mail for. When set, a RCPT to any other domain is refused with
+   * `554 5.7.1 Relay access denied` before the chain runs (Postfix `reject_unauth_destination`),
+   * unless the client authenticated. An inbound MX relays for no one, loopback included.
+   */
+  readonly recipientDomains?: readonly string[];
+  /**
+   * Takes an accepted message's stream (dot-unstuffed bytes, as smtp-server gives them) and stores
+   * it; resolves with a queue id for the `250` reply once the message is safe. A rejection with an
+   * error that has `responseCode` is sent as is; any other error answers `451 4.3.0`.
+   * Default: read and discard (useful only in tests).
+   */
+  readonly deliver?: (stream: SMTPServerDataStream, delivery: Delivery) => Promise<string | undefined>;
+  /** Told about each finding on a client (early talker, unauthorized pipelining): feed reputation here. */
+  readonly onFlag?: (session: Session, flag: string) => void;
+}
+
+/** smtp-server hooks with the chain wired in, plus the connection instrumentation. */
+export interface SmtpGuard {
+  onConnect(session: SMTPServerSession, callback: (err?: Error | null) => void): void;
+  onMailFrom(
+    address: SMTPServerAddress,
+    session: SMTPServerSession,
+    callback: (err?: Error | null) => void,
+  ): void;
+  onRcptTo(
+    address: SMTPServerAddress,
+    session: SMTPServerSession,
+    callback: (err?: Error | null) => void,
+  ): void;
+  onData(
+    stream: SMTPServerDataStream,
+    session: SMTPServerSession,
+    callback: (err?: Error | null, message?: string) => void,
+  ): void;
+  onClose(session: SMTPServerSession): void;
+  /**
+   * Wraps `server.connect` so each new connection (1) starts `enrich` at once, (2) gets a `send`
+   * that keeps our enhanced status code instead of smtp-server's guess, (3) is watched for early
+   * talking and (when PIPELINING is not offered) for pipelining. Uses smtp-server internals
+   * (`connections`, `_socket`, `_parser`); tested against smtp-server 3.21.
+   */
+  install(server: SMTPServer): void;
+  /** Connections currently tracked (bounded by the open connections: entries go on close). */
+  readonly size: number;
+}
+
+interface ConnState {
+  readonly cid: string;
+  enrichment: Promise<Partial<Session>> | undefined;
+  readonly flags: Record<string, boolean | number | string>;
+  greeted: boolean;
+  tap: PipeliningTap | undefined;
+  connectEvaluated: boolean;
+}
+
+const ENRICH_FAILED: Partial<Session> = {
+  rdns: { names: [], error: 'temporary' },
+  flags: { enrichFailed: true },
+};
+
+/** Lower-cased domain of an address, without a trailing dot; '' when there is none. */
+function domainOf(address: string): string {
+  const at = address.lastIndexOf('@');
+  return at < 0
+    ? ''
+    : address
+        .slice(at + 1)
+        .toLowerCase()
+        .replace(/\.$/, '');
+}
+
+function authUserOf(user: unknown): string | undefined {
+  if (typeof user === 'string' && user) return user;
+  if (user && typeof user === 'object' && 'username' in user) {
+    const u = (user as { username?: unknown }).username;
+    if (typeof u === 'string' && u) return u;
+  }
+  return undefined;
+}
+
+/**
+ * Builds smtp-server hooks that evaluate `options.chain` at connect (optional), MAIL, RCPT and DATA,
+ * and answer with the verdict's own code, enhanced code and text. See docs/adapters/smtp-server.md.
+ */
+export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
+  const { chain, log } = options;
+  const clock = options.clock ?? systemClock;
+  const enrichTimeoutMs = options.enrichTimeoutMs ?? 10_000;
+  const earlyMode = options.earlyTalkers ?? 'flag';
+  const maxEarlyBytes = options.maxEarlyBytes ?? 4096;
+  const recipientDomains = options.recipientDomains
+    ? new Set(options.recipientDomains.map((d) => d.toLowerCase().replace(/\.$/, '')))
+    : undefined;
+  // One entry per open connection, removed in onClose: bounded by smtp-server's maxClients.
+  const states = new Map<string, ConnState>();
+  const linkStages = new Set<Stage>(chain.links.map((l) => l.check.stage));
+
+  function stateOf(cid: string): ConnState {
+    let s = states.get(cid);
+    if (!s) {
+      s = { cid, enrichment: undefined, flags: {}, greeted: false, tap: undefined, connectEvaluated: false };
+      states.set(cid, s);
+    }
+    return s;
+  }
+
+  function flag(state: ConnState, base: Session, name: string, value: boolean | number = true): void {
+    const first = state.flags[name] === undefined;
+    state.flags[name] = value;
+    if (!first) return;
+    log.info({ event: 'finding', flag: name, client: base.clientAddress, cid: state.cid });
+    try {
+      options.onFlag?.(base, name);
+    } catch (err) {
+      log.error({ event: 'onFlag-failed', err: String(err) });
+    }
+  }
+
+  function startEnrich(state: ConnState, base: Session): void {
+    if (state.enrichment || !options.enrich) return;
+    const enrich = options.enrich;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), enrichTimeoutMs);
+      timer.unref();
+    });
+    const failed = (why: string): Partial<Session> => {
+      log.warn({ event: 'enrich-failed', client: base.clientAddress, cid: state.cid, err: why });
+      return ENRICH_FAILED;
+    };
+    state.enrichment = Promise.race([Promise.resolve().then(() => enrich(base)), timeout]).then(
+      (r) => {
+        clearTimeout(timer);
+        if (r === 'timeout') return failed(`no answer within ${enrichTimeoutMs} ms`);
+        return r && typeof r === 'object' ? r : {};
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        return failed(err instanceof Error ? err.message : String(err));
+      },
+    );
+  }
+
+  function baseSession(s: SMTPServerSession): Session {
+    return { clientAddress: stripMapped(s.remoteAddress), clientPort: s.remotePort, stage: 'connect' };
+  }
+
+  async function sessionAt(
+    state: ConnState,
+    s: SMTPServerSession,
+    stage: Stage,
+    rcptTo?: string,
+  ): Promise<Session> {
+    const base = baseSession(s);
+    startEnrich(state, base);
+    const extra = state.enrichment ? await state.enrichment : {};
+    const env = s.envelope;
+    const mailFrom = env?.mailFrom ? env.mailFrom.address : undefined;
+    const helo = s.hostNameAppearsAs || undefined;
+    const authUser = authUserOf(s.user);
+    const session: Record<string, unknown> = {
+      ...extra,
+      clientAddress: base.clientAddress,
+      clientPort: base.clientPort,
+      stage,
+      tls: !!s.secure,
+      recipients: (env?.rcptTo ?? []).map((r) => r.address),
+      flags: { ...(extra.flags ?? {}), ...state.flags },
+    };
+    if (helo !== undefined) session.helo = helo;
+    if (stage === 'mail' || stage === 'rcpt' || stage === 'data') {
+      if (stage === 'mail') session.mailFrom = pendingFrom.get(state.cid) ?? '';
+      else if (mailFrom !== undefined) session.mailFrom = mailFrom;
+    }
+    if (rcptTo !== undefined) session.rcptTo = rcptTo;
+    if (authUser !== undefined) session.authUser = authUser;
+    return session as unknown as Session;
+  }
+
+  // MAIL FROM being judged (smtp-server sets envelope.mailFrom only after onMailFrom succeeded).
+  const pendingFrom = new Map<string, string>();
+
+  function logDecision(session: Session, d: Decision, cid: string): void {
+    log.info({
+      event: 'decision',
+      time: clock.now(),
+      stage: session.stage,
+      client: session.clientAddress,
+      cid,
+      helo: session.helo,
+      from: session.mailFrom,
+      to: session.rcptTo,
+      action: d.action,
+      code: d.reply?.code,
+      enhanced: d.reply?.enhanced,
+      check: d.check,
+      reason: d.reason,
+      trace: d.trace,
+    });
+  }
+
+  async function evaluate(session: Session, cid: string, alwaysLog = true): Promise<Decision> {
+    let d: Decision;
+    try {
+      d = await chain.evaluate(session);
+    } catch (err) {
+      // The chain itself failed (not a check: those are caught inside). Temporary, never a 5xx.
+      const message = err instanceof Error ? err.message : String(err);
+      d = {
+        action: 'defer',
+        reply: makeReply(451, '4.3.5', 'Server configuration problem'),
+        check: chain.name,
+        reason: `chain failed: ${message}`,
+        trace: [],
+        findings: [],
+      };
+    }
+    if (alwaysLog || d.trace.length > 0 || d.action !== 'next') logDecision(session, d, cid);
+    return d;
+  }
+
+  /** The error for smtp-server's callback, or null to let it go on. */
+  function answer(d: Decision): Error | null {
+    if ((d.action === 'reject' || d.action === 'defer') && d.reply) return replyError(d.reply);
+    return null;
+  }
+
+  function settle(p: Promise<Error | null>, callback: (err?: Error | null) => void, what: string): void {
+    p.then(
+      (err) => callback(err),
+      (err: unknown) => {
+        log.error({
+          event: 'adapter-failed',
+          hook: what,
+          err: err instanceof Error ? err.message : String(err),
+        });
+        callback(replyError(makeReply(451, '4.3.0', 'Temporary local problem, try again later')));
+      },
+    );
+  }
+
+  /** Stages before `stage` whose links would otherwise never run (smtp-server has no HELO hook). */
+  async function earlier(state: ConnState, s: SMTPServerSession): Promise<Error | null> {
+    const stages: Stage[] = [];
+    if (!state.connectEvaluated && linkStages.has('connect')) stages.push('connect');
+    if (linkStages.has('helo')) stages.push('helo');
+    state.connectEvaluated = true;
+    for (const st of stages) {
+      const d = await evaluate(await sessionAt(state, s, st), state.cid, false);
+      const err = answer(d);
+      if (err) return err;
+    }
+    return null;
+  }
+
+  const guard: SmtpGuard = {
+    get size() {
+      return states.size;
+    },
+
+    onConnect(s, callback) {
+      const state = stateOf(s.id);
+      startEnrich(state, baseSession(s));
+      if (!options.evaluateConnect) return callback();
+      state.connectEvaluated = true;
+      settle(
+        sessionAt(state, s, 'connect').then(async (session) => answer(await evaluate(session, state.cid))),
+        callback,
+        'connect',
+      );
+    },
+
+    onMailFrom(address, s, callback) {
+      const state = stateOf(s.id);
+      pendingFrom.set(state.cid, address.address ?? '');
+      settle(
+        (async () => {
+          try {
+            const early = await earlier(state, s);
+            if (early) return early;
+            return answer(await evaluate(await sessionAt(state, s, 'mail'), state.cid));
+          } finally {
+            pendingFrom.delete(state.cid);
+          }
+        })(),
+        callback,
+        'mail',
+      );
+    },
+
+    onRcptTo(address, s, callback) {
+      const state = stateOf(s.id);
+      const rcpt = address.address;
+      if (recipientDomains && !authUserOf(s.user) && !recipientDomains.has(domainOf(rcpt))) {
+        // Postfix reject_unauth_destination: 554 5.7.1 <rcpt>: Relay access denied.
+        const r = makeReply(554, '5.7.1', `<${rcpt}>: Relay access denied`);
+        settle(
+          sessionAt(state, s, 'rcpt', rcpt).then((session) => {
+            logDecision(
+              session,
+              {
+                action: 'reject',
+                reply: r,
+                check: 'relay-access',
+                reason: 'recipient domain is not ours',
+                trace: [],
+                findings: [],
+              },
+              state.cid,
+            );
+            return replyError(r);
+          }),
+          callback,
+          'rcpt',
+        );
+        return;
+      }
+      settle(
+        sessionAt(state, s, 'rcpt', rcpt).then(async (session) => answer(await evaluate(session, state.cid))),
+        callback,
+        'rcpt',
+      );
+    },
+
+    onData(stream, s, callback) {
+      const state = stateOf(s.id);
+      const work = async (): Promise<string> => {
+        const session = await sessionAt(state, s, 'data');
+        const err = answer(await evaluate(session, state.cid));
+        if (err) throw err;
+        if (!options.deliver) {
+          await drain(stream);
+          if (stream.sizeExceeded)
+            throw replyError(makeReply(552, '5.3.4', 'Message size exceeds fixed limit'));
+          return '2.0.0 Ok';
+        }
+        const id = await options.deliver(stream, { session, cid: state.cid });
+        return id ? `2.0.0 Ok: queued as ${id}` : '2.0.0 Ok';
+      };
+      work().then(
+        (message) => callback(null, message),
+        (err: unknown) => {
+          if (err instanceof Error && typeof (err as { responseCode?: unknown }).responseCode === 'number') {
+            callback(err);
+            return;
+          }
+          log.error({
+            event: 'deliver-failed',
+            cid: state.cid,
+            err: err instanceof Error ? err.message : String(err),
+          });
+          callback(replyError(makeReply(451, '4.3.0', 'Temporary local problem, try again later')));
+        },
+      );
+    },
+
+    onClose(s) {
+      states.delete(s.id);
+      pendingFrom.delete(s.id);
+    },
+
+    install(server) {
+      const hidePipelining = !!server.options.hidePIPELINING;
+      const connect = server.connect.bind(server);
+      server.connect = (socket, socketOptions) => {
+        connect(socket, socketOptions);
+        let conn: (typeof server.connections extends Set<infer C> ? C : never) | undefined;
+        for (const c of server.connections) {
+          if (c._socket === socket) conn = c;
+        }
+        // Refused at once (maxClients) or closed: nothing to watch.
+        if (!conn) return;
+        const connection = conn;
+        const state = stateOf(connection.id);
+        const base: Session = {
+          clientAddress: stripMapped(connection.remoteAddress),
+          clientPort: connection.remotePort,
+          stage: 'connect',
+        };
+        startEnrich(state, base);
+
+        const raw = socket as Socket;
+        let held: Buffer[] | undefined;
+        let heldBytes = 0;
+        const parser = connection._parser;
+        const onEarly = (chunk: Buffer) => {
+          if (state.greeted || !held) return;
+          flag(state, base, FLAG_EARLY_TALKER);
+          held.push(chunk);
+          heldBytes += chunk.length;
+          if (heldBytes > maxEarlyBytes) {
+            log.info({
+              event: 'early-talker-dropped',
+              client: base.clientAddress,
+              cid: state.cid,
+              bytes: heldBytes,
+            });
+            raw.destroy();
+          }
+        };
+        const release = (deliverHeld: boolean) => {
+          if (!held) return;
+          const chunks = held;
+          held = undefined;
+          raw.removeListener('data', onEarly);
+          if (!deliverHeld || !parser || connection._parser !== parser || raw.destroyed) return;
+          for (const c of chunks) parser.write(c);
+          raw.pipe(parser);
+        };
+        if (earlyMode === 'flag' && parser) {
+          // Hold what the client sends before the greeting instead of letting smtp-server answer
+          // "421 You talk too soon"; it is handed to the parser, in order, right after the greeting.
+          held = [];
+          raw.unpipe(parser);
+          raw.on('data', onEarly);
+          raw.resume();
+          raw.once('close', () => release(false));
+        }
+
+        const tap = hidePipelining ? new PipeliningTap() : undefined;
+        state.tap = tap;
+        // First in line, so the flag is set before the parser dispatches the commands of this read.
+        raw.prependListener('data', (chunk: Buffer) => {
+          if (!state.greeted) return; // early talking is its own finding
+          if (tap?.feed(chunk)) {
+            flag(state, base, FLAG_UNAUTHORIZED_PIPELINING);
+          }
+        });
+
+        const send = connection.send.bind(connection);
+        connection.send = (code, data, context) => {
+          const wasGreeted = state.greeted;
+          if (!wasGreeted && code === 220) state.greeted = true;
+          if (!wasGreeted && code === 421 && typeof data === 'string' && /talk too soon/i.test(data)) {
+            flag(state, base, FLAG_EARLY_TALKER);
+            logDecision(
+              base,
+              {
+                action: 'defer',
+                reply: makeReply(421, '4.7.0', data),
+                check: 'early-talker',
+                reason: 'client sent commands before the greeting',
+                trace: [],
+                findings: [],
+              },
+              state.cid,
+            );
+          }
+          tap?.replied(code);
+          // Our replies begin with their enhanced code: tell smtp-server not to add its own.
+          send(code, data, startsWithEnhanced(code, data) ? false : context);
+          if (!wasGreeted) release(code === 220);
+        };
+      };
+    },
+  };
+  return guard;
+}
+
+/**
+ * Wires the chain into an existing SMTPServer: sets its onConnect, onMailFrom, onRcptTo, onData and
+ * onClose, and instruments its connections (see {@link SmtpGuard.install}). onAuth stays yours.
+ * Create the server with `disableReverseLookup: true` and do PTR lookups in `enrich` instead.
+ */
+export function attach(server: SMTPServer, options: SmtpAdapterOptions): SmtpGuard {
+  const guard = smtpServerHooks(options);
+  server.onConnect = guard.onConnect;
+  server.onMailFrom = guard.onMailFrom;
+  server.onRcptTo = guard.onRcptTo;
+  server.onData = guard.onData;
+  server.onClose = guard.onClose;
+  guard.install(server);
+  return guard;
+}
+
+/** The address without the `::ffff:` of an IPv4-mapped IPv6 address (dual-stack listeners report those). */
+export function stripMapped(address: string | undefined): string {
+  const a = (address ?? '').trim();
+  return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(a) ? a.slice(7) : a;
+}
+
+/** Reads a stream to its end, discarding it; resolves on end or error. */
+export function drain(stream: Readable): Promise<void> {
+  return new Promise((resolve) => {
+    if (stream.readableEnded) return resolve();
+    stream.on('end', () => resolve());
+    stream.on('error', () => resolve());
+    stream.resume();
+  });
+}

@@ -1,0 +1,142 @@
+import type { AddressInfo } from 'node:net';
+import type { Chain, Clock, Logger, Session } from '@mxguard/core';
+import { systemClock } from '@mxguard/core';
+import { SMTPServer } from 'smtp-server';
+import type { SmtpAdapterOptions, SmtpGuard } from './adapter.js';
+import { attach } from './adapter.js';
+import { spoolMessage } from './spool.js';
+
+/** Options of {@link startGateway}. */
+export interface GatewayOptions {
+  /** The chain evaluated at each stage (e.g. core's `recommended(...)`). */
+  readonly chain: Chain;
+  readonly log: Logger;
+  /** Folder for accepted messages (must exist, same file system for tmp and final names). */
+  readonly spoolDir: string;
+  /** Address to listen on. @default '127.0.0.1' */
+  readonly host?: string;
+  /** Port to listen on; 0 picks a free one. @default 2525 */
+  readonly port?: number;
+  /** Our host name, in the greeting (`220 <hostname> ESMTP`) and in spool envelopes. @default 'mx.example.com' */
+  readonly hostname?: string;
+  /**
+   * Domains we accept mail for; any other recipient gets `554 5.7.1 Relay access denied`.
+   * An inbound MX relays for no one, loopback included. @default ['example.com']
+   */
+  readonly recipientDomains?: readonly string[];
+  /** Largest message in bytes; bigger ones get `552 5.3.4`. Advertised as SIZE. @default 26214400 (25 MiB) */
+  readonly maxMessageBytes?: number;
+  /** @default systemClock */
+  readonly clock?: Clock;
+  /** Randomness for spool file names. @default crypto.randomBytes */
+  readonly random?: (bytes: number) => Uint8Array;
+  /** See {@link SmtpAdapterOptions.enrich}. */
+  readonly enrich?: (session: Session) => Promise<Partial<Session>>;
+  /** @default 10000 */
+  readonly enrichTimeoutMs?: number;
+  /** See {@link SmtpAdapterOptions.evaluateConnect}. @default false */
+  readonly evaluateConnect?: boolean;
+  /** See {@link SmtpAdapterOptions.earlyTalkers}. @default 'flag' */
+  readonly earlyTalkers?: 'flag' | 'refuse';
+  /**
+   * Advertise PIPELINING (RFC 2920). When false, a client that pipelines anyway is flagged
+   * `unauthorizedPipelining` (at the cost of a round trip per command for honest clients).
+   * @default true
+   */
+  readonly offerPipelining?: boolean;
+  /** PEM key and certificate: STARTTLS is offered only when both are given. */
+  readonly tls?: { readonly key: string | Buffer; readonly cert: string | Buffer };
+  /** Most simultaneous connections; more get `421`. @default 100 */
+  readonly maxClients?: number;
+  /** Idle time before `421 Timeout`, ms. @default 300000 (RFC 5321 section 4.5.3.2: 5 minutes) */
+  readonly socketTimeoutMs?: number;
+  /** Told about each finding on a client (early talker, pipelining). */
+  readonly onFlag?: SmtpAdapterOptions['onFlag'];
+}
+
+/** A running gateway. */
+export interface Gateway {
+  readonly host: string;
+  readonly port: number;
+  readonly server: SMTPServer;
+  readonly guard: SmtpGuard;
+  /** Stops listening and waits for open connections (smtp-server closes them after 30 s). */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the example inbound MX: smtp-server with the chain wired in, no AUTH, no relaying, and
+ * every accepted message spooled whole and atomically (see docs/gateway.md).
+ */
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  const clock = options.clock ?? systemClock;
+  const hostname = options.hostname ?? 'mx.example.com';
+  const maxMessageBytes = options.maxMessageBytes ?? 25 * 1024 * 1024;
+  const disabled = ['AUTH'];
+  if (!options.tls) disabled.push('STARTTLS');
+  const server = new SMTPServer({
+    name: hostname,
+    // We do PTR lookups in `enrich`, with our resolver; smtp-server's own would use the system
+    // resolver and wait up to 1.5 s before the greeting.
+    disableReverseLookup: true,
+    // Advertise ENHANCEDSTATUSCODES and send them on every reply, as Postfix does; the adapter
+    // makes sure ours are the ones on policy replies.
+    hideENHANCEDSTATUSCODES: false,
+    hidePIPELINING: options.offerPipelining === false,
+    hideDSN: true,
+    disabledCommands: disabled,
+    authOptional: true,
+    size: maxMessageBytes,
+    maxClients: options.maxClients ?? 100,
+    socketTimeout: options.socketTimeoutMs ?? 300_000,
+    logger: false,
+    ...(options.tls ? { key: options.tls.key, cert: options.tls.cert } : {}),
+  });
+  const guard = attach(server, {
+    chain: options.chain,
+    log: options.log,
+    clock,
+    recipientDomains: options.recipientDomains ?? ['example.com'],
+    ...(options.enrich ? { enrich: options.enrich } : {}),
+    ...(options.enrichTimeoutMs !== undefined ? { enrichTimeoutMs: options.enrichTimeoutMs } : {}),
+    ...(options.evaluateConnect !== undefined ? { evaluateConnect: options.evaluateConnect } : {}),
+    ...(options.earlyTalkers ? { earlyTalkers: options.earlyTalkers } : {}),
+    ...(options.onFlag ? { onFlag: options.onFlag } : {}),
+    deliver: async (stream, { session, cid }) => {
+      const spooled = await spoolMessage(stream, session, cid, {
+        dir: options.spoolDir,
+        clock,
+        hostname,
+        ...(options.random ? { random: options.random } : {}),
+      });
+      options.log.info({
+        event: 'spooled',
+        cid,
+        id: spooled.id,
+        bytes: spooled.bytes,
+        rcpt: session.recipients,
+      });
+      return spooled.id;
+    },
+  });
+  server.on('error', (err: Error) => options.log.error({ event: 'server-error', err: err.message }));
+
+  const host = options.host ?? '127.0.0.1';
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.server.once('error', onError);
+    server.listen(options.port ?? 2525, host, () => {
+      server.server.removeListener('error', onError);
+      resolve();
+    });
+  });
+  const address = server.server.address() as AddressInfo;
+  options.log.info({ event: 'listening', host: address.address, port: address.port, hostname });
+  return {
+    host: address.address,
+    port: address.port,
+    server,
+    guard,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

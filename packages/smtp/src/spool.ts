@@ -1,0 +1,169 @@
+import { randomBytes } from 'node:crypto';
+import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Clock, Session } from '@mxguard/core';
+import { reply as makeReply } from '@mxguard/core';
+import type { SMTPServerDataStream } from 'smtp-server';
+import { replyError } from './reply.js';
+
+/**
+ * The envelope written as the first line of a spool file. Version 1.
+ * Everything a delivery agent needs that is not in the message itself.
+ */
+export interface SpoolEnvelope {
+  readonly version: 1;
+  /** The file name without `.msg`: `<ms since epoch, 13 digits>-<16 hex random>`. */
+  readonly id: string;
+  /** When the message was accepted (ISO 8601, from the injected clock). */
+  readonly receivedAt: string;
+  /** Our host name, as in the greeting. */
+  readonly receivedBy: string;
+  readonly client: {
+    readonly address: string;
+    readonly port?: number;
+    readonly helo?: string;
+    /** Forward-confirmed PTR name, when the enrich step found one. */
+    readonly name?: string;
+  };
+  /** MAIL FROM without angle brackets; '' is the null sender. */
+  readonly mailFrom: string;
+  /** The accepted recipients, in order. */
+  readonly rcptTo: readonly string[];
+  readonly tls: boolean;
+  /** smtp-server's connection id, to find the conversation in the log. */
+  readonly cid: string;
+}
+
+/** Options of {@link spoolMessage}. */
+export interface SpoolOptions {
+  /** The spool folder; must exist. Temporary files are written there too, so the rename is atomic. */
+  readonly dir: string;
+  readonly clock: Clock;
+  /** Randomness for file names. @default crypto.randomBytes */
+  readonly random?: (bytes: number) => Uint8Array;
+  /** Our host name for the envelope. */
+  readonly hostname: string;
+}
+
+/** The file suffix of a spooled message; temporary files start with `.tmp-` and never end with it. */
+export const SPOOL_SUFFIX = '.msg';
+
+/** A unique, sortable spool id: time first (so `ls` lists in arrival order), then 64 random bits. */
+export function spoolId(clock: Clock, random: (bytes: number) => Uint8Array = randomBytes): string {
+  const t = String(Math.max(0, Math.floor(clock.now()))).padStart(13, '0');
+  return `${t}-${Buffer.from(random(8)).toString('hex')}`;
+}
+
+/**
+ * Writes one accepted message to the spool: `<envelope JSON>\n<message bytes>` in one file.
+ *
+ * Atomic and durable: written to `.tmp-<id>` in the same folder, fsynced, renamed to `<id>.msg`,
+ * then the folder is fsynced so the rename survives a crash. Only after all that does the promise
+ * resolve, and only then does the gateway answer 250: nothing we accept is lost, and a reader never
+ * sees half a file. On any failure the temporary file is removed and the error is thrown (the
+ * gateway answers `451 4.3.0`). The stream is always read to its end, so smtp-server can answer.
+ * Over smtp-server's `size` limit the message is discarded and `552 5.3.4` is thrown.
+ */
+export async function spoolMessage(
+  stream: SMTPServerDataStream,
+  session: Session,
+  cid: string,
+  options: SpoolOptions,
+): Promise<{ id: string; path: string; bytes: number }> {
+  const id = spoolId(options.clock, options.random);
+  const envelope: SpoolEnvelope = {
+    version: 1,
+    id,
+    receivedAt: new Date(options.clock.now()).toISOString(),
+    receivedBy: options.hostname,
+    client: {
+      address: session.clientAddress,
+      ...(session.clientPort !== undefined ? { port: session.clientPort } : {}),
+      ...(session.helo !== undefined ? { helo: session.helo } : {}),
+      ...(session.rdns?.verified ? { name: session.rdns.verified } : {}),
+    },
+    mailFrom: session.mailFrom ?? '',
+    rcptTo: [...(session.recipients ?? [])],
+    tls: !!session.tls,
+    cid,
+  };
+  const tmp = join(options.dir, `.tmp-${id}`);
+  const final = join(options.dir, `${id}${SPOOL_SUFFIX}`);
+  let fh: Awaited<ReturnType<typeof open>> | undefined;
+  let failure: unknown;
+  try {
+    fh = await open(tmp, 'wx', 0o600);
+  } catch (err) {
+    failure = err;
+  }
+  let bytes = 0;
+  // Read the whole stream whatever happens: smtp-server answers only once it has ended.
+  await new Promise<void>((resolve) => {
+    let chain: Promise<unknown> = fh ? fh.write(`${JSON.stringify(envelope)}\n`) : Promise.resolve();
+    chain = chain.catch((err: unknown) => {
+      failure ??= err;
+    });
+    stream.on('data', (chunk: Buffer) => {
+      if (failure !== undefined || stream.sizeExceeded || !fh) return;
+      bytes += chunk.length;
+      const handle = fh;
+      stream.pause();
+      chain = chain
+        .then(() => (failure === undefined ? handle.write(chunk) : undefined))
+        .catch((err: unknown) => {
+          failure ??= err;
+        })
+        .finally(() => stream.resume());
+    });
+    stream.on('end', () => {
+      chain.then(() => resolve());
+    });
+    stream.on('error', (err) => {
+      failure ??= err;
+      chain.then(() => resolve());
+    });
+  });
+  try {
+    if (failure !== undefined) throw failure;
+    if (stream.sizeExceeded)
+      throw replyError(makeReply(552, '5.3.4', 'Message size exceeds fixed maximum message size'));
+    if (!fh) throw new Error('spool file not opened');
+    await fh.sync();
+    await fh.close();
+    fh = undefined;
+    await rename(tmp, final);
+    await syncDir(options.dir);
+    return { id, path: final, bytes };
+  } catch (err) {
+    await fh?.close().catch(() => {});
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+}
+
+/** fsync a folder so a rename in it is durable (POSIX; a no-op where folders cannot be opened). */
+async function syncDir(dir: string): Promise<void> {
+  let h: Awaited<ReturnType<typeof open>> | undefined;
+  try {
+    h = await open(dir, 'r');
+    await h.sync();
+  } catch {
+    // Some platforms cannot fsync a directory; the file itself is already synced.
+  } finally {
+    await h?.close().catch(() => {});
+  }
+}
+
+/** Splits a spool file into its envelope and the message bytes exactly as received. */
+export function parseSpoolFile(content: Buffer): { envelope: SpoolEnvelope; message: Buffer } {
+  const nl = content.indexOf(0x0a);
+  if (nl < 0) throw new TypeError('not a spool file: no envelope line');
+  const envelope = JSON.parse(content.subarray(0, nl).toString('utf8')) as SpoolEnvelope;
+  if (envelope.version !== 1) throw new TypeError(`unknown spool file version ${String(envelope.version)}`);
+  return { envelope, message: content.subarray(nl + 1) };
+}
+
+/** Reads and parses one spool file. */
+export async function readSpoolFile(path: string): Promise<{ envelope: SpoolEnvelope; message: Buffer }> {
+  return parseSpoolFile(await readFile(path));
+}
