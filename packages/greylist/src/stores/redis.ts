@@ -143,12 +143,19 @@ export function redisStore(options: RedisStoreOptions = {}): RedisStore {
       log.warn({ store: 'redis', err: err.message }, 'greylist: Redis connection failed; reconnecting');
     down = true;
   };
+  // A clean server shutdown closes the socket without an error: count that as down too.
+  let closing = false;
+  const onClose = () => {
+    if (!down && !closing) log.warn({ store: 'redis' }, 'greylist: Redis connection lost; reconnecting');
+    if (!closing) down = true;
+  };
   const onReady = () => {
     if (down) log.info({ store: 'redis' }, 'greylist: Redis connection restored');
     down = false;
   };
   client.on('error', onError);
   client.on('ready', onReady);
+  client.on('close', onClose);
 
   const keys = (req: { triplet: string; client: string }): [string, string] => {
     // The client address as a hash tag puts both keys in one Redis Cluster slot, as a script needs.
@@ -219,7 +226,9 @@ export function redisStore(options: RedisStoreOptions = {}): RedisStore {
       return out;
     },
     async close() {
+      closing = true;
       client.off('ready', onReady);
+      client.off('close', onClose);
       if (!own) {
         client.off('error', onError);
         return;

@@ -1,0 +1,64 @@
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ManualClock } from '@mxguard/core';
+import { DEFAULT_POLICY, memoryStore } from '@mxguard/greylist';
+import { afterAll, describe, expect, it } from 'vitest';
+import { testStore } from './store-suite.js';
+
+testStore('memory', async () => memoryStore());
+
+describe('memory store', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mxg-greylist-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const T0 = 1_700_000_000_000;
+  const req = (n: number) => ({ triplet: `t${n}`, client: `c${n}`, policy: DEFAULT_POLICY });
+
+  it('survives a restart through its file: no triplet and no whitelist entry is lost', async () => {
+    const file = join(dir, 'restart.json');
+    const a = memoryStore({ file });
+    await a.decide(req(1), T0);
+    await a.decide(req(1), T0 + 300_000); // passed: counts for client c1
+    await a.decide(req(2), T0 + 400_000); // new
+    await a.close(); // saves
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+
+    const b = memoryStore({ file });
+    expect(await b.load()).toBe(3);
+    expect(await b.inspect('t1', 'c1')).toEqual({
+      triplet: { first: T0, last: T0 + 300_000, count: 2 },
+      client: { count: 1, last: T0 + 300_000 },
+    });
+    // The pending triplet keeps its first sighting: a retry after the delay passes.
+    expect(await b.decide(req(2), T0 + 700_000)).toMatchObject({ outcome: 'passed', firstPass: true });
+    await b.close();
+  });
+
+  it('a missing file is an empty store; a foreign file is an error', async () => {
+    const s = memoryStore({ file: join(dir, 'absent.json') });
+    expect(await s.load()).toBe(0);
+    const bad = join(dir, 'bad.json');
+    writeFileSync(bad, JSON.stringify({ hello: 1 }));
+    await expect(memoryStore({ file: bad }).load()).rejects.toThrow(/not an mxguard greylist file/);
+  });
+
+  it('is bounded: the least recently seen triplets go first', async () => {
+    const s = memoryStore({ maxTriplets: 3, maxClients: 3 });
+    for (let i = 0; i < 5; i++) await s.decide(req(i), T0 + i);
+    expect(s.size.triplets).toBe(3);
+    expect((await s.inspect('t0', 'c0')).triplet).toBeUndefined();
+    expect((await s.inspect('t4', 'c4')).triplet).toBeDefined();
+    expect(() => memoryStore({ maxTriplets: 0 })).toThrow(TypeError);
+  });
+
+  it('expires records by the injected clock (lru-cache perf), with no timers', async () => {
+    const clock = new ManualClock(T0);
+    const s = memoryStore({ clock });
+    await s.decide(req(1), T0);
+    clock.advance(DEFAULT_POLICY.maxAge - 1);
+    expect((await s.inspect('t1', 'c1')).triplet).toBeDefined();
+    clock.advance(2);
+    expect((await s.inspect('t1', 'c1')).triplet).toBeUndefined();
+    expect(s.size.triplets).toBe(0);
+  });
+});
