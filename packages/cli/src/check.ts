@@ -90,7 +90,7 @@ function rdnsOf(input: CheckInput): ReverseDns | undefined {
 }
 
 function toOutput(d: Decision): Omit<CheckOutput, 'recipients' | 'notes'> {
-  const out: Omit<CheckOutput, 'recipients' | 'notes'> = { action: d.action, trace: d.trace };
+  const out: Omit<CheckOutput, 'recipients' | 'notes' | 'trace'> = { action: d.action };
   if (d.reply && d.action !== 'next') {
     out.code = d.reply.code;
     out.enhanced = d.reply.enhanced;
@@ -98,7 +98,7 @@ function toOutput(d: Decision): Omit<CheckOutput, 'recipients' | 'notes'> {
   }
   if (d.check !== undefined) out.check = d.check;
   if (d.reason !== undefined) out.reason = d.reason;
-  return out;
+  return { ...out, trace: d.trace };
 }
 
 const SEVERITY: Record<Decision['action'], number> = { reject: 3, defer: 2, next: 1, accept: 0 };

@@ -1,1 +1,4 @@
-export {};
+export * from './check.js';
+export * from './runtime.js';
+export * from './serve.js';
+export * from './wiring.js';

@@ -1,0 +1,154 @@
+import { mkdir } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { Logger, PolicyConfig, Session } from '@mxguard/core';
+import { DnsResolver } from '@mxguard/dns';
+import { startPolicyServer } from '@mxguard/postfix';
+import { startGateway } from '@mxguard/smtp';
+import type { Runtime } from './runtime.js';
+import { createRuntime, DNS_CHECKS } from './wiring.js';
+
+export interface ServeOptions {
+  readonly listen: string;
+  readonly spool?: string | undefined;
+  readonly offline: boolean;
+  readonly resolver?: string;
+  readonly log: Logger;
+  /** Where the banner goes. @default process.stdout */
+  readonly out?: (line: string) => void;
+}
+
+/** Splits `host:port`, `[v6]:port` or `port`. */
+export function parseListen(s: string, defaultHost = '127.0.0.1'): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(s) ?? /^()()(\d+)$/.exec(s);
+  const port = Number(m?.[3]);
+  if (!m || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new Error(`--listen must be HOST:PORT, [IPv6]:PORT or PORT; got "${s}"`);
+  }
+  return { host: m[1] || m[2] || defaultHost, port };
+}
+
+/**
+ * Decides whether DNS can be used: with `--resolver` or `--offline` the user said; otherwise one
+ * quick question to the system's resolver, and offline if it does not answer, so the demo works on
+ * a machine without internet and says which checks are off.
+ */
+async function dnsReachable(options: { offline: boolean; resolver?: string }): Promise<boolean> {
+  if (options.offline) return false;
+  if (options.resolver) return true;
+  const probe = new DnsResolver({ timeout: 1500, tries: 1 });
+  const r = await probe.mx('example.com');
+  return r.ok || r.error === 'notfound';
+}
+
+function enrichOf(rt: Runtime): ((s: Session) => Promise<Partial<Session>>) | undefined {
+  const { lookupRdns, prefetch } = rt;
+  if (!lookupRdns) return undefined;
+  return async (s) => {
+    prefetch?.(s);
+    return { rdns: await lookupRdns(s.clientAddress) };
+  };
+}
+
+async function runtimeFor(config: PolicyConfig, options: ServeOptions): Promise<Runtime> {
+  const online = await dnsReachable(options);
+  const rt = await createRuntime(config, {
+    offline: !online,
+    ...(options.resolver ? { resolver: options.resolver } : {}),
+    log: options.log,
+  });
+  if (!online && !options.offline) {
+    return {
+      ...rt,
+      notes: [`DNS unreachable: ${DNS_CHECKS.join(', ')} and reverse DNS are off`, ...rt.notes.slice(1)],
+    };
+  }
+  return rt;
+}
+
+function untilSignal(): Promise<void> {
+  return new Promise((res) => {
+    const done = () => {
+      process.off('SIGINT', done);
+      process.off('SIGTERM', done);
+      res();
+    };
+    process.on('SIGINT', done);
+    process.on('SIGTERM', done);
+  });
+}
+
+/** `mxguard serve`: the example gateway, until SIGINT/SIGTERM. */
+export async function runServe(config: PolicyConfig, options: ServeOptions): Promise<number> {
+  const out = options.out ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const { host, port } = parseListen(options.listen);
+  const spoolDir = resolve(options.spool ?? 'spool');
+  await mkdir(spoolDir, { recursive: true });
+  const rt = await runtimeFor(config, options);
+  const site = rt.policy.site;
+  const enrich = enrichOf(rt);
+  const gw = await startGateway({
+    chain: rt.policy.chain,
+    log: rt.log,
+    spoolDir,
+    host,
+    port,
+    clock: rt.clock,
+    recipientDomains: site.ourDomains,
+    ...(site.ourHosts[0] ? { hostname: site.ourHosts[0] } : {}),
+    ...(enrich ? { enrich } : {}),
+  });
+  const where = gw.host.includes(':') ? `[${gw.host}]:${gw.port}` : `${gw.host}:${gw.port}`;
+  const domain = site.ourDomains[0] ?? 'example.com';
+  out(`mxguard gateway listening on ${where} (our domains: ${site.ourDomains.join(', ')})`);
+  out(`spool: ${spoolDir}`);
+  out(`checks: ${rt.policy.chain.links.map((l) => l.check.name).join(', ')}`);
+  for (const n of rt.notes) out(`note: ${n}`);
+  out('try:');
+  out(`  swaks --server ${where} --helo mail.example.net --from alice@example.net --to postmaster@${domain}`);
+  out(
+    `  swaks --server ${where} --helo localhost --from alice@example.net --to postmaster@${domain}   # refused: helo-claims-us`,
+  );
+  await untilSignal();
+  out('mxguard gateway stopping');
+  await gw.close();
+  await rt.close();
+  return 0;
+}
+
+export interface PolicyOptions {
+  readonly listen?: string | undefined;
+  readonly socket?: string | undefined;
+  readonly offline: boolean;
+  readonly resolver?: string;
+  readonly log: Logger;
+  readonly out?: (line: string) => void;
+}
+
+/** `mxguard policy`: the Postfix policy server, until SIGINT/SIGTERM. */
+export async function runPolicy(config: PolicyConfig, options: PolicyOptions): Promise<number> {
+  const out = options.out ?? ((l: string) => process.stdout.write(`${l}\n`));
+  if (options.listen && options.socket) throw new Error('--listen and --socket exclude each other');
+  const listen = options.socket ? { path: options.socket } : parseListen(options.listen ?? '127.0.0.1:10023');
+  const rt = await runtimeFor(config, { ...options, listen: '' });
+  const enrich = enrichOf(rt);
+  const server = await startPolicyServer({
+    listen,
+    chain: rt.policy.chain,
+    log: rt.log,
+    clock: rt.clock,
+    ...(enrich ? { enrich } : {}),
+  });
+  const a = server.address;
+  const where =
+    'path' in a ? `unix:${a.path}` : `inet:${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
+  out(`mxguard policy server listening on ${where}`);
+  out(`checks: ${rt.policy.chain.links.map((l) => l.check.name).join(', ')}`);
+  for (const n of rt.notes) out(`note: ${n}`);
+  out(
+    `postfix main.cf: smtpd_recipient_restrictions = reject_unauth_destination, check_policy_service { ${where}, timeout=10s, default_action=DUNNO }`,
+  );
+  await untilSignal();
+  await server.close();
+  await rt.close();
+  return 0;
+}
