@@ -7,3 +7,5 @@
 export * from './geo.js';
 export * from './geo-database.js';
 export { addressMatcher, isPublic, type ParsedAddress, parseAddress } from './ip.js';
+export * from './os-fingerprint.js';
+export * from './p0f.js';
