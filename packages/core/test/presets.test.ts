@@ -1,0 +1,117 @@
+import {
+  buildPolicy,
+  type Check,
+  ConfigError,
+  defer,
+  next,
+  pureRegistry,
+  RECOMMENDED,
+  recommended,
+  reply,
+  type Session,
+} from '@mxguard/core';
+import { describe, expect, it } from 'vitest';
+
+const at = (extra: Partial<Session> = {}): Session => ({
+  clientAddress: '203.0.113.9',
+  helo: 'mail.example.net',
+  rdns: { names: ['mail.example.net'], verified: 'mail.example.net' },
+  mailFrom: 'a@example.net',
+  rcptTo: 'b@example.com',
+  stage: 'rcpt',
+  ...extra,
+});
+
+/** A stand-in greylist that defers whenever an earlier link doubted the client. */
+const fakeGreylist: Check = {
+  name: 'greylist',
+  stage: 'rcpt',
+  run: (_s, ctx) =>
+    ctx.findings.some((f) => f.doubt)
+      ? defer(reply(451, '4.7.1', 'Greylisted'), 'doubted')
+      : next('no doubt'),
+};
+
+describe('recommended()', () => {
+  it('keeps the documented order and leaves out what no package provided', () => {
+    const p = recommended();
+    const names = p.chain.links.map((l) => l.check.name);
+    const order = RECOMMENDED.map((c) => c.name).filter((n) => names.includes(n));
+    expect(names).toEqual(order);
+    expect(names.slice(0, 3)).toEqual(['trusted', 'relay', 'helo-required']);
+    expect(p.skipped).toEqual(
+      expect.arrayContaining(['dnsbl', 'sender-domain', 'greylist', 'callout', 'reputation']),
+    );
+    expect(p.site.ourDomains).toEqual(['example.com']);
+  });
+
+  it('a clean session passes; a forged HELO, relaying and a non-FQDN sender are refused', async () => {
+    const c = recommended({ ourHosts: ['mx.example.com'] }).chain;
+    expect((await c.evaluate(at())).action).toBe('next');
+    const forged = await c.evaluate(at({ helo: 'mx.example.com' }));
+    expect([forged.action, forged.check]).toEqual(['reject', 'helo-claims-us']);
+    const relay = await c.evaluate(at({ rcptTo: 'x@elsewhere.org' }));
+    expect([relay.action, relay.check, relay.reply?.code]).toEqual(['reject', 'relay', 554]);
+    const sender = await c.evaluate(at({ mailFrom: 'a@localhost' }));
+    expect([sender.action, sender.check]).toEqual(['reject', 'sender-fqdn']);
+  });
+
+  it('our networks and authenticated users are accepted before content checks (permit_mynetworks)', async () => {
+    const c = recommended({ ourNetworks: ['192.0.2.0/24'] }).chain;
+    const d = await c.evaluate(at({ clientAddress: '192.0.2.5', helo: 'pc', rcptTo: 'x@elsewhere.org' }));
+    expect([d.action, d.check]).toEqual(['accept', 'relay']);
+    const auth = await c.evaluate(at({ authUser: 'alice', helo: 'pc', rcptTo: 'x@elsewhere.org' }));
+    expect(auth.action).toBe('accept');
+  });
+
+  it('trusted forwarders are never checked, so we never refuse what they relay', async () => {
+    const c = recommended({ trustedForwarders: ['198.51.100.0/24'] }).chain;
+    const d = await c.evaluate(at({ clientAddress: '198.51.100.9', helo: 'pc', mailFrom: 'a@localhost' }));
+    expect([d.action, d.check]).toEqual(['accept', 'trusted']);
+  });
+
+  it('with a greylist, rDNS doubts send the client to it (selective greylisting), never a hard refusal', async () => {
+    const c = recommended({ provided: { greylist: fakeGreylist } }).chain;
+    const dynamic = await c.evaluate(
+      at({
+        rdns: { names: ['c-73-12-34-56.hsd1.ca.comcast.net'], verified: 'c-73-12-34-56.hsd1.ca.comcast.net' },
+        clientAddress: '73.12.34.56',
+      }),
+    );
+    expect([dynamic.action, dynamic.check]).toEqual(['defer', 'greylist']);
+    const none = await c.evaluate(at({ rdns: { names: [] } }));
+    expect([none.action, none.check]).toEqual(['defer', 'greylist']);
+    expect((await c.evaluate(at())).action).toBe('next');
+  });
+
+  it('without a greylist the rDNS checks keep their own default (defer), so a doubt is never dropped', async () => {
+    const c = recommended().chain;
+    const none = await c.evaluate(at({ rdns: { names: [] } }));
+    expect([none.action, none.check]).toEqual(['defer', 'rdns-missing']);
+  });
+
+  it('user options for a preset check win over the preset, and warn names run in warn mode', async () => {
+    const p = recommended({ options: { 'rdns-missing': { action: 'score' } }, warn: ['helo-fqdn'] });
+    const none = await p.chain.evaluate(at({ rdns: { names: [] }, helo: 'pc' }));
+    expect(none.action).toBe('next');
+    expect(none.trace.find((s) => s.check === 'helo-fqdn')).toMatchObject({ warn: true, action: 'reject' });
+  });
+});
+
+describe('buildPolicy()', () => {
+  it('names the place of every config error', () => {
+    expect(() => buildPolicy({ checks: ['nope'] }, pureRegistry)).toThrow(ConfigError);
+    expect(() => buildPolicy({ checks: ['nope'] }, pureRegistry)).toThrow(
+      /checks\[0\]: unknown check "nope"/,
+    );
+    expect(() => buildPolicy({ checks: [{ name: 'helo-fqdn', action: 'explode' }] }, pureRegistry)).toThrow(
+      /checks\[0\]/,
+    );
+    expect(() => buildPolicy({ checks: [42 as never] }, pureRegistry)).toThrow(
+      /checks\[0\]: must be a check name/,
+    );
+    expect(() => buildPolicy({ checks: ['helo-fqdn', 'helo-fqdn'] }, pureRegistry)).toThrow(/twice/);
+    expect(() => buildPolicy({ ourNetworks: [1] as never }, pureRegistry)).toThrow(/ourNetworks/);
+    expect(() => buildPolicy([] as never, pureRegistry)).toThrow(ConfigError);
+  });
+});
