@@ -35,9 +35,11 @@ export function parseListen(s: string, defaultHost = '127.0.0.1'): { host: strin
 async function dnsReachable(options: { offline: boolean; resolver?: string }): Promise<boolean> {
   if (options.offline) return false;
   if (options.resolver) return true;
+  // example.com has had an A record since RFC 2606; a resolver that cannot find it (no network,
+  // or a sandbox that answers NXDOMAIN to everything) would make every domain look nonexistent.
   const probe = new DnsResolver({ timeout: 1500, tries: 1 });
-  const r = await probe.mx('example.com');
-  return r.ok || r.error === 'notfound';
+  const r = await probe.a('example.com');
+  return r.ok;
 }
 
 function enrichOf(rt: Runtime): ((s: Session) => Promise<Partial<Session>>) | undefined {
