@@ -1,0 +1,95 @@
+import type { Check, CheckFactory, Clock, Logger, Site } from '@mxguard/core';
+import type { CalloutOptions } from './callout.js';
+import { callout } from './callout.js';
+import { MemoryCalloutStore } from './stores/memory.js';
+import { RedisCalloutStore } from './stores/redis.js';
+import type { CalloutResolver, CalloutStore, Probe } from './types.js';
+
+/** What the callout factory needs besides its plain-JSON options. */
+export interface CalloutEnv {
+  readonly clock: Clock;
+  readonly resolver: CalloutResolver;
+  /** @default a new MemoryCalloutStore */
+  readonly store?: CalloutStore;
+  readonly probe?: Probe;
+  readonly log?: Logger;
+}
+
+/** Where callout results live, as a config file says it: `"memory"`, a `redis://` URL, or an object. */
+export type CalloutStoreConfig =
+  | 'memory'
+  | string
+  | { readonly type: 'memory'; readonly max?: number }
+  | { readonly type?: 'redis'; readonly url: string; readonly prefix?: string };
+
+/** Builds a callout store from config. Throws TypeError on anything else. */
+export function calloutStoreFromConfig(config: CalloutStoreConfig = 'memory'): CalloutStore {
+  if (config === 'memory') return new MemoryCalloutStore();
+  if (typeof config === 'string') {
+    if (/^rediss?:\/\//.test(config)) return new RedisCalloutStore({ url: config });
+    throw new TypeError(`callout store "${config}" is neither "memory" nor a redis:// URL`);
+  }
+  if (config.type === 'memory')
+    return new MemoryCalloutStore(config.max === undefined ? {} : { max: config.max });
+  if ('url' in config && typeof config.url === 'string' && /^rediss?:\/\//.test(config.url)) {
+    return new RedisCalloutStore(config.prefix === undefined ? { url: config.url } : config);
+  }
+  throw new TypeError('callout store config needs "memory" or a redis:// url');
+}
+
+const OPTIONS: Record<string, 'number' | 'string' | 'boolean' | 'strings'> = {
+  domains: 'strings',
+  port: 'number',
+  helo: 'string',
+  probeSender: 'string',
+  probesPerMinute: 'number',
+  maxInFlight: 'number',
+  waitMs: 'number',
+  probeTimeoutMs: 'number',
+  rejectCode: 'number',
+  deferCode: 'number',
+  tempfailAction: 'string',
+  allowPrivateTargets: 'boolean',
+  maxMxHosts: 'number',
+  maxTargets: 'number',
+  ipv6: 'boolean',
+  positiveExpireMs: 'number',
+  positiveRefreshMs: 'number',
+  negativeExpireMs: 'number',
+  negativeRefreshMs: 'number',
+  temporaryRefreshMs: 'number',
+  probeTtlMs: 'number',
+};
+
+/**
+ * Builds the `callout` check from plain options. The site's own addresses are never probed; its
+ * first host name is the default EHLO name of probes.
+ */
+export function calloutFromConfig(options: Record<string, unknown>, site: Site, env: CalloutEnv): Check {
+  for (const [k, v] of Object.entries(options)) {
+    const want = OPTIONS[k];
+    if (!want) throw new TypeError(`callout: unknown option "${k}"`);
+    const ok =
+      want === 'strings' ? Array.isArray(v) && v.every((x) => typeof x === 'string') : typeof v === want;
+    if (!ok)
+      throw new TypeError(
+        `callout: option "${k}" must be ${want === 'strings' ? 'a list of strings' : `a ${want}`}`,
+      );
+  }
+  const o = {
+    helo: site.ourHosts[0] ?? 'localhost',
+    ...options,
+    ourAddresses: site.ourAddresses,
+    store: env.store ?? new MemoryCalloutStore(),
+    clock: env.clock,
+    resolver: env.resolver,
+    probe: env.probe,
+    log: env.log,
+  } as CalloutOptions;
+  return callout(o);
+}
+
+/** The checks of this package by their stable names, for config files. */
+export const calloutFactories: Record<string, CheckFactory<CalloutEnv>> = {
+  callout: calloutFromConfig,
+};
