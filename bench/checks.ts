@@ -4,6 +4,7 @@
  * Run: npx tsx bench/checks.ts
  */
 import { cpus } from 'node:os';
+import type { Check, CheckContext, Session } from '../packages/core/src/index.js';
 import {
   accessTable,
   heloBareIp,
@@ -11,6 +12,7 @@ import {
   heloFqdn,
   heloLiteralMismatch,
   heloSyntax,
+  ManualClock,
   parseAddress,
   recipientFqdn,
   recipientSyntax,
@@ -18,9 +20,9 @@ import {
   senderForgedOurs,
   senderFqdn,
   senderSyntax,
-} from '../packages/core/src/checks/index.js';
-import type { Check, CheckContext, Session } from '../packages/core/src/index.js';
-import { ManualClock, silentLogger, site } from '../packages/core/src/index.js';
+  silentLogger,
+  site,
+} from '../packages/core/src/index.js';
 
 const s = site({
   ourDomains: ['example.com', 'example.net'],

@@ -3,9 +3,16 @@
  * check_sender_access, check_recipient_access; smtpd_check.c check_table_result()).
  */
 import type { Check, CheckContext, Session, Verdict } from '@mxguard/core';
-import { chain, isValidReply, ManualClock, silentLogger, site } from '@mxguard/core';
+import {
+  accessTable,
+  chain,
+  coreFactories,
+  isValidReply,
+  ManualClock,
+  silentLogger,
+  site,
+} from '@mxguard/core';
 import { describe, expect, it } from 'vitest';
-import { accessTable, coreFactories } from '../src/checks/index.js';
 
 const ctx: CheckContext = { clock: new ManualClock(0), log: silentLogger, findings: [] };
 function run(check: Check, over: Partial<Session> = {}): Verdict {

@@ -4,17 +4,20 @@
  * smtpd's "Bad sender/recipient address syntax" replies.
  */
 import type { Check, CheckContext, Session, Verdict } from '@mxguard/core';
-import { isValidReply, ManualClock, silentLogger, site } from '@mxguard/core';
-import { describe, expect, it } from 'vitest';
 import {
   hasFqdnDomain,
+  isValidReply,
+  ManualClock,
   parseAddress,
   recipientFqdn,
   recipientSyntax,
   senderForgedOurs,
   senderFqdn,
   senderSyntax,
-} from '../src/checks/index.js';
+  silentLogger,
+  site,
+} from '@mxguard/core';
+import { describe, expect, it } from 'vitest';
 
 const testSite = site({
   ourDomains: ['example.com'],

@@ -3,8 +3,6 @@
  * valid_hostname.c, postconf(5)).
  */
 import type { Check, CheckContext, Session, Verdict } from '@mxguard/core';
-import { isValidReply, ManualClock, silentLogger, site } from '@mxguard/core';
-import { describe, expect, it } from 'vitest';
 import {
   coreFactories,
   heloBareIp,
@@ -14,8 +12,13 @@ import {
   heloRequired,
   heloSyntax,
   isValidHostname,
+  isValidReply,
+  ManualClock,
   parseHeloLiteral,
-} from '../src/checks/index.js';
+  silentLogger,
+  site,
+} from '@mxguard/core';
+import { describe, expect, it } from 'vitest';
 
 const testSite = site({
   ourDomains: ['example.com'],

@@ -3,17 +3,21 @@
  * verdict is well formed (isValidReply; a 5xx never carries a 4.x.x, a 4xx never a 5.x.x).
  */
 import type { Check, CheckContext, Session, Verdict } from '@mxguard/core';
-import { HIT_ACTIONS, isValidReply, ManualClock, silentLogger, site } from '@mxguard/core';
-import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
 import {
   accessTable,
   coreFactories,
+  HIT_ACTIONS,
   inNetworks,
   isValidHostname,
+  isValidReply,
+  ManualClock,
   parseAddress,
   parseHeloLiteral,
-} from '../src/checks/index.js';
+  silentLogger,
+  site,
+} from '@mxguard/core';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
 
 const testSite = site({
   ourDomains: ['example.com'],

@@ -3,20 +3,24 @@
  * forwarders, inNetworks, and a few end-to-end chains of the pure checks.
  */
 import type { Check, CheckContext, Session, Verdict } from '@mxguard/core';
-import { chain, isValidReply, ManualClock, silentLogger, site } from '@mxguard/core';
-import { describe, expect, it } from 'vitest';
 import {
+  chain,
   compileNetworks,
   coreFactories,
   heloClaimsUs,
   heloSyntax,
   inNetworks,
+  isValidReply,
+  ManualClock,
   recipientFqdn,
   relayCheck,
   senderForgedOurs,
   senderFqdn,
+  silentLogger,
+  site,
   trustedCheck,
-} from '../src/checks/index.js';
+} from '@mxguard/core';
+import { describe, expect, it } from 'vitest';
 
 const testSite = site({
   ourDomains: ['example.com', 'example.net'],
