@@ -144,7 +144,8 @@ export class DnsResolver implements Resolver {
     this.#cache = new LRUCache<string, Answer>({
       max: Math.round(cacheSize),
       ttlResolution: 0,
-      perf: { now: () => clock.now() },
+      // +1: lru-cache takes a start time of 0 to mean "no TTL", and a ManualClock may read 0.
+      perf: { now: () => clock.now() + 1 },
     });
   }
 
