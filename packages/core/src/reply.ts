@@ -30,10 +30,15 @@ export function isValidReply(r: Reply): boolean {
   }
 }
 
-/** The same reply, made temporary: 5xx becomes 4xx with the enhanced class 4 (e.g. 554 5.7.1 -> 454 4.7.1). */
+/**
+ * The same reply, made temporary. The basic code becomes one RFC 5321 defines for a temporary
+ * refusal: 452 for a 552 (storage), 450 for everything else (550, 554, 504, 501...), rather than
+ * Postfix soft_bounce's first-digit swap, which makes codes such as 401 and 404 that no RFC defines.
+ * The enhanced code keeps its subject and detail with class 4 (5.7.1 -> 4.7.1).
+ */
 export function soften(r: Reply): Reply {
   if (r.code < 500) return r;
-  return { code: r.code - 100, enhanced: `4${r.enhanced.slice(1)}`, text: r.text };
+  return { code: r.code === 552 ? 452 : 450, enhanced: `4${r.enhanced.slice(1)}`, text: r.text };
 }
 
 /** No opinion. */

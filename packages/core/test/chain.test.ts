@@ -45,8 +45,10 @@ describe('reply', () => {
     expect(() => reply(550, '5.7.1', 'a\r\nb')).toThrow(TypeError);
     expect(reply(504, '5.5.2', 'ok')).toEqual({ code: 504, enhanced: '5.5.2', text: 'ok' });
   });
-  it('softens a 5xx into the matching 4xx', () => {
-    expect(soften(reply(554, '5.7.1', 't'))).toEqual({ code: 454, enhanced: '4.7.1', text: 't' });
+  it('softens a 5xx into a 4xx that RFC 5321 defines', () => {
+    expect(soften(reply(554, '5.7.1', 't'))).toEqual({ code: 450, enhanced: '4.7.1', text: 't' });
+    expect(soften(reply(501, '5.5.2', 't'))).toEqual({ code: 450, enhanced: '4.5.2', text: 't' });
+    expect(soften(reply(552, '5.3.4', 't'))).toEqual({ code: 452, enhanced: '4.3.4', text: 't' });
     expect(soften(r450)).toBe(r450);
   });
   it('reject and defer refuse replies of the wrong class', () => {

@@ -177,7 +177,7 @@ describe('helo-syntax (reject_invalid_helo_hostname)', () => {
     });
   });
   it('honours action: defer with the 4xx form', () => {
-    expect(codeOf(run(heloSyntax({ action: 'defer' }), { helo: 'a..b' }))).toBe('401 4.5.2');
+    expect(codeOf(run(heloSyntax({ action: 'defer' }), { helo: 'a..b' }))).toBe('450 4.5.2');
   });
   it('refuses bad options loudly', () => {
     expect(() => heloSyntax({ action: 'drop' as never })).toThrow(TypeError);
