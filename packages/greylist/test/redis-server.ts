@@ -34,10 +34,12 @@ function freePort(): Promise<number> {
 }
 
 /**
- * Starts redis-server with persistence on (AOF, fsync at every write, so even a SIGKILL loses
- * nothing acknowledged) and no RDB snapshots, bound to 127.0.0.1 only.
+ * Starts redis-server with persistence on (AOF, by default fsync at every write, so even a SIGKILL
+ * loses nothing acknowledged) and no RDB snapshots, bound to 127.0.0.1 only.
  */
-export async function startRedis(): Promise<RedisServer> {
+export async function startRedis(
+  options: { appendfsync?: 'always' | 'everysec' | 'no' } = {},
+): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'mxg-redis-'));
   let child: ChildProcess | undefined;
   let port = 0;
@@ -56,7 +58,7 @@ export async function startRedis(): Promise<RedisServer> {
           '--appendonly',
           'yes',
           '--appendfsync',
-          'always',
+          options.appendfsync ?? 'always',
           '--dir',
           dir,
           '--protected-mode',
