@@ -9,3 +9,4 @@ export * from './geo-database.js';
 export { addressMatcher, isPublic, type ParsedAddress, parseAddress } from './ip.js';
 export * from './os-fingerprint.js';
 export * from './p0f.js';
+export * from './received.js';
