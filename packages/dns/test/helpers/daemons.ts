@@ -56,13 +56,19 @@ async function startWithRetry(
   for (let attempt = 0; attempt < 8; attempt++) {
     const port = randomPort();
     const { cmd, args } = make(port, dir);
-    const child = spawn(cmd, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own process group: nsd forks xfrd and server children, and stop() must end them all.
+    const child = spawn(cmd, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let out = '';
     child.stdout?.on('data', (d) => (out += d));
     child.stderr?.on('data', (d) => (out += d));
     child.on('error', (e) => (out += String(e)));
     const up = await waitReady(child, port, probe, () => out);
     if (!up) {
+      if (child.pid !== undefined && child.exitCode === null) {
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {}
+      }
       lastOutput = out;
       continue; // port taken or similar: try another
     }
@@ -72,8 +78,15 @@ async function startWithRetry(
       async stop() {
         if (child.exitCode === null) {
           const exited = new Promise<void>((res) => child.once('exit', () => res()));
-          child.kill('SIGTERM');
-          const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+          const group = (sig: NodeJS.Signals) => {
+            try {
+              if (child.pid !== undefined) process.kill(-child.pid, sig);
+            } catch {
+              child.kill(sig);
+            }
+          };
+          group('SIGTERM');
+          const t = setTimeout(() => group('SIGKILL'), 3000);
           await exited;
           clearTimeout(t);
         }
