@@ -1,0 +1,47 @@
+import { readFileSync } from 'node:fs';
+import { FakeResolver } from '@mxguard/dns';
+import { describe, expect, it } from 'vitest';
+import { myPolicy } from '../../../examples/policy.js';
+
+const root = new URL('../../../', import.meta.url);
+
+describe('the README example', () => {
+  it('is examples/policy.ts, word for word', () => {
+    const readme = readFileSync(new URL('README.md', root), 'utf8');
+    const example = readFileSync(new URL('examples/policy.ts', root), 'utf8');
+    expect(readme).toContain(`\`\`\`ts\n${example}\`\`\``);
+  });
+
+  it('runs: clean mail passes, a listed client is refused, a dynamic one is greylisted, relaying is refused', async () => {
+    const dns = new FakeResolver({
+      '9.113.0.203.zen.spamhaus.org': {
+        A: ['127.0.0.2'],
+        TXT: ['https://www.spamhaus.org/query/ip/203.0.113.9'],
+      },
+      'example.net': { MX: [{ priority: 10, exchange: 'mx.example.net' }] },
+      'mx.example.net': { A: ['192.0.2.25'] },
+    });
+    const policy = myPolicy(dns);
+    const base = {
+      clientAddress: '192.0.2.7',
+      helo: 'mail.example.net',
+      mailFrom: 'a@example.net',
+      rcptTo: 'b@example.com',
+      stage: 'rcpt' as const,
+    };
+    expect((await policy.evaluate(base)).action).toBe('next');
+    const listed = await policy.evaluate({ ...base, clientAddress: '203.0.113.9' });
+    expect([listed.action, listed.check, listed.reply?.code]).toEqual(['reject', 'dnsbl', 554]);
+    expect(listed.reply?.text).toContain('https://example.com/mail-help');
+    const dynamic = await policy.evaluate({
+      ...base,
+      clientAddress: '73.12.34.56',
+      rdns: { names: ['c-73-12-34-56.hsd1.ca.comcast.net'], verified: 'c-73-12-34-56.hsd1.ca.comcast.net' },
+    });
+    expect([dynamic.action, dynamic.check]).toEqual(['defer', 'greylist']);
+    const relay = await policy.evaluate({ ...base, rcptTo: 'x@elsewhere.org' });
+    expect([relay.action, relay.check]).toEqual(['reject', 'relay']);
+    const bulk = await policy.evaluate({ ...base, mailFrom: 'x@bulk.example.net' });
+    expect([bulk.action, bulk.check, bulk.reply?.code]).toEqual(['defer', 'no-bulk', 450]);
+  });
+});
