@@ -1,0 +1,69 @@
+/**
+ * The example gateway end to end on loopback: nodemailer clients (a pool of persistent
+ * connections) send a fixed number of small messages through startGateway with the recommended
+ * preset (pure checks; no DNS, no greylist) and every message is spooled (fsync + rename).
+ * One sender per connection, each waiting for its previous message. Reports messages per second
+ * and per-message latency percentiles (MAIL to the 250 after DATA, the first message of a
+ * connection including its connect, greeting and EHLO).
+ * Run: npx tsx bench/gateway.ts [messages=2000] [connections=8]
+ */
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import nodemailer from 'nodemailer';
+import { recommended, silentLogger } from '../packages/core/src/index.js';
+import { startGateway } from '../packages/smtp/src/index.js';
+
+const total = Number(process.argv[2] ?? 2000);
+const connections = Number(process.argv[3] ?? 8);
+const dir = await mkdtemp(join(tmpdir(), 'mxguard-bench-spool-'));
+const policy = recommended({ ourDomains: ['example.com'], ourHosts: ['mx.example.com'] });
+const gw = await startGateway({ chain: policy.chain, log: silentLogger, spoolDir: dir, port: 0 });
+const transport = nodemailer.createTransport({
+  host: '127.0.0.1',
+  port: gw.port,
+  ignoreTLS: true,
+  name: 'client.example.net',
+  pool: true,
+  maxConnections: connections,
+  maxMessages: Number.POSITIVE_INFINITY,
+});
+const body = `From: a@sender.example.net\r\nTo: user@example.com\r\nSubject: bench\r\n\r\n${'The quick brown fox jumps over the lazy dog.\r\n'.repeat(40)}`;
+const latencies: number[] = [];
+let failed = 0;
+const started = performance.now();
+let left = total;
+// One sender per connection, each waiting for its previous message: latency is one transaction.
+await Promise.all(
+  Array.from({ length: connections }, async () => {
+    while (left > 0) {
+      left--;
+      const t0 = performance.now();
+      try {
+        await transport.sendMail({
+          envelope: { from: 'a@sender.example.net', to: ['user@example.com'] },
+          raw: body,
+        });
+        latencies.push(performance.now() - t0);
+      } catch {
+        failed++;
+      }
+    }
+  }),
+);
+const elapsed = (performance.now() - started) / 1000;
+transport.close();
+await gw.close();
+const spooled = (await readdir(dir)).filter((f) => f.endsWith('.msg')).length;
+await rm(dir, { recursive: true, force: true });
+latencies.sort((a, b) => a - b);
+const pct = (p: number) =>
+  (latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0).toFixed(1);
+console.log(`machine: ${cpus()[0]?.model ?? 'unknown'} x${cpus().length}, node ${process.version}`);
+console.log(
+  `messages: ${total} over ${connections} connections, ${body.length} bytes each; failed ${failed}; spooled ${spooled}`,
+);
+console.log(`throughput: ${(latencies.length / elapsed).toFixed(0)} messages/s (${elapsed.toFixed(2)} s)`);
+console.log(
+  `latency per message (MAIL to the 250 after DATA), ms: p50 ${pct(50)}  p90 ${pct(90)}  p99 ${pct(99)}  max ${pct(100)}`,
+);
