@@ -4,6 +4,7 @@
  * relays of Received headers (a DATA-stage helper that scores, never rejects).
  */
 
+export * from './factories.js';
 export * from './geo.js';
 export * from './geo-database.js';
 export { addressMatcher, isPublic, type ParsedAddress, parseAddress } from './ip.js';

@@ -1,0 +1,204 @@
+/**
+ * The signals as config files name them: `geo` and `os-fingerprint`, with plain-JSON options.
+ *
+ *   {"name": "geo", "database": "/var/lib/GeoIP/GeoLite2-Country.mmdb", "allow": ["DE", "FR"]}
+ *   {"name": "os-fingerprint", "socket": "/run/p0f.sock", "expectedCountries": ["DE"],
+ *    "database": "/var/lib/GeoIP/GeoLite2-Country.mmdb"}
+ *
+ * The Received-header helpers are not checks (they need the message's headers, which a Session
+ * does not carry): adapters call `receivedRelays`/`scoreReceived` at DATA and pass the findings to
+ * `chain.evaluate(session, findings)`.
+ */
+import type { Check, CheckFactory, Clock, Logger, Site } from '@mxguard/core';
+import { silentLogger, systemClock } from '@mxguard/core';
+import type { CountryField, GeoCheckOptions } from './geo.js';
+import { geoCheck } from './geo.js';
+import { GeoDatabases } from './geo-database.js';
+import type { OsFingerprintOptions } from './os-fingerprint.js';
+import { osFingerprintCheck } from './os-fingerprint.js';
+import type { P0fLookup } from './p0f.js';
+import { P0fClient } from './p0f.js';
+
+/** What the signals need besides their options. */
+export interface SignalsEnv {
+  /**
+   * Databases by path, opened once and watched; `geo` and `os-fingerprint` naming the same file
+   * share it. Without it each check opens its own copy.
+   */
+  readonly geo?: GeoDatabases;
+  /** A p0f client to use instead of one made from the `socket` option (tests, or a shared client). */
+  readonly p0f?: P0fLookup;
+  /** Clock for the p0f answer cache. @default systemClock */
+  readonly clock?: Clock;
+  readonly log?: Logger;
+  /**
+   * Whether a PTR name looks dynamic, for the os-fingerprint combination rule when no earlier
+   * `rdns-dynamic` link said so; e.g. `(ip, name) => classifyPtr(ip, name).class === 'dynamic'`
+   * with core's classifier. @default the small heuristic `looksDynamic`
+   */
+  readonly isDynamicPtr?: (address: string, name: string) => boolean;
+}
+
+/** A SignalsEnv with its own shared geo databases, and `close()` to stop their file watchers. */
+export function createSignalsEnv(
+  options: Omit<SignalsEnv, 'geo'> = {},
+): SignalsEnv & { readonly geo: GeoDatabases; close(): void } {
+  const geo = new GeoDatabases({ log: options.log ?? silentLogger });
+  return { ...options, geo, close: () => geo.close() };
+}
+
+type Opts = Record<string, unknown>;
+
+function known(check: string, o: Opts, keys: readonly string[]): void {
+  for (const k of Object.keys(o)) {
+    if (!keys.includes(k)) throw new TypeError(`${check}: unknown option "${k}" (known: ${keys.join(', ')})`);
+  }
+}
+
+function str(check: string, o: Opts, k: string, required: true): string;
+function str(check: string, o: Opts, k: string, required?: false): string | undefined;
+function str(check: string, o: Opts, k: string, required = false): string | undefined {
+  const v = o[k];
+  if (v === undefined) {
+    if (required) throw new TypeError(`${check}: option "${k}" is required`);
+    return undefined;
+  }
+  if (typeof v !== 'string' || v.length === 0)
+    throw new TypeError(`${check}: "${k}" must be a non-empty string`);
+  return v;
+}
+
+function num(check: string, o: Opts, k: string): number | undefined {
+  const v = o[k];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new TypeError(`${check}: "${k}" must be a number`);
+  return v;
+}
+
+function list<T>(check: string, o: Opts, k: string, type: 'string' | 'number'): T[] | undefined {
+  const v = o[k];
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v) || !v.every((x) => typeof x === type)) {
+    throw new TypeError(`${check}: "${k}" must be a list of ${type}s`);
+  }
+  return v as T[];
+}
+
+function table(check: string, o: Opts, k: string): Record<string, number> | undefined {
+  const v = o[k];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    throw new TypeError(`${check}: "${k}" must be an object of numbers`);
+  }
+  for (const [kk, x] of Object.entries(v)) {
+    if (typeof x !== 'number' || !Number.isFinite(x))
+      throw new TypeError(`${check}: "${k}.${kk}" must be a number`);
+  }
+  return v as Record<string, number>;
+}
+
+/** The site's own networks and forwarders are never geoblocked or fingerprinted. */
+function siteExempt(site: Site, extra: readonly string[] | undefined): string[] {
+  return [...site.ourNetworks, ...site.ourAddresses, ...site.trustedForwarders, ...(extra ?? [])];
+}
+
+function openGeo(path: string, env: SignalsEnv) {
+  // One copy per path when the env shares databases; else this check's own, watched copy.
+  return (env.geo ?? new GeoDatabases({ log: env.log ?? silentLogger })).open(path);
+}
+
+const GEO_KEYS = [
+  'database',
+  'allow',
+  'deny',
+  'denyAsn',
+  'scores',
+  'asnScores',
+  'field',
+  'action',
+  'score',
+  'exempt',
+] as const;
+
+/** `geo` from JSON options. `database` (a path) is required. */
+export const geoFactory: CheckFactory<SignalsEnv> = (o, site, env): Check => {
+  const c = 'geo';
+  known(c, o, GEO_KEYS);
+  const path = str(c, o, 'database', true);
+  const options: { -readonly [K in keyof GeoCheckOptions]: GeoCheckOptions[K] } = {
+    database: openGeo(path, env),
+    exempt: siteExempt(site, list<string>(c, o, 'exempt', 'string')),
+  };
+  const allow = list<string>(c, o, 'allow', 'string');
+  const deny = list<string>(c, o, 'deny', 'string');
+  const denyAsn = list<number>(c, o, 'denyAsn', 'number');
+  const scores = table(c, o, 'scores');
+  const asnScores = table(c, o, 'asnScores');
+  const field = str(c, o, 'field');
+  const action = str(c, o, 'action');
+  const score = num(c, o, 'score');
+  if (allow) options.allow = allow;
+  if (deny) options.deny = deny;
+  if (denyAsn) options.denyAsn = denyAsn;
+  if (scores) options.scores = scores;
+  if (asnScores) options.asnScores = asnScores;
+  if (field) options.field = field as CountryField;
+  if (action) options.action = action as GeoCheckOptions['action'] & string;
+  if (score !== undefined) options.score = score;
+  return geoCheck(options);
+};
+
+const OS_KEYS = [
+  'socket',
+  'timeoutMs',
+  'database',
+  'expectedCountries',
+  'combinationScore',
+  'scores',
+  'desktop',
+  'action',
+  'geoCheckName',
+  'exempt',
+] as const;
+
+/** `os-fingerprint` from JSON options. `socket` (p0f's `-s` path) is required unless the env has a client. */
+export const osFingerprintFactory: CheckFactory<SignalsEnv> = (o, site, env): Check => {
+  const c = 'os-fingerprint';
+  known(c, o, OS_KEYS);
+  const socket = str(c, o, 'socket', env.p0f === undefined);
+  const timeoutMs = num(c, o, 'timeoutMs');
+  const p0f =
+    env.p0f ??
+    new P0fClient({
+      socketPath: socket as string,
+      clock: env.clock ?? systemClock,
+      log: env.log ?? silentLogger,
+      ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+    });
+  const options: { -readonly [K in keyof OsFingerprintOptions]: OsFingerprintOptions[K] } = {
+    p0f,
+    exempt: siteExempt(site, list<string>(c, o, 'exempt', 'string')),
+  };
+  const database = str(c, o, 'database');
+  if (database) options.geo = openGeo(database, env);
+  const expected = list<string>(c, o, 'expectedCountries', 'string');
+  if (expected) options.expectedCountries = expected;
+  const combo = num(c, o, 'combinationScore');
+  if (combo !== undefined) options.combinationScore = combo;
+  const scores = table(c, o, 'scores');
+  if (scores) options.scores = scores;
+  const desktop = list<string>(c, o, 'desktop', 'string');
+  if (desktop) options.desktop = desktop;
+  const action = str(c, o, 'action');
+  if (action) options.action = action as 'score' | 'greylist';
+  const geoName = str(c, o, 'geoCheckName');
+  if (geoName) options.geoCheckName = geoName;
+  if (env.isDynamicPtr) options.isDynamicPtr = env.isDynamicPtr;
+  return osFingerprintCheck(options);
+};
+
+/** The signals by config name: `geo` and `os-fingerprint`. Bind with core's `bindFactories(signalsFactories, env)`. */
+export const signalsFactories: Record<string, CheckFactory<SignalsEnv>> = {
+  geo: geoFactory,
+  'os-fingerprint': osFingerprintFactory,
+};
