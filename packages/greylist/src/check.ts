@@ -2,7 +2,7 @@ import type { Check, CheckFactory, Finding, Session, Verdict } from '@mxguard/co
 import { defer, next, reply } from '@mxguard/core';
 import { clientAllowlist, recipientAllowlist } from './allowlist.js';
 import { clientAddressKey, type KeyOptions, tripletKey } from './key.js';
-import type { Decision, GreylistPolicy, Outcome } from './machine.js';
+import type { GreylistDecision, GreylistOutcome, GreylistPolicy } from './machine.js';
 import { policyFromOptions } from './machine.js';
 import { PROVIDERS, providerEntries } from './providers.js';
 import type { GreylistStore } from './stores/types.js';
@@ -14,13 +14,13 @@ export interface GreylistEnv {
 
 /** One decision, for a reputation module or metrics (`onDecision`). */
 export interface GreylistEvent {
-  readonly outcome: Outcome;
+  readonly outcome: GreylistOutcome;
   readonly clientAddress: string;
   readonly sender: string;
   readonly recipient: string;
   /** The triplet key, when the store was asked. */
   readonly key?: string;
-  readonly decision?: Decision;
+  readonly decision?: GreylistDecision;
   /** The allowlist entry that matched, for `allowlisted`. */
   readonly allowedBy?: string;
   /** The doubts that sent the client here (selective mode). */
@@ -31,7 +31,7 @@ export interface GreylistEvent {
 /** Counters, read by metrics exporters and the CLI. */
 export interface GreylistStats {
   /** Decisions by outcome. */
-  readonly outcomes: Record<Outcome, number>;
+  readonly outcomes: Record<GreylistOutcome, number>;
   /** Sessions not greylisted because nothing doubted the client (selective mode). */
   undoubted: number;
   /** Store failures (each one applied `onStoreError`). */
@@ -194,7 +194,7 @@ export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): 
       }
       const why = doubts.length > 0 ? `; doubt: ${doubts.map((d) => `${d.check}/${d.tag}`).join(', ')}` : '';
 
-      let decision: Decision;
+      let decision: GreylistDecision;
       try {
         decision = await store.decide({ triplet: key, client: clientKey, policy }, now);
       } catch (err) {

@@ -65,17 +65,23 @@ export const DEFAULT_POLICY: GreylistPolicy = Object.freeze({
  * - `whitelisted-client`: the client address passed enough triplets: let through unseen.
  * - `allowlisted`: an allowlist matched (set by the check, never by the machine).
  */
-export type Outcome = 'new' | 'early' | 'expired-restart' | 'passed' | 'whitelisted-client' | 'allowlisted';
+export type GreylistOutcome =
+  | 'new'
+  | 'early'
+  | 'expired-restart'
+  | 'passed'
+  | 'whitelisted-client'
+  | 'allowlisted';
 
 /** The records one decision reads. */
-export interface Records {
+export interface GreylistRecords {
   readonly triplet?: TripletRecord | undefined;
   readonly client?: ClientRecord | undefined;
 }
 
 /** The result of one decision. */
-export interface Decision {
-  readonly outcome: Exclude<Outcome, 'allowlisted'>;
+export interface GreylistDecision {
+  readonly outcome: Exclude<GreylistOutcome, 'allowlisted'>;
   /** Seconds until a retry would pass (rounded up); 0 when passing. */
   readonly retryIn: number;
   /** True when this decision is the triplet's first pass: `delayedMs` says how long it waited. */
@@ -87,8 +93,8 @@ export interface Decision {
 }
 
 /** A decision and the records to store (`undefined`: leave that record as it is). */
-export interface Step {
-  readonly decision: Decision;
+export interface GreylistStep {
+  readonly decision: GreylistDecision;
   readonly triplet?: TripletRecord | undefined;
   readonly client?: ClientRecord | undefined;
 }
@@ -105,7 +111,11 @@ export interface Step {
  * Time never runs backwards in a record: the effective time is `max(now, last seen)`, so a caller
  * with a slow clock (an MX host behind the others) neither rewinds a record nor shortens a delay.
  */
-export function step(records: Records, now: number, policy: GreylistPolicy = DEFAULT_POLICY): Step {
+export function greylistStep(
+  records: GreylistRecords,
+  now: number,
+  policy: GreylistPolicy = DEFAULT_POLICY,
+): GreylistStep {
   const { delay, retryWindow, maxAge, awlClients, awlInterval } = policy;
   let client = live(records.client, now, maxAge);
   if (awlClients > 0 && client && client.count >= awlClients) {
@@ -125,7 +135,7 @@ export function step(records: Records, now: number, policy: GreylistPolicy = DEF
   const old = live(records.triplet, now, maxAge);
   const t = Math.max(now, old?.last ?? now);
   let first = old?.first ?? t;
-  let outcome: Decision['outcome'] = old ? 'early' : 'new';
+  let outcome: GreylistDecision['outcome'] = old ? 'early' : 'new';
   const passedBefore = old !== undefined && old.last - old.first >= delay;
   if (old && !passedBefore && t - first > retryWindow) {
     first = t;

@@ -185,18 +185,19 @@ describe('greylist in a config-built chain', () => {
       registry,
       { clock },
     );
-    const doubted = await policy.chain.run(session({ rdns: { names: [] } }));
+    const doubted = await policy.chain.evaluate(session({ rdns: { names: [] } }));
     expect(doubted).toMatchObject({
       action: 'defer',
+      check: 'greylist',
       reply: { code: 450 },
       reason: expect.stringMatching(/^greylist: new/),
     });
-    const fine = await policy.chain.run(
+    const fine = await policy.chain.evaluate(
       session({ rdns: { names: ['mx.example.org'], verified: 'mx.example.org' } }),
     );
     expect(fine.action).toBe('next');
     clock.advance(60_000);
-    expect((await policy.chain.run(session({ rdns: { names: [] } }))).action).toBe('next');
+    expect((await policy.chain.evaluate(session({ rdns: { names: [] } }))).action).toBe('next');
   });
 
   it('storeFromConfig refuses what it does not know', async () => {

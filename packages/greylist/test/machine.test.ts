@@ -1,6 +1,6 @@
 import { ManualClock } from '@mxguard/core';
-import type { ClientRecord, GreylistPolicy, Records, TripletRecord } from '@mxguard/greylist';
-import { DEFAULT_POLICY, policyFromOptions, step } from '@mxguard/greylist';
+import type { ClientRecord, GreylistPolicy, GreylistRecords, TripletRecord } from '@mxguard/greylist';
+import { DEFAULT_POLICY, greylistStep, policyFromOptions } from '@mxguard/greylist';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
@@ -15,7 +15,7 @@ function driver(policy: GreylistPolicy = DEFAULT_POLICY) {
   let records: { triplet?: TripletRecord; client?: ClientRecord } = {};
   return {
     clock,
-    get records(): Records {
+    get records(): GreylistRecords {
       return records;
     },
     /** A fresh triplet for the same client (a new sender/recipient pair). */
@@ -23,7 +23,7 @@ function driver(policy: GreylistPolicy = DEFAULT_POLICY) {
       records = { ...(records.client ? { client: records.client } : {}) };
     },
     decide() {
-      const s = step(records, clock.now(), policy);
+      const s = greylistStep(records, clock.now(), policy);
       records = {
         ...((s.triplet ?? records.triplet) ? { triplet: s.triplet ?? records.triplet } : {}),
         ...((s.client ?? records.client) ? { client: s.client ?? records.client } : {}),
@@ -133,7 +133,7 @@ describe('state machine (postgrey algorithm)', () => {
   });
 
   it('delay 0 passes at once', () => {
-    const s = step({}, 0, { ...DEFAULT_POLICY, delay: 0 });
+    const s = greylistStep({}, 0, { ...DEFAULT_POLICY, delay: 0 });
     expect(s.decision).toMatchObject({ outcome: 'passed', firstPass: true, delayedMs: 0 });
   });
 
@@ -173,7 +173,7 @@ describe('state machine properties', () => {
         for (const op of ops) {
           now += op.dt;
           if (op.fresh) triplet = undefined;
-          const s = step({ triplet, client }, now, policy);
+          const s = greylistStep({ triplet, client }, now, policy);
           if (s.triplet) {
             expect(s.triplet.first).toBeLessThanOrEqual(s.triplet.last);
             if (triplet && now - triplet.last <= policy.maxAge) {
@@ -205,8 +205,8 @@ describe('state machine properties', () => {
     fc.assert(
       fc.property(policyArb, fc.integer({ min: 0, max: 10 * DAY }), (policy, extra) => {
         const wait = policy.delay + (extra % Math.max(1, policy.retryWindow - policy.delay + 1));
-        const a = step({}, 0, policy);
-        const b = step({ triplet: a.triplet }, wait, policy);
+        const a = greylistStep({}, 0, policy);
+        const b = greylistStep({ triplet: a.triplet }, wait, policy);
         expect(b.decision.outcome).toBe('passed');
       }),
       { numRuns: 300 },

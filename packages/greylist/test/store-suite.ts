@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ClientRecord, GreylistPolicy, GreylistStore, TripletRecord } from '@mxguard/greylist';
-import { DEFAULT_POLICY, step } from '@mxguard/greylist';
+import { DEFAULT_POLICY, greylistStep } from '@mxguard/greylist';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -104,7 +104,7 @@ export function testStore(name: string, makeStore: () => Promise<GreylistStore>)
           for (const op of ops) {
             now += op.dt;
             const triplet = triplets[op.triplet]!;
-            const want = step({ triplet: model.get(triplet), client: modelClient }, now, policy);
+            const want = greylistStep({ triplet: model.get(triplet), client: modelClient }, now, policy);
             if (want.triplet) model.set(triplet, want.triplet);
             if (want.client) modelClient = want.client;
             expect(await store.decide({ triplet, client, policy }, now)).toEqual(want.decision);

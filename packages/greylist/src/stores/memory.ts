@@ -3,8 +3,8 @@ import { open, readFile, rename, unlink } from 'node:fs/promises';
 import type { Clock, Logger } from '@mxguard/core';
 import { silentLogger } from '@mxguard/core';
 import { LRUCache } from 'lru-cache';
-import type { ClientRecord, Decision, TripletRecord } from '../machine.js';
-import { DEFAULT_POLICY, step } from '../machine.js';
+import type { ClientRecord, GreylistDecision, TripletRecord } from '../machine.js';
+import { DEFAULT_POLICY, greylistStep } from '../machine.js';
 import type { DecideRequest, GreylistStore } from './types.js';
 
 /** Options of the in-memory store. */
@@ -83,9 +83,9 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
     get size() {
       return { triplets: triplets.size, clients: clients.size };
     },
-    async decide(req: DecideRequest, now: number): Promise<Decision> {
+    async decide(req: DecideRequest, now: number): Promise<GreylistDecision> {
       if (now > latest) latest = now;
-      const s = step(
+      const s = greylistStep(
         { triplet: triplets.get(req.triplet), client: clients.get(req.client) },
         now,
         req.policy,

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from '@mxguard/core';
 import { silentLogger } from '@mxguard/core';
 import { Redis, type RedisOptions } from 'ioredis';
-import type { ClientRecord, Decision, TripletRecord } from '../machine.js';
+import type { ClientRecord, GreylistDecision, TripletRecord } from '../machine.js';
 import type { DecideRequest, GreylistStore } from './types.js';
 
 /**
@@ -10,7 +10,7 @@ import type { DecideRequest, GreylistStore } from './types.js';
  * command runs in between), so two MX hosts deciding the same triplet at the same instant are
  * serialised: one creates the record, the other finds it; no pass count is lost. Time comes in as
  * ARGV[1] (the caller's clock, never Redis `TIME`), so decisions are the same as the memory
- * store's and tests are deterministic. Records are hashes (`f` first, `l` last, `n` count; client
+ * store's and tests are deterministic. GreylistRecords are hashes (`f` first, `l` last, `n` count; client
  * `c` count, `l` last) that expire by themselves `maxAge` after they were last seen (PEXPIRE,
  * relative, so a test clock far from Redis's own does not expire them at once).
  *
@@ -195,13 +195,13 @@ export function redisStore(options: RedisStoreOptions = {}): RedisStore {
         client.once('end', end);
       });
     },
-    async decide(req: DecideRequest, now: number): Promise<Decision> {
+    async decide(req: DecideRequest, now: number): Promise<GreylistDecision> {
       const p = req.policy;
       const res = await run(keys(req), [now, p.delay, p.retryWindow, p.maxAge, p.awlClients, p.awlInterval]);
       if (!Array.isArray(res) || res.length !== 5)
         throw new Error(`greylist script returned ${JSON.stringify(res)}`);
       const [outcome, retryIn, firstPass, delayedMs, cw] = res as [
-        Decision['outcome'],
+        GreylistDecision['outcome'],
         number,
         number,
         number,

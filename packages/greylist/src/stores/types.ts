@@ -1,4 +1,4 @@
-import type { ClientRecord, Decision, GreylistPolicy, TripletRecord } from '../machine.js';
+import type { ClientRecord, GreylistDecision, GreylistPolicy, TripletRecord } from '../machine.js';
 
 /** One decision asked of a store: the keys, the policy, and the time (never read from a clock inside). */
 export interface DecideRequest {
@@ -18,7 +18,7 @@ export interface DecideRequest {
 export interface GreylistStore {
   /** A short name for logs (`memory`, `redis`). */
   readonly kind: string;
-  decide(request: DecideRequest, now: number): Promise<Decision>;
+  decide(request: DecideRequest, now: number): Promise<GreylistDecision>;
   /** The stored records of a triplet and client, for tests and tools (`undefined` when absent). */
   inspect(triplet: string, client: string): Promise<{ triplet?: TripletRecord; client?: ClientRecord }>;
   /** Saves what must survive (memory store with a file), stops timers, closes connections. */
