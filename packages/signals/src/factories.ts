@@ -56,7 +56,7 @@ function known(check: string, o: Opts, keys: readonly string[]): void {
 }
 
 function str(check: string, o: Opts, k: string, required: true): string;
-function str(check: string, o: Opts, k: string, required?: false): string | undefined;
+function str(check: string, o: Opts, k: string, required?: boolean): string | undefined;
 function str(check: string, o: Opts, k: string, required = false): string | undefined {
   const v = o[k];
   if (v === undefined) {
