@@ -162,14 +162,24 @@ export function callout(options: CalloutOptions): Check {
     } catch (err) {
       log.error({ check: 'callout', err: String(err) }, 'callout store failed');
     }
-    const targets = await lookupTargets(options.resolver, domain, {
-      clientAddress: session.clientAddress,
-      ourAddresses: options.ourAddresses ?? [],
-      allowPrivate: options.allowPrivateTargets ?? false,
-      maxHosts: options.maxMxHosts ?? 3,
-      maxAddresses: options.maxTargets ?? 5,
-      ipv6: options.ipv6 ?? true,
-    });
+    let targets: Awaited<ReturnType<typeof lookupTargets>>;
+    try {
+      targets = await lookupTargets(options.resolver, domain, {
+        clientAddress: session.clientAddress,
+        ourAddresses: options.ourAddresses ?? [],
+        allowPrivate: options.allowPrivateTargets ?? false,
+        maxHosts: options.maxMxHosts ?? 3,
+        maxAddresses: options.maxTargets ?? 5,
+        ipv6: options.ipv6 ?? true,
+      });
+    } catch (err) {
+      // The Resolver port returns failures; a custom one that throws is a temporary failure too.
+      targets = {
+        ok: false,
+        status: 'temporary',
+        text: `MX lookup of ${domain} failed: ${String(err).slice(0, 100)}`,
+      };
+    }
     let result: ProbeResult;
     if (!targets.ok) {
       result = { status: targets.status, text: targets.text };
@@ -282,11 +292,14 @@ export function callout(options: CalloutOptions): Check {
       let status: CalloutStatus = c.status;
       let text = c.text;
       let p: Promise<CalloutStatusText> | undefined = inflight.get(key);
+      let held: string | undefined;
       if (!p && c.probe) {
         if (limit.activeCount + limit.pendingCount >= 2 * maxInFlight) {
           log.warn({ check: 'callout', address: key }, 'too many probes in flight; not probing');
+          held = 'too many address verifications in progress';
         } else if (!takeToken(domain, now)) {
           log.warn({ check: 'callout', domain }, 'probe rate limit reached; not probing');
+          held = `address verification rate limit for ${domain} reached`;
         } else {
           // Registered before any await, so concurrent sessions for this address share it.
           p = start(key, domain, session, c.record);
@@ -301,7 +314,7 @@ export function callout(options: CalloutOptions): Check {
           text = r.text;
         }
       }
-      if (status === 'todo') text = 'Address verification in progress';
+      if (status === 'todo') text = held ?? 'Address verification in progress';
       return verdict(key, status, text);
     },
   };

@@ -167,8 +167,13 @@ describe('callout check with an injected probe', () => {
     for (let i = 0; i < 5; i++)
       actions.push((await check.run(mail(`u${i}@forged.example`), ctx(clock))).action);
     expect(actions).toEqual(['next', 'next', 'next', 'defer', 'defer']);
+    const held = await check.run(mail('u5@forged.example'), ctx(clock));
+    if (held.action !== 'next') {
+      expect(held.reply.code).toBe(450);
+      expect(held.reply.text).toContain('rate limit for forged.example reached');
+    }
     expect(probe.calls.length).toBe(3);
-    clock.advance(20 * S); // one token back
+    clock.advance(20 * S); // one token back (3 a minute)
     expect((await check.run(mail('u9@forged.example'), ctx(clock))).action).toBe('next');
     expect((await check.run(mail('u10@forged.example'), ctx(clock))).action).toBe('defer');
     expect(probe.calls.length).toBe(4);

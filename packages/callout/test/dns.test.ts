@@ -65,4 +65,24 @@ describe('callout with @mxguard/dns', () => {
     expect(v.action).toBe('defer');
     if (v.action !== 'next') expect(v.reply.code).toBe(450);
   });
+
+  it('a resolver that throws is a temporary failure, not a crash', async () => {
+    const clock = new ManualClock(1);
+    const boom = async (): Promise<never> => {
+      throw new Error('resolver exploded');
+    };
+    const check = callout({
+      domains: ['forged.example'],
+      store: new MemoryCalloutStore(),
+      clock,
+      resolver: { a: boom, aaaa: boom, mx: boom },
+      probe: async () => ({ status: 'exists', text: 'x' }),
+    });
+    const v = await check.run(
+      { clientAddress: '203.0.113.5', stage: 'mail', mailFrom: 'ghost@forged.example' },
+      { clock, log: silentLogger, findings: [] },
+    );
+    expect(v.action).toBe('defer');
+    if (v.action !== 'next') expect(v.reply.code).toBe(450);
+  });
 });
