@@ -4,8 +4,11 @@
  * names it then learns. The checks later find the answers in the resolver's cache or join the
  * queries in flight, so a session's DNS latency is the depth of its dependent lookups, not the sum.
  */
-import type { ReverseDns, Session } from '@mxguard/core';
-import { resolveMailDomain } from './checks/domain.js';
+import type { Clock, Logger, ReverseDns, Session } from '@mxguard/core';
+import { silentLogger, systemClock } from '@mxguard/core';
+import { healthFor } from './checks/dnslists.js';
+import { mxOnlyPrivate, resolveMailDomain } from './checks/domain.js';
+import type { ListHealth } from './lists.js';
 import { queryList } from './lists.js';
 import type { ListSpec } from './listspec.js';
 import { canonicalName, domainOf, normaliseIp, reversedIp } from './names.js';
@@ -22,6 +25,15 @@ export interface PrefetchOptions {
   readonly rdns?: boolean;
   /** Look up the HELO name, sender and recipient domains when the session has them. @default true */
   readonly names?: boolean;
+  /**
+   * Start the lists' health probes too (when due), so the checks do not wait for them.
+   * @default the ListHealth the checks share for this resolver; `false`: none
+   */
+  readonly health?: ListHealth | false;
+  /** Clock for the health probes. @default systemClock */
+  readonly clock?: Clock;
+  /** Logger for the health probes. @default silentLogger */
+  readonly log?: Logger;
 }
 
 /** Lookups started by prefetch. */
@@ -47,12 +59,28 @@ export function prefetch(resolver: Resolver, session: Session, options: Prefetch
   const label = ip === undefined ? undefined : reversedIp(ip);
   if (label !== undefined)
     for (const spec of options.dnsLists ?? []) jobs.push(queryList(resolver, spec, label, { txt: true }));
+  const health = options.health ?? healthFor(resolver);
+  if (health) {
+    const clock = options.clock ?? systemClock;
+    const log = options.log ?? silentLogger;
+    for (const spec of options.dnsLists ?? [])
+      jobs.push(health.usable(resolver, spec.zone, 'ip', clock, log));
+    for (const spec of options.rhsLists ?? [])
+      jobs.push(health.usable(resolver, spec.zone, 'name', clock, log));
+  }
   if (options.names !== false) {
     const helo = session.helo && !session.helo.startsWith('[') ? canonicalName(session.helo) : undefined;
     const sender = session.mailFrom ? canonicalName(domainOf(session.mailFrom)) : undefined;
     const rcpt = session.rcptTo ? canonicalName(domainOf(session.rcptTo)) : undefined;
     if (helo?.includes('.')) jobs.push(resolver.a(helo), resolver.aaaa(helo));
-    if (sender?.includes('.')) jobs.push(resolveMailDomain(resolver, sender));
+    // The sender's MX hosts' addresses too: sender-domain's private-MX finding needs them.
+    if (sender?.includes('.')) {
+      jobs.push(
+        resolveMailDomain(resolver, sender).then((st) =>
+          st.status === 'ok' && st.via === 'mx' ? mxOnlyPrivate(resolver, st.hosts) : undefined,
+        ),
+      );
+    }
     if (rcpt?.includes('.')) jobs.push(resolveMailDomain(resolver, rcpt));
     for (const name of [helo, sender]) {
       if (!name?.includes('.')) continue;
