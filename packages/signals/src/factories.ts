@@ -33,8 +33,7 @@ export interface SignalsEnv {
   readonly log?: Logger;
   /**
    * Whether a PTR name looks dynamic, for the os-fingerprint combination rule when no earlier
-   * `rdns-dynamic` link said so; e.g. `(ip, name) => classifyPtr(ip, name).class === 'dynamic'`
-   * with core's classifier. @default the small heuristic `looksDynamic`
+   * `rdns-dynamic` link said so. @default `looksDynamic` (core's `classifyPtr`)
    */
   readonly isDynamicPtr?: (address: string, name: string) => boolean;
 }

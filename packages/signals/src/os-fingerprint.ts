@@ -11,7 +11,7 @@
  * (DESIGN principle 1), and p0f being down or silent is `next` with the reason.
  */
 import type { Check, CheckContext, Finding, Session, Verdict } from '@mxguard/core';
-import { hit, next, reply } from '@mxguard/core';
+import { classifyPtr, hit, next, reply } from '@mxguard/core';
 import { countryFromFindings } from './geo.js';
 import type { GeoLookup } from './geo-database.js';
 import { addressMatcher, parseAddress } from './ip.js';
@@ -65,8 +65,8 @@ export interface OsFingerprintOptions {
   /** Name of the geo check whose findings carry the country. @default 'geo' */
   readonly geoCheckName?: string;
   /**
-   * Whether a PTR name looks dynamic, when no earlier `rdns-dynamic` link said so. Pass core's
-   * `classifyPtr`-based test for the full classifier. @default looksDynamic (a small heuristic)
+   * Whether a PTR name looks dynamic, when no earlier `rdns-dynamic` link said so.
+   * @default looksDynamic (core's `classifyPtr`)
    */
   readonly isDynamicPtr?: (address: string, name: string) => boolean;
   /** `score` (points for `weigh()`) or `greylist` (the same, plus a doubt). @default 'score' */
@@ -75,32 +75,16 @@ export interface OsFingerprintOptions {
   readonly exempt?: readonly string[];
 }
 
-const DYNAMIC_WORDS =
-  /(^|[.\-_\d])(dyn|dynamic|dhcp|dsl|adsl|vdsl|xdsl|cable|dial|dialup|dialin|ppp|pppoe|pool|cust|customer|subscriber|broadband|residential|ftth|fiber|fibre)([.\-_\d]|$)/;
-
 /**
- * A small dynamic-pool heuristic for when `rdns-dynamic` has not run: the name embeds the address
- * (two or more of its octets in order, as `1-2-3-4`, `4.3.2.1`, `001002003004`) or an access-network
- * word (dsl, dyn, pool, ppp, cable, ...) as a label or label part.
+ * Whether a PTR name looks like a dynamic pool: core's `classifyPtr` (the classifier behind
+ * `rdns-dynamic`), so a session judged by both reads the name the same way.
  */
 export function looksDynamic(address: string, name: string): boolean {
-  const n = name.toLowerCase().slice(0, 255);
-  if (DYNAMIC_WORDS.test(n)) return true;
-  const a = parseAddress(address);
-  if (a?.family !== 4) return false;
-  const o = a.bytes.map(String);
-  const padded = a.bytes.map((b) => String(b).padStart(3, '0'));
-  const forms = [
-    o.join('-'),
-    o.join('.'),
-    o.join('_'),
-    [...o].reverse().join('-'),
-    [...o].reverse().join('.'),
-    padded.join(''),
-    [...padded].reverse().join(''),
-    o.slice(2).join('-'), // the last two octets, e.g. "ip-3-4.pool"
-  ];
-  return forms.some((f) => n.includes(f));
+  try {
+    return classifyPtr(address, name).class === 'dynamic';
+  } catch {
+    return false;
+  }
 }
 
 /** Reads the PTR state from the session and from earlier `rdns-*` findings. */
