@@ -111,7 +111,9 @@ describe('dnsbl', () => {
       findings: [{ tag: 'listed:small.example', doubt: true, score: 1 }],
     });
     const d = await dnsbl(dns, [SMALL], { health: false, action: 'defer' }).run(s(), ctx());
-    expect(d.action === 'defer' && d.reply.code).toBe(454);
+    // core's soften() decides the 4xx form of 554; a 4xx with the same subject is what matters.
+    expect(d.action === 'defer' && Math.floor(d.reply.code / 100)).toBe(4);
+    expect(d.action === 'defer' && d.reply.enhanced).toBe('4.7.1');
   });
 });
 

@@ -106,7 +106,7 @@ export interface DnsblOptions extends ListCheckOptions {
   readonly threshold?: number;
   /**
    * What a total at or above the threshold does. `reject`: 554 5.7.1 as reject_rbl_client;
-   * `defer`/`defer_if_permit`: 454 4.7.1; `score`/`greylist`: findings `listed:<zone>` with each
+   * `defer`/`defer_if_permit`: the 4xx form of it (core's soften); `score`/`greylist`: findings `listed:<zone>` with each
    * list's weight, for weigh() or the selective greylist. @default 'reject'
    */
   readonly action?: HitAction;
