@@ -1,0 +1,345 @@
+/**
+ * The Postfix policy server against postgrey, with the same request stream in one run.
+ *
+ * Run: npx tsx bench/policy.ts [requests] [connections]     (defaults: 20000 over 8)
+ *
+ * - mxguard runs in a child process (this file with `--serve`), as it would in production, so the
+ *   benchmark client does not share its event loop: a chain of the pure envelope checks
+ *   (helo-syntax, helo-fqdn, helo-claims-us, sender-fqdn, recipient-fqdn) and the greylist check in
+ *   `all` mode with the in-memory store, as postgrey greylists every triplet.
+ * - postgrey (Debian, /usr/sbin/postgrey) is started on a free loopback port with its own --dbdir in
+ *   a temp dir and empty allowlists, and stopped at the end.
+ * - The stream: N requests as Postfix 3.7 sends them at RCPT, from a seeded generator: 2,000
+ *   clients in 500 /24 networks, each triplet seen 1-3 times, so both servers mostly say
+ *   "greylisted" (new or early) with a 300 s delay. Both get a warm-up of 1,000 other requests.
+ * - Both log one line a decision to a file in the temp dir (postgrey to stderr when not
+ *   daemonised, mxguard one JSON line).
+ * - C connections, each sending one request and waiting for its answer before the next, as each
+ *   Postfix smtpd process does. Latency: from the write to the whole answer.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import {
+  chownSync,
+  createWriteStream,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import {
+  chain,
+  heloClaimsUs,
+  heloFqdn,
+  heloSyntax,
+  type Logger,
+  recipientFqdn,
+  senderFqdn,
+  site,
+} from '../packages/core/src/index.js';
+import { greylistCheck, memoryStore } from '../packages/greylist/src/index.js';
+import { formatRequest, startPolicyServer } from '../packages/postfix/src/index.js';
+
+const POSTGREY = '/usr/sbin/postgrey';
+
+/** One JSON line a decision to a file, as postgrey logs one line a decision (here to a file too). */
+function fileLogger(path: string): Logger {
+  const out = createWriteStream(path, { flags: 'a' });
+  const line = (level: string) => (obj: object, msg?: string) => {
+    out.write(`${JSON.stringify({ level, time: Date.now(), ...obj, msg })}\n`);
+  };
+  return { debug() {}, info: line('info'), warn: line('warn'), error: line('error') };
+}
+
+async function serve(logPath: string): Promise<void> {
+  const s = site({ ourDomains: ['example.com'], ourHosts: ['mx.example.com'] });
+  const store = memoryStore();
+  const policyChain = chain([
+    heloSyntax(),
+    heloFqdn(),
+    heloClaimsUs({}, s),
+    senderFqdn(),
+    recipientFqdn(),
+    greylistCheck({ store }, { mode: 'all', providers: false, allowRecipients: [], delay: 300 }),
+  ]);
+  const server = await startPolicyServer({
+    listen: { host: '127.0.0.1', port: 0 },
+    chain: policyChain,
+    log: fileLogger(logPath),
+  });
+  const a = server.address as { port: number };
+  process.stdout.write(`${a.port}\n`);
+  process.on('SIGTERM', () => {
+    void server.close().then(() => process.exit(0));
+  });
+}
+
+/** mulberry32: a small seeded PRNG, so every run sends the same stream. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function stream(n: number, seed: number): string[] {
+  const rnd = prng(seed);
+  const pick = (k: number) => Math.floor(rnd() * k);
+  const out: string[] = [];
+  const recent: string[] = [];
+  for (let i = 0; i < n; i++) {
+    // A third of the requests repeat a recent triplet (a retry, early for a 300 s delay).
+    if (recent.length > 0 && rnd() < 1 / 3) {
+      out.push(recent[pick(recent.length)] as string);
+      continue;
+    }
+    const c = pick(2000);
+    const net = c % 500;
+    const ip = `198.${18 + (net >> 8)}.${net & 255}.${1 + (c % 250)}`;
+    const host = `mail${c}.sender${c % 700}.example.net`;
+    const req = formatRequest({
+      request: 'smtpd_access_policy',
+      protocol_state: 'RCPT',
+      protocol_name: 'ESMTP',
+      client_address: ip,
+      client_name: host,
+      reverse_client_name: host,
+      client_port: String(1024 + pick(60000)),
+      helo_name: host,
+      sender: `user${pick(5000)}@sender${c % 700}.example.net`,
+      recipient: `rcpt${pick(300)}@example.com`,
+      recipient_count: '0',
+      queue_id: '',
+      instance: `${c.toString(16)}.${i.toString(16)}.0`,
+      size: '0',
+      etrn_domain: '',
+      stress: '',
+      sasl_method: '',
+      sasl_username: '',
+      sasl_sender: '',
+      ccert_subject: '',
+      ccert_issuer: '',
+      ccert_fingerprint: '',
+      encryption_protocol: '',
+      encryption_cipher: '',
+      encryption_keysize: '0',
+    });
+    out.push(req);
+    recent.push(req);
+    if (recent.length > 500) recent.shift();
+  }
+  return out;
+}
+
+interface Result {
+  readonly rps: number;
+  readonly p50: number;
+  readonly p90: number;
+  readonly p99: number;
+  readonly max: number;
+  readonly actions: Record<string, number>;
+}
+
+function open(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1');
+    s.setNoDelay(true);
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+/** One connection's request/answer loop. */
+function asker(socket: Socket): (req: string) => Promise<string> {
+  let buf = '';
+  let waiting: ((a: string) => void) | undefined;
+  socket.setEncoding('utf8');
+  socket.on('data', (d: string) => {
+    buf += d;
+    const end = buf.indexOf('\n\n');
+    if (end >= 0 && waiting) {
+      const a = buf.slice(0, end);
+      buf = buf.slice(end + 2);
+      const w = waiting;
+      waiting = undefined;
+      w(a);
+    }
+  });
+  return (req) =>
+    new Promise((resolve) => {
+      waiting = resolve;
+      socket.write(req);
+    });
+}
+
+async function drive(port: number, requests: string[], connections: number): Promise<Result> {
+  const sockets = await Promise.all(Array.from({ length: connections }, () => open(port)));
+  const askers = sockets.map(asker);
+  const latencies = new Float64Array(requests.length);
+  const actions: Record<string, number> = {};
+  let next = 0;
+  const start = performance.now();
+  await Promise.all(
+    askers.map(async (ask) => {
+      while (next < requests.length) {
+        const i = next++;
+        const t = performance.now();
+        const answer = await ask(requests[i] as string);
+        latencies[i] = performance.now() - t;
+        const kind = answer.replace(/^action=/, '').split(' ')[0] ?? '?';
+        actions[kind] = (actions[kind] ?? 0) + 1;
+      }
+    }),
+  );
+  const seconds = (performance.now() - start) / 1000;
+  for (const s of sockets) s.destroy();
+  const sorted = Array.from(latencies).sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
+  return {
+    rps: requests.length / seconds,
+    p50: at(0.5),
+    p90: at(0.9),
+    p99: at(0.99),
+    max: sorted.at(-1) ?? 0,
+    actions,
+  };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+}
+
+async function waitFor(port: number, child: ChildProcess, what: string): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} did not listen on ${port}`);
+}
+
+function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+async function startMxguard(dir: string): Promise<{ port: number; child: ChildProcess }> {
+  const script = fileURLToPath(import.meta.url);
+  const child = spawn(process.execPath, [...process.execArgv, script, '--serve', join(dir, 'mxguard.log')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /^(\d+)\n/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`mxguard policy server exited with ${code}`)));
+  });
+  return { port, child };
+}
+
+async function startPostgrey(dir: string): Promise<{ port: number; child: ChildProcess }> {
+  const port = await freePort();
+  const db = join(dir, 'db');
+  mkdirSync(db);
+  writeFileSync(join(dir, 'whitelist_clients'), '');
+  writeFileSync(join(dir, 'whitelist_recipients'), '');
+  const args = [
+    `--inet=127.0.0.1:${port}`,
+    `--dbdir=${db}`,
+    `--pidfile=${join(dir, 'postgrey.pid')}`,
+    '--delay=300',
+    '--max-age=35',
+    `--whitelist-clients=${join(dir, 'whitelist_clients')}`,
+    `--whitelist-recipients=${join(dir, 'whitelist_recipients')}`,
+    '--hostname=mx.example.com',
+  ];
+  if (process.getuid?.() === 0) {
+    // postgrey drops to the postgrey user; its database directory must be its own.
+    const uid = Number(execFileSync('id', ['-u', 'postgrey']).toString());
+    const gid = Number(execFileSync('id', ['-g', 'postgrey']).toString());
+    chownSync(db, uid, gid);
+    chownSync(dir, uid, gid);
+  }
+  // postgrey logs one line a decision to stderr when not daemonised: to a file, like mxguard's.
+  const log = openSync(join(dir, 'postgrey.log'), 'a');
+  const child = spawn(POSTGREY, args, { stdio: ['ignore', 'ignore', log] });
+  await waitFor(port, child, 'postgrey');
+  return { port, child };
+}
+
+function row(name: string, r: Result): string {
+  const f = (x: number) => x.toFixed(2).padStart(8);
+  return `| ${name.padEnd(22)} | ${Math.round(r.rps).toString().padStart(7)} | ${f(r.p50)} | ${f(r.p90)} | ${f(r.p99)} | ${f(r.max)} | ${JSON.stringify(r.actions)} |`;
+}
+
+async function main(): Promise<void> {
+  const n = Number(process.argv[2] ?? 20_000);
+  const c = Number(process.argv[3] ?? 8);
+  const warm = stream(1_000, 7);
+  const requests = stream(n, 42);
+  const dir = mkdtempSync(join(tmpdir(), 'mxguard-bench-policy-'));
+  const children: ChildProcess[] = [];
+  try {
+    const mx = await startMxguard(dir);
+    children.push(mx.child);
+    const pg = await startPostgrey(dir);
+    children.push(pg.child);
+    await drive(mx.port, warm, c);
+    await drive(pg.port, warm, c);
+    const mxResult = await drive(mx.port, requests, c);
+    const pgResult = await drive(pg.port, requests, c);
+    const postgreyVersion = execFileSync(POSTGREY, ['--version']).toString().trim();
+    console.log(`policy servers: ${n} requests over ${c} connections, loopback`);
+    console.log(
+      `machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, Node ${process.version}; ${postgreyVersion}`,
+    );
+    console.log('| server                 |   req/s |  p50 ms  |  p90 ms  |  p99 ms  |  max ms  | answers |');
+    console.log('|------------------------|--------:|---------:|---------:|---------:|---------:|---------|');
+    console.log(row('mxguard (chain+grey)', mxResult));
+    console.log(row('postgrey', pgResult));
+  } finally {
+    await Promise.all(children.map(stop));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const serveAt = process.argv.indexOf('--serve');
+if (serveAt >= 0) {
+  await serve(process.argv[serveAt + 1] ?? '/dev/null');
+} else {
+  await main();
+}
