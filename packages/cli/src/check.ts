@@ -145,7 +145,6 @@ export async function judge(input: CheckInput, rt: Runtime): Promise<CheckOutput
   for (const raw of rcpts) {
     const rcptTo = raw.replace(/^<(.*)>$/, '$1');
     const d = await rt.policy.chain.evaluate({ ...base, stage: 'rcpt', rcptTo, recipients: [...accepted] });
-    rt.onDecision?.({ ...base, stage: 'rcpt', rcptTo }, d);
     if (d.action === 'accept' || d.action === 'next') accepted.push(rcptTo);
     results.push({ rcptTo, ...toOutput(d) });
   }

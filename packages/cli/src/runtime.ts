@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import type { Clock, Decision, Logger, Policy, PolicyConfig, ReverseDns, Session } from '@mxguard/core';
+import type { Clock, Logger, Policy, PolicyConfig, ReverseDns, Session } from '@mxguard/core';
 import { ConfigError } from '@mxguard/core';
 
 /**
@@ -26,8 +26,6 @@ export interface Runtime {
   readonly lookupRdns?: (ip: string) => Promise<ReverseDns>;
   /** Starts the lookups a session will need (PTR, DNS lists) so later checks find them cached. */
   readonly prefetch?: (session: Session) => void;
-  /** Called after each RCPT decision (feeds the reputation record). */
-  readonly onDecision?: (session: Session, decision: Decision) => void;
   /** What is off and why, for the user. */
   readonly notes: readonly string[];
   readonly log: Logger;

@@ -1,7 +1,29 @@
-import type { Check, Logger, PolicyConfig, Registry, ReverseDns, Session } from '@mxguard/core';
+import type { CalloutStoreConfig } from '@mxguard/callout';
+import { calloutFactories, calloutStoreFromConfig } from '@mxguard/callout';
+import type {
+  Chain,
+  Check,
+  Decision,
+  Logger,
+  PolicyConfig,
+  Registry,
+  ReverseDns,
+  Session,
+} from '@mxguard/core';
 import { bindFactories, ConfigError, next, recommended } from '@mxguard/core';
 import { DnsResolver, dnsFactories, dnsSettingsFromConfig, lookupRdns, prefetch } from '@mxguard/dns';
-import { type GreylistStore, greylistFactories, storeFromConfig } from '@mxguard/greylist';
+import {
+  type GreylistStore,
+  greylistCheck,
+  greylistOptionsFromConfig,
+  storeFromConfig,
+} from '@mxguard/greylist';
+import {
+  type ReputationStoreConfig,
+  reputationFactories,
+  reputationFromConfig,
+  reputationStoreFromConfig,
+} from '@mxguard/reputation';
 import { ReplayClock, type Runtime } from './runtime.js';
 
 /** The checks that need DNS: offline they are present but say, in the trace, that they were skipped. */
@@ -25,6 +47,34 @@ export interface RuntimeOptions {
   readonly clock?: ReplayClock;
 }
 
+/** The same chain, telling `onDecision` about every evaluation (the reputation's feed). */
+function observed(inner: Chain, onDecision: (s: Session, d: Decision) => void): Chain {
+  return {
+    ...inner,
+    async evaluate(session, extra) {
+      const d = await inner.evaluate(session, extra);
+      onDecision(session, d);
+      return d;
+    },
+  };
+}
+
+function wrapConfig<T>(key: string, make: () => T): T {
+  try {
+    return make();
+  } catch (err) {
+    throw new ConfigError(key, err instanceof Error ? err.message : String(err));
+  }
+}
+
+async function wrapConfigAsync<T>(key: string, make: () => Promise<T>): Promise<T> {
+  try {
+    return await make();
+  } catch (err) {
+    throw new ConfigError(key, err instanceof Error ? err.message : String(err));
+  }
+}
+
 function offlineCheck(name: string): Check {
   return {
     name,
@@ -45,7 +95,7 @@ export async function createRuntime(config: PolicyConfig, options: RuntimeOption
   const registry: Record<string, Registry[string]> = {};
 
   // DNS
-  const dns = dnsSettingsFromConfig(config);
+  const dns = wrapConfig('dns', () => dnsSettingsFromConfig(config));
   let resolver: DnsResolver | undefined;
   if (options.offline) {
     for (const name of DNS_CHECKS) registry[name] = () => offlineCheck(name);
@@ -59,17 +109,65 @@ export async function createRuntime(config: PolicyConfig, options: RuntimeOption
     );
   }
 
-  // Greylist: in memory unless the config names a store.
-  let store: GreylistStore;
-  try {
-    store = await storeFromConfig(config.greylist ?? 'memory', { clock, log });
-  } catch (err) {
-    throw new ConfigError('greylist', err instanceof Error ? err.message : String(err));
+  // Reputation: one record per client network, fed by every decision of the chain.
+  let reputation: ReturnType<typeof reputationFromConfig> | undefined;
+  const repStore = wrapConfig('reputationStore', () =>
+    reputationStoreFromConfig((config.reputationStore ?? 'memory') as ReputationStoreConfig),
+  );
+  closers.push(() => repStore.close());
+  const repEnv = { clock, store: repStore, log };
+  registry.reputation = (o) => {
+    reputation = reputationFromConfig(o, repEnv);
+    return reputation.check;
+  };
+  // address-guessing needs the list of valid recipients: in the default list it runs only when
+  // its options name `users`; named in `checks`, it says what it is missing.
+  const guessing = reputationFactories['address-guessing'];
+  const guessingOptions = config.options?.['address-guessing'];
+  const explicitChecks = (config.checks ?? []).map((c) => (typeof c === 'string' ? c : c.name));
+  if (guessing && (guessingOptions?.users !== undefined || explicitChecks.includes('address-guessing'))) {
+    registry['address-guessing'] = (o, site) => guessing(o, site, repEnv);
   }
-  closers.push(() => store.close());
-  Object.assign(registry, bindFactories(greylistFactories, { store }));
 
-  const policy = recommended({ ...config, provided: registry, clock, log });
+  // Greylist: in memory unless the config names a store. A greylisted client that never retried
+  // in time counts against its network's reputation.
+  const store: GreylistStore = await wrapConfigAsync('greylist', () =>
+    storeFromConfig(config.greylist ?? 'memory', { clock, log }),
+  );
+  closers.push(() => store.close());
+  registry.greylist = (o) =>
+    greylistCheck(
+      { store },
+      {
+        ...greylistOptionsFromConfig(o),
+        onDecision: (ev) => {
+          if (ev.outcome === 'expired-restart' && reputation) {
+            reputation.recordEvent(ev.clientAddress, 'greylist-failure').catch((err: unknown) => {
+              log.error({ err: String(err) }, 'reputation: recording a greylist failure failed');
+            });
+          }
+        },
+      },
+    );
+
+  // Callout: only for the domains the config lists (off until some are), and only with DNS.
+  if (resolver) {
+    const calloutStore = wrapConfig('calloutStore', () =>
+      calloutStoreFromConfig((config.calloutStore ?? 'memory') as CalloutStoreConfig),
+    );
+    closers.push(() => calloutStore.close());
+    Object.assign(registry, bindFactories(calloutFactories, { clock, resolver, store: calloutStore, log }));
+  } else {
+    registry.callout = () => offlineCheck('callout');
+  }
+
+  const built = recommended({ ...config, provided: registry, clock, log });
+  const onDecision = (session: Session, decision: Decision) => {
+    reputation?.recordOutcome(session, decision).catch((err: unknown) => {
+      log.error({ err: String(err) }, 'reputation: recording an outcome failed');
+    });
+  };
+  const policy = { ...built, chain: observed(built.chain, onDecision) };
   if (policy.skipped.length > 0) notes.push(`not configured: ${policy.skipped.join(', ')}`);
 
   const r = resolver;
