@@ -164,4 +164,24 @@ describe('mxguard check', () => {
     expect(u.status).toBe(2);
     expect(u.stderr).toMatch(/unknown command/);
   });
+  it('reoffenders are hit harder: a network with many refusals is deferred at once, and forgiven slowly', () => {
+    const bad = (i: number, t: number) => ({
+      ip: `198.51.100.${i}`,
+      helo: 'localhost',
+      ptr: 'x.example.org',
+      mailFrom: 'a@example.org',
+      rcptTo: 'b@example.com',
+      time: t,
+    });
+    const t0 = 1_700_000_000;
+    const lines: unknown[] = Array.from({ length: 16 }, (_, i) => bad(i + 1, t0 + i * 10));
+    // A well-behaved host of the same /24 right after, and again four days later.
+    lines.push({ ...good, ip: '198.51.100.200', rcptTo: 'b@example.com', time: t0 + 200 });
+    lines.push({ ...good, ip: '198.51.100.200', rcptTo: 'b@example.com', time: t0 + 4 * 86_400 });
+    const { out } = run(lines);
+    expect(out[0]).toMatchObject({ action: 'reject', check: 'helo-claims-us' });
+    expect(out[16]).toMatchObject({ action: 'defer', check: 'reputation' });
+    expect(out[16]?.code).toBeLessThan(500);
+    expect(out[17]?.check).not.toBe('reputation');
+  });
 });
