@@ -1,9 +1,9 @@
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ManualClock } from '@mxguard/core';
 import { DEFAULT_POLICY, memoryStore } from '@mxguard/greylist';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { testStore } from './store-suite.js';
 
 testStore('memory', async () => memoryStore());
@@ -32,6 +32,27 @@ describe('memory store', () => {
     // The pending triplet keeps its first sighting: a retry after the delay passes.
     expect(await b.decide(req(2), T0 + 700_000)).toMatchObject({ outcome: 'passed', firstPass: true });
     await b.close();
+  });
+
+  it('saves every saveInterval by itself (timer faked), and close() stops the timer', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const file = join(dir, 'periodic.json');
+      const s = memoryStore({ file, saveInterval: 60_000 });
+      await s.decide(req(9), T0);
+      expect(existsSync(file)).toBe(false);
+      const save = vi.spyOn(s, 'save');
+      vi.advanceTimersByTime(60_000);
+      expect(save).toHaveBeenCalledTimes(1);
+      expect(await save.mock.results[0]?.value).toBe(1);
+      expect(existsSync(file)).toBe(true);
+      await s.close();
+      expect(vi.getTimerCount()).toBe(0);
+      const again = memoryStore({ file });
+      expect(await again.load()).toBe(1);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('a missing file is an empty store; a foreign file is an error', async () => {
