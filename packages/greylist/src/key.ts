@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 
 /**
@@ -109,5 +110,14 @@ export function tripletKey(
 ): string | undefined {
   const net = clientNetwork(clientAddress, options);
   if (net === undefined) return undefined;
-  return `${net}/${normaliseSender(sender)}/${normaliseRecipient(recipient)}`;
+  return `${net}/${bounded(normaliseSender(sender))}/${bounded(normaliseRecipient(recipient))}`;
+}
+
+/**
+ * RFC 5321 section 4.5.3.1.3 bounds a path at 256 octets; a longer one (a server that accepts it,
+ * or a hostile client) is replaced by its SHA-1 so a key, a Redis key included, stays small.
+ */
+const MAX_PART = 256;
+function bounded(part: string): string {
+  return part.length <= MAX_PART ? part : `sha1:${createHash('sha1').update(part).digest('hex')}`;
 }

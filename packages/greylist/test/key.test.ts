@@ -67,6 +67,13 @@ describe('client network', () => {
     expect(clientNetwork('unknown')).toBeUndefined();
     expect(tripletKey('999.1.1.1', 'a@b', 'c@d')).toBeUndefined();
   });
+  it('an over-long sender or recipient is hashed, so keys stay small', () => {
+    const long = `${'a'.repeat(100_000)}@example.org`;
+    const k = tripletKey('192.0.2.9', long, 'me@example.com');
+    expect(k).toMatch(/^192\.0\.2\.0\/24\/sha1:[0-9a-f]{40}\/me@example\.com$/);
+    expect(tripletKey('192.0.2.9', long, 'me@example.com')).toBe(k);
+    expect(tripletKey('192.0.2.9', `b${long}`, 'me@example.com')).not.toBe(k);
+  });
   it('the key is network/sender/recipient in lower case', () => {
     expect(tripletKey('192.0.2.9', 'A@B.example', '<Me@Example.COM>')).toBe(
       '192.0.2.0/24/a@b.example/me@example.com',
