@@ -24,6 +24,7 @@ import {
   reputationFromConfig,
   reputationStoreFromConfig,
 } from '@mxguard/reputation';
+import { createSignalsEnv, signalsFactories } from '@mxguard/signals';
 import { ReplayClock, type Runtime } from './runtime.js';
 
 /** The checks that need DNS: offline they are present but say, in the trace, that they were skipped. */
@@ -160,6 +161,11 @@ export async function createRuntime(config: PolicyConfig, options: RuntimeOption
   } else {
     registry.callout = () => offlineCheck('callout');
   }
+
+  // Opt-in signals (geo, os-fingerprint): used only when `checks` names them.
+  const signals = createSignalsEnv({ clock, log });
+  closers.push(async () => signals.close());
+  Object.assign(registry, bindFactories(signalsFactories, signals));
 
   const built = recommended({ ...config, provided: registry, clock, log });
   const onDecision = (session: Session, decision: Decision) => {
