@@ -176,7 +176,9 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
         log.error({ conn, instance, err: errText(err) }, 'policy enrich failed');
         return UNAVAILABLE;
       }
+      const flags = extra.flags ? { ...session.flags, ...extra.flags } : session.flags;
       session = { ...session, ...extra, stage: session.stage, clientAddress: session.clientAddress };
+      if (flags) session = { ...session, flags };
     }
     if (state) {
       // Postfix's recipient_count is authoritative: recipients we let through may still have been
@@ -253,6 +255,8 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     const parser = new RequestParser(parserLimits);
     let busy = false;
     let closed = false;
+    // The client has half-closed: answer what it sent, then close our side.
+    let ended = false;
     socket.setNoDelay(true);
     socket.setTimeout(idleTimeout);
     socket.on('timeout', () => {
@@ -281,9 +285,16 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
         }
       } finally {
         busy = false;
-        if (!closed) socket.resume();
+        if (!closed) {
+          if (ended) socket.end();
+          else socket.resume();
+        }
       }
     };
+    socket.on('end', () => {
+      ended = true;
+      if (!busy) socket.end();
+    });
 
     socket.on('data', (chunk: Buffer) => {
       try {
@@ -302,7 +313,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     });
   }
 
-  const server = createServer({ allowHalfOpen: false }, onConnection);
+  const server = createServer({ allowHalfOpen: true }, onConnection);
   server.on('error', (err) => log.error({ err: err.message }, 'policy server error'));
   await listen(server, options.listen);
   const addr = server.address();

@@ -56,6 +56,14 @@ describe.each([
     c.close();
   });
 
+  it('answers a client that half-closes after its request, then closes', async () => {
+    const c = await PolicyClient.open(server);
+    const answer = c.askRaw(formatRequest(rcptRequest({ recipient: 'reject@example.com' })));
+    c.socket.end();
+    expect(await answer).toBe('550 5.7.1 go away (by-recipient)');
+    await c.closed;
+  });
+
   it('answers DUNNO to what it does not judge', async () => {
     const c = await PolicyClient.open(server);
     expect(await c.ask(rcptRequest({ protocol_state: 'VRFY', recipient: 'reject@example.com' }))).toBe(
