@@ -1,0 +1,105 @@
+/**
+ * `mxguard check --resolver HOST:PORT` against a real authoritative DNS server (nsd, from Debian)
+ * on loopback, serving test zones and a DNS list as plain records: the DNS checks run in the
+ * recommended preset exactly as a user runs them.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Daemon, startNsd } from '../../dns/test/helpers/daemons.js';
+
+const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'mxguard-check-dns-'));
+let nsd: Daemon;
+let configPath: string;
+
+const SOA = (o: string) =>
+  `$ORIGIN ${o}.\n$TTL 300\n@ SOA ns.${o}. host.${o}. 1 3600 600 86400 300\n@ NS ns.${o}.\nns A 127.0.0.1\n`;
+
+beforeAll(async () => {
+  nsd = await startNsd({
+    test: `${SOA('test')}
+mail A 192.0.2.10
+ok MX 10 mail.test.
+dest MX 10 mail.test.
+null MX 0 .
+other A 192.0.2.1
+; the DNS list bl.test, as records: 127.0.0.2 is the RFC 5782 test entry, 127.0.0.1 is absent
+2.0.0.127.bl A 127.0.0.2
+2.0.0.127.bl TXT "test entry"
+99.2.0.192.bl A 127.0.0.2
+99.2.0.192.bl TXT "Listed by bl.test"
+`,
+    '2.0.192.in-addr.arpa': `${SOA('2.0.192.in-addr.arpa')}
+10 PTR mail.test.
+98 PTR other.test.
+99 PTR mail.test.
+`,
+  });
+  configPath = join(dir, 'config.json');
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      ourDomains: ['dest.test'],
+      dnsLists: ['bl.test=127.0.0.[2..11]*3'],
+      helpUrl: 'https://dest.test/help',
+    }),
+  );
+}, 60_000);
+
+afterAll(async () => {
+  await nsd?.stop();
+});
+
+function check(lines: object[]) {
+  const r = spawnSync(process.execPath, [bin, 'check', '--resolver', nsd.address, '--config', configPath], {
+    input: lines.map((l) => JSON.stringify(l)).join('\n'),
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  expect(r.stderr).not.toMatch(/"level":"error"/);
+  return r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+const clean = { ip: '192.0.2.10', helo: 'mail.test', mailFrom: 'a@ok.test', rcptTo: 'b@dest.test' };
+
+describe('mxguard check --resolver (real nsd on loopback)', () => {
+  it('a forward-confirmed client with an existing sender domain passes every DNS check', () => {
+    const [out] = check([clean]);
+    expect(out).toMatchObject({ action: 'next' });
+    const trace = out!.trace as { check: string; action: string; reason?: string }[];
+    for (const name of ['sender-domain', 'recipient-domain', 'dnsbl', 'fcrdns', 'rdns-missing']) {
+      const step = trace.find((s) => s.check === name);
+      expect(step, name).toBeDefined();
+      expect(step?.reason ?? '', name).not.toMatch(/offline|temporary/);
+    }
+  });
+
+  it('a client on the DNS list is refused with the list and its TXT reason', () => {
+    const [out] = check([{ ...clean, ip: '192.0.2.99' }]);
+    expect(out).toMatchObject({ action: 'reject', check: 'dnsbl', code: 554, enhanced: '5.7.1' });
+    expect(out?.text).toContain('blocked using bl.test; Listed by bl.test');
+  });
+
+  it('a sender domain with a null MX is refused 550 5.7.27 (RFC 7505); one that does not exist is deferred 450', () => {
+    const [nullMx, missing] = check([
+      { ...clean, mailFrom: 'a@null.test' },
+      { ...clean, mailFrom: 'a@nowhere.test' },
+    ]);
+    expect(nullMx).toMatchObject({ action: 'reject', check: 'sender-domain', code: 550, enhanced: '5.7.27' });
+    expect(missing).toMatchObject({ action: 'defer', check: 'sender-domain', code: 450, enhanced: '4.1.8' });
+  });
+
+  it('without "ptr" the PTR is looked up: a name that does not resolve back to the client is a doubt, and the greylist delays it', () => {
+    const [out] = check([{ ...clean, ip: '192.0.2.98', helo: 'other.test', time: 1_700_000_000 }]);
+    expect(out).toMatchObject({ action: 'defer', check: 'greylist' });
+    const trace = out!.trace as { check: string; findings?: { doubt?: boolean }[] }[];
+    expect(trace.find((s) => s.check === 'fcrdns')?.findings?.[0]?.doubt).toBe(true);
+  });
+});
