@@ -76,6 +76,31 @@ async function wrapConfigAsync<T>(key: string, make: () => Promise<T>): Promise<
   }
 }
 
+/**
+ * Waits (a bounded time) for a store that connects in the background, so the first sessions of a
+ * run are judged with the store rather than by its failure outcome. A store still down afterwards
+ * is logged; its checks then apply their failure outcome until it comes up.
+ */
+async function whenReady(store: object, what: string, log: Logger, ms = 5000): Promise<void> {
+  const ready = (store as { ready?: () => Promise<void> }).ready;
+  if (typeof ready !== 'function') return;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((r) => {
+    timer = setTimeout(() => r('timeout'), ms);
+    timer.unref();
+  });
+  const outcome = await Promise.race([
+    ready.call(store).then(
+      () => 'ready' as const,
+      () => 'timeout' as const,
+    ),
+    timeout,
+  ]);
+  clearTimeout(timer);
+  if (outcome === 'timeout')
+    log.warn({ store: what }, 'store not reachable yet; its checks apply their failure outcome');
+}
+
 function offlineCheck(name: string): Check {
   return {
     name,
@@ -136,6 +161,7 @@ export async function createRuntime(config: PolicyConfig, options: RuntimeOption
     storeFromConfig(config.greylist ?? 'memory', { clock, log }),
   );
   closers.push(() => store.close());
+  await whenReady(store, 'greylist', log);
   registry.greylist = (o) =>
     greylistCheck(
       { store },
