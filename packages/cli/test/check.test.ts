@@ -119,7 +119,7 @@ describe('mxguard check', () => {
       ['--offline', '--config', c],
     );
     expect(out[0]).toMatchObject({ action: 'next' });
-    expect((out[0]?.trace as unknown[]).length).toBe(1);
+    expect((out[0]!.trace as unknown[]).length).toBe(1);
     expect(out[1]).toMatchObject({ action: 'reject', check: 'helo-syntax', code: 501, enhanced: '5.5.2' });
   });
 
@@ -130,7 +130,7 @@ describe('mxguard check', () => {
       ['--offline', '--config', c],
     );
     expect(out[0]).toMatchObject({ action: 'next' });
-    expect((out[0]?.trace as { warn?: boolean }[])[0]?.warn).toBe(true);
+    expect((out[0]!.trace as { warn?: boolean }[])[0]?.warn).toBe(true);
     expect(stderr).toMatch(/"would":"reject"/);
   });
 

@@ -1,8 +1,8 @@
+import { coreFactories } from './checks/index.js';
 import type { CheckSpec, Policy, PolicyConfig, Registry } from './config.js';
 import { buildPolicy } from './config.js';
 import type { Check, Clock, Logger } from './model.js';
 import { pipeliningFactory } from './pipelining.js';
-import { coreFactories } from './checks/index.js';
 import { rdnsFactories } from './rdns/index.js';
 
 /**
