@@ -1,0 +1,118 @@
+/**
+ * `mxguard policy` as a user starts it: the built binary on a loopback port, asked by a client
+ * speaking Postfix's policy delegation protocol.
+ */
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { connect } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
+let child: ChildProcessWithoutNullStreams;
+let banner = '';
+let port = 0;
+
+beforeAll(async () => {
+  child = spawn(process.execPath, [bin, 'policy', '--offline', '--listen', '127.0.0.1:0']);
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`policy server did not start: ${banner}`)), 15_000);
+    child.stdout.on('data', (b: Buffer) => {
+      banner += b.toString();
+      const m = /listening on inet:127\.0\.0\.1:(\d+)/.exec(banner);
+      if (m && banner.includes('main.cf')) {
+        port = Number(m[1]);
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`policy server exited ${code}: ${banner}`)));
+  });
+});
+
+afterAll(async () => {
+  if (child.exitCode === null) {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  }
+});
+
+/** Sends requests on one connection and reads one `action=` answer for each. */
+function ask(requests: Record<string, string>[]): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(port, '127.0.0.1');
+    let buf = '';
+    sock.setEncoding('utf8');
+    sock.on('data', (d: string) => {
+      buf += d;
+      const answers = buf.split('\n\n').filter((a) => a.startsWith('action='));
+      if (answers.length === requests.length) {
+        sock.end();
+        resolve(answers.map((a) => a.slice('action='.length)));
+      }
+    });
+    sock.on('error', reject);
+    sock.write(
+      requests
+        .map(
+          (r) =>
+            `${Object.entries(r)
+              .map(([k, v]) => `${k}=${v}\n`)
+              .join('')}\n`,
+        )
+        .join(''),
+    );
+  });
+}
+
+const rcpt = {
+  request: 'smtpd_access_policy',
+  protocol_state: 'RCPT',
+  protocol_name: 'ESMTP',
+  client_address: '203.0.113.9',
+  client_name: 'mail.example.net',
+  reverse_client_name: 'mail.example.net',
+  helo_name: 'mail.example.net',
+  sender: 'a@example.net',
+  recipient: 'b@example.com',
+  recipient_count: '0',
+  instance: '1a2b.5f0c1d2e.1',
+};
+
+describe('mxguard policy', () => {
+  it('prints where it listens and the main.cf line', () => {
+    expect(banner).toMatch(
+      /check_policy_service \{ inet:127\.0\.0\.1:\d+, timeout=10s, default_action=DUNNO \}/,
+    );
+  });
+
+  it('answers each request with the chain verdict, in order, many on one connection', async () => {
+    const answers = await ask([
+      rcpt,
+      { ...rcpt, helo_name: 'localhost', instance: 'i2' },
+      { ...rcpt, helo_name: 'pc', instance: 'i3' },
+      { ...rcpt, recipient: 'x@elsewhere.org', instance: 'i4' },
+    ]);
+    expect(answers[0]).toBe('DUNNO');
+    expect(answers[1]).toMatch(
+      /^550 5\.7\.1 <localhost>: Helo command rejected: You are not me \(helo-claims-us\)$/,
+    );
+    expect(answers[2]).toMatch(/^504 5\.5\.2 <pc>: Helo command rejected: need fully-qualified hostname/);
+    expect(answers[3]).toMatch(/^554 5\.7\.1 <x@elsewhere\.org>: Relay access denied/);
+  });
+
+  // Postfix writes "unknown" both for no PTR and for a failed lookup, so offline (no lookup of
+  // our own) the rDNS checks must not treat it as proof of a missing PTR: no opinion.
+  it('"unknown" client names are not taken as a missing PTR when we cannot look it up ourselves', async () => {
+    const [a] = await ask([
+      {
+        ...rcpt,
+        client_address: '198.51.100.7',
+        client_name: 'unknown',
+        reverse_client_name: 'unknown',
+        instance: 'i5',
+      },
+    ]);
+    expect(a).toBe('DUNNO');
+  });
+});
