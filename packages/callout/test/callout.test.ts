@@ -8,8 +8,8 @@ import {
 } from '@mxguard/callout';
 import { chain, ManualClock, type Session, silentLogger, site } from '@mxguard/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RedisServer, startRedis } from '../../greylist/test/redis-server.js';
 import { zoneResolver } from './helpers/dns.js';
-import { type RedisServer, startRedis } from './helpers/redis.js';
 import { startSmtp, type TestSmtp } from './helpers/smtp.js';
 
 const S = 1000;
@@ -19,10 +19,13 @@ const D = 24 * H;
 let smtp: TestSmtp;
 let redis: RedisServer;
 beforeAll(async () => {
-  [smtp, redis] = await Promise.all([startSmtp({ users: ['alice@forged.example'] }), startRedis()]);
+  [smtp, redis] = await Promise.all([
+    startSmtp({ users: ['alice@forged.example'] }),
+    startRedis({ appendfsync: 'no' }),
+  ]);
 });
 afterAll(async () => {
-  await Promise.all([smtp?.stop(), redis?.stop()]);
+  await Promise.all([smtp?.stop(), redis?.dispose()]);
 });
 
 const zone = {

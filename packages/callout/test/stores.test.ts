@@ -6,7 +6,7 @@ import {
   RedisCalloutStore,
 } from '@mxguard/callout';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type RedisServer, startRedis } from './helpers/redis.js';
+import { type RedisServer, startRedis } from '../../greylist/test/redis-server.js';
 
 const rec = (over: Partial<CalloutRecord> = {}): CalloutRecord => ({
   status: 'exists',
@@ -60,10 +60,10 @@ suite('memory', () => new MemoryCalloutStore({ max: 100 }));
 let redis: RedisServer;
 let n = 0;
 beforeAll(async () => {
-  redis = await startRedis();
+  redis = await startRedis({ appendfsync: 'no' });
 });
 afterAll(async () => {
-  await redis?.stop();
+  await redis?.dispose();
 });
 suite('redis', () => new RedisCalloutStore({ url: redis.url, prefix: `c${n++}:` }));
 

@@ -9,7 +9,7 @@ import {
   tableValidator,
 } from '@mxguard/reputation';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RedisServer, startRedis } from './helpers/redis.js';
+import { type RedisServer, startRedis } from '../../greylist/test/redis-server.js';
 
 const MIN = 60_000;
 const ctx = (clock: ManualClock) => ({ clock, log: silentLogger, findings: [] });
@@ -141,11 +141,11 @@ let redis: RedisServer;
 let n = 0;
 const opened: ReputationStore[] = [];
 beforeAll(async () => {
-  redis = await startRedis();
+  redis = await startRedis({ appendfsync: 'no' });
 });
 afterAll(async () => {
   for (const s of opened) await s.close();
-  await redis?.stop();
+  await redis?.dispose();
 });
 suite('redis', () => {
   const s = new RedisReputationStore({ url: redis.url, prefix: `g${n++}:` });

@@ -1,17 +1,17 @@
 import { MemoryReputationStore, RedisReputationStore, reputationStoreFromConfig } from '@mxguard/reputation';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RedisServer, startRedis } from '../../greylist/test/redis-server.js';
 import { reputationStoreSuite } from './helpers/conformance.js';
-import { type RedisServer, startRedis } from './helpers/redis.js';
 
 reputationStoreSuite('memory', () => new MemoryReputationStore({ max: 1000 }));
 
 let redis: RedisServer;
 let n = 0;
 beforeAll(async () => {
-  redis = await startRedis();
+  redis = await startRedis({ appendfsync: 'no' });
 });
 afterAll(async () => {
-  await redis?.stop();
+  await redis?.dispose();
 });
 
 reputationStoreSuite('redis', () => new RedisReputationStore({ url: redis.url, prefix: `t${n++}:` }));
