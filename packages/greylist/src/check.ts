@@ -145,6 +145,19 @@ export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): 
     storeErrors: 0,
   };
 
+  /**
+   * A doubt may ask for a longer delay with a tag ending in `delay=SECONDS` (the reputation check's
+   * `reoffender:delay=900`): a reoffender waits longer, never shorter than the policy's delay.
+   */
+  const policyFor = (doubts: readonly Finding[]): GreylistPolicy => {
+    let delay = policy.delay;
+    for (const d of doubts) {
+      const m = /(?:^|[:;,])delay=(\d{1,7})$/.exec(d.tag);
+      if (m) delay = Math.max(delay, Number(m[1]) * 1000);
+    }
+    return delay === policy.delay ? policy : { ...policy, delay };
+  };
+
   return {
     name,
     stage: 'rcpt',
@@ -196,7 +209,7 @@ export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): 
 
       let decision: GreylistDecision;
       try {
-        decision = await store.decide({ triplet: key, client: clientKey, policy }, now);
+        decision = await store.decide({ triplet: key, client: clientKey, policy: policyFor(doubts) }, now);
       } catch (err) {
         stats.storeErrors++;
         const msg = err instanceof Error ? err.message : String(err);

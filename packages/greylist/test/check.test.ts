@@ -60,6 +60,24 @@ describe('greylist check', () => {
     expect(check.stats.outcomes).toMatchObject({ new: 1, early: 1, passed: 1 });
   });
 
+  it('a doubt asking for a longer delay (a reoffender) waits longer, never shorter', async () => {
+    const { check, ctx, clock } = setup();
+    const reoffender: Finding = { check: 'reputation', tag: 'reoffender:delay=900', doubt: true };
+    const first = await check.run(session(), ctx([reoffender]));
+    expect(first).toMatchObject({ action: 'defer' });
+    expect(first.action === 'defer' && first.reply.text).toMatch(/900 seconds/);
+    clock.advance(400_000);
+    expect(await check.run(session(), ctx([reoffender]))).toMatchObject({ action: 'defer' });
+    clock.advance(500_000);
+    expect(await check.run(session(), ctx([reoffender]))).toMatchObject({ action: 'next' });
+    // A hint below the policy's delay does not shorten it.
+    const short: Finding = { check: 'x', tag: 'delay=10', doubt: true };
+    const other = session({ rcptTo: 'carol@example.com' });
+    await check.run(other, ctx([short]));
+    clock.advance(60_000);
+    expect(await check.run(other, ctx([short]))).toMatchObject({ action: 'defer' });
+  });
+
   it('mode all greylists everyone (postgrey)', async () => {
     const { check, ctx } = setup({ mode: 'all' });
     expect(await check.run(session(), ctx([]))).toMatchObject({ action: 'defer' });
