@@ -105,6 +105,11 @@ export async function runServe(config: PolicyConfig, options: ServeOptions): Pro
   out(`spool: ${spoolDir}`);
   out(`checks: ${rt.policy.chain.links.map((l) => l.check.name).join(', ')}`);
   for (const n of rt.notes) out(`note: ${n}`);
+  if (!options.offline && rt.lookupRdns) {
+    out(
+      'note: with live DNS, example.net publishes a null MX (RFC 7505), so sender-domain refuses it: put a sender address of your own in --from',
+    );
+  }
   out('try:');
   out(`  swaks --server ${where} --helo mail.example.net --from alice@example.net --to postmaster@${domain}`);
   out(

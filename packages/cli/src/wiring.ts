@@ -125,7 +125,9 @@ export async function createRuntime(config: PolicyConfig, options: RuntimeOption
   let resolver: DnsResolver | undefined;
   if (options.offline) {
     for (const name of DNS_CHECKS) registry[name] = () => offlineCheck(name);
-    notes.push(`offline: DNS checks skipped (${DNS_CHECKS.join(', ')}); reverse DNS not looked up`);
+    notes.push(
+      `offline: DNS checks skipped (${[...DNS_CHECKS, 'callout'].join(', ')}); reverse DNS not looked up`,
+    );
   } else {
     const servers = options.resolver ? [options.resolver] : dns.resolver.servers;
     resolver = new DnsResolver({ ...dns.resolver, ...(servers ? { servers } : {}), clock, log });

@@ -97,9 +97,16 @@ export const dnsFactories: Record<string, CheckFactory<DnsEnv>> = {
       tempfail: tempfailAction('helo-resolves', o.tempfail, 'defer_if_permit'),
       score: numberOption('helo-resolves', 'score', o.score, 1),
     }),
-  'sender-domain': (o, _site, env) => senderDomain(env.resolver, domainOptions('sender-domain', o, 'defer')),
-  'recipient-domain': (o, _site, env) =>
-    recipientDomain(env.resolver, domainOptions('recipient-domain', o, 'off')),
+  'sender-domain': (o, site, env) =>
+    senderDomain(env.resolver, {
+      ...domainOptions('sender-domain', o, 'defer'),
+      ourDomains: site.ourDomains,
+    }),
+  'recipient-domain': (o, site, env) =>
+    recipientDomain(env.resolver, {
+      ...domainOptions('recipient-domain', o, 'off'),
+      ourDomains: site.ourDomains,
+    }),
 };
 
 function domainOptions(check: string, o: Record<string, unknown>, privateDefault: HitAction | 'off') {

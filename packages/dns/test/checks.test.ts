@@ -340,6 +340,15 @@ describe('sender-domain and recipient-domain (reject_unknown_*_domain)', () => {
     const r = await rcpt('b@null.example');
     expect(r.action === 'reject' && r.reply).toMatchObject({ code: 556, enhanced: '5.1.10' });
   });
+  it('our own domains are never looked up: Postfix checks only where it is not the final destination', async () => {
+    const before = dns.calls.length;
+    const o = { ourDomains: ['null.example', 'nx.example'] };
+    expect((await rcpt('b@null.example', o)).action).toBe('next');
+    expect((await rcpt('b@NX.example.', o)).action).toBe('next');
+    expect((await sender('a@nx.example', o)).action).toBe('next');
+    expect(dns.calls.length).toBe(before);
+    expect((await rcpt('b@other-nx.example', o)).action).toBe('defer');
+  });
   it('not found: 450 4.1.8 / 4.1.2 by default, 550 when configured', async () => {
     const v = await sender('a@nx.example');
     expect(v.action === 'defer' && v.reply).toEqual({

@@ -38,6 +38,13 @@ export interface DomainCheckOptions {
   readonly tempfail?: TempfailAction;
   /** Points for weigh(). @default 1 */
   readonly score?: number;
+  /**
+   * Domains we are the final destination for (the site's `ourDomains`): never looked up. Postfix
+   * applies reject_unknown_sender_domain / reject_unknown_recipient_domain only "when Postfix is
+   * not the final destination" for the address: our own domains may live in split-horizon DNS.
+   * @default []
+   */
+  readonly ourDomains?: readonly string[];
 }
 
 type Kind = 'sender' | 'recipient';
@@ -132,6 +139,7 @@ function domainCheck(kind: Kind, resolver: Resolver, options: DomainCheckOptions
   const tempfail = options.tempfail ?? 'defer_if_permit';
   const score = options.score ?? 1;
   const addressOf = (s: Session) => (kind === 'sender' ? s.mailFrom : s.rcptTo);
+  const ours = new Set((options.ourDomains ?? []).map((d) => d.toLowerCase().replace(/\.$/, '')));
   return {
     name,
     stage: k.stage,
@@ -145,6 +153,7 @@ function domainCheck(kind: Kind, resolver: Resolver, options: DomainCheckOptions
       const domain = canonicalName(raw);
       if (domain === undefined || !domain.includes('.'))
         return next(`"${printable(raw, 64)}" is not a domain name`);
+      if (ours.has(domain)) return next(`${domain} is ours (final destination): not looked up`);
       const shown = printable(address, 200);
       const st = await resolveMailDomain(resolver, domain);
       switch (st.status) {
