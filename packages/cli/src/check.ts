@@ -105,8 +105,9 @@ const SEVERITY: Record<Decision['action'], number> = { reject: 3, defer: 2, next
 
 /**
  * Judges one session as a server would: the stages in order (with delay-reject the earlier ones
- * say nothing and everything is judged at RCPT), then each recipient. The line's verdict is the
- * first refusal before RCPT, else the most severe of the recipients' verdicts.
+ * say nothing and everything is judged at RCPT), then each recipient, then DATA when a recipient
+ * was accepted. The line's verdict is the first refusal before RCPT or at DATA, else the most
+ * severe of the recipients' verdicts.
  */
 export async function judge(input: CheckInput, rt: Runtime): Promise<CheckOutput> {
   rt.clock.set(input.time !== undefined ? Math.round(input.time * 1000) : undefined);
@@ -147,6 +148,12 @@ export async function judge(input: CheckInput, rt: Runtime): Promise<CheckOutput
     const d = await rt.policy.chain.evaluate({ ...base, stage: 'rcpt', rcptTo, recipients: [...accepted] });
     if (d.action === 'accept' || d.action === 'next') accepted.push(rcptTo);
     results.push({ rcptTo, ...toOutput(d) });
+  }
+  if (accepted.length > 0) {
+    // DATA, as the client would send it next: data-stage checks judge the transaction, and an
+    // accepted message is what the reputation counts in the client's favour.
+    const d = await rt.policy.chain.evaluate({ ...base, stage: 'data', recipients: accepted });
+    if (d.action === 'reject' || d.action === 'defer') return toOutput(d);
   }
   const worst = results.reduce((a, b) => (SEVERITY[b.action] > SEVERITY[a.action] ? b : a));
   const { rcptTo: _ignored, ...top } = worst;
