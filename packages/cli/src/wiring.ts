@@ -211,7 +211,14 @@ export async function createRuntime(config: PolicyConfig, options: RuntimeOption
     log,
     notes,
     async close() {
-      for (const c of closers) await c();
+      // Closing must not fail the run: a store that never came up cannot quit cleanly.
+      for (const c of closers) {
+        try {
+          await c();
+        } catch (err) {
+          log.warn({ err: err instanceof Error ? err.message : String(err) }, 'closing a store failed');
+        }
+      }
     },
   };
   if (!r) return base;
