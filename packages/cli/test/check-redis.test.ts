@@ -67,7 +67,11 @@ describe('mxguard check with Redis stores', () => {
     const down = join(dir, 'down.json');
     writeFileSync(
       down,
-      JSON.stringify({ greylist: { store: 'redis://127.0.0.1:1/0', commandTimeout: 200 } }),
+      JSON.stringify({
+        greylist: { store: 'redis://127.0.0.1:1/0', commandTimeout: 200 },
+        reputationStore: 'redis://127.0.0.1:1/0',
+        options: { 'address-guessing': { users: ['b'] } },
+      }),
     );
     const r = spawnSync(process.execPath, [bin, 'check', '--offline', '--config', down], {
       input: JSON.stringify({ ...doubted, ip: '198.51.100.21' }),
@@ -75,7 +79,8 @@ describe('mxguard check with Redis stores', () => {
       timeout: 30_000,
     });
     const out = JSON.parse(r.stdout) as { action: string; code?: number };
-    expect(r.status).toBe(0);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/reputation store failed/);
     expect(out.action).not.toBe('reject');
     expect(out.code ?? 0).toBeLessThan(500);
   });
