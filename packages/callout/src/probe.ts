@@ -18,6 +18,10 @@ export interface SmtpProbeOptions {
 const MAX_LINE = 1024;
 const MAX_LINES = 100;
 const MAX_BUFFER = 65_536;
+// We never pipeline (RFC 2920): one command, then its reply. So at most one reply (the greeting)
+// can legitimately be waiting unread; a server that keeps answering what we never asked is
+// flooding, and the queue it would grow is capped here, then the host is given up.
+const MAX_QUEUED_REPLIES = 10;
 
 interface SmtpReply {
   code: number;
@@ -83,7 +87,13 @@ class Conversation {
         const w = this.waiter;
         this.waiter = undefined;
         if (w) w.resolve(r);
-        else this.replies.push(r);
+        else {
+          this.replies.push(r);
+          if (this.replies.length > MAX_QUEUED_REPLIES) {
+            this.abort(new ProtocolError('too many unsolicited replies'));
+            return;
+          }
+        }
       }
     }
     if (this.buf.length > MAX_LINE) this.abort(new ProtocolError('reply line too long'));
@@ -91,6 +101,8 @@ class Conversation {
 
   abort(e: Error): void {
     this.fail(e);
+    // What the host said before we gave up on it is not an answer to anything we ask next.
+    this.replies.length = 0;
     this.socket.destroy();
   }
 

@@ -89,6 +89,29 @@ describe('smtpProbe against a real SMTP server on loopback', () => {
     }
   });
 
+  it('a server that answers what was never asked: the unread replies are capped, then temporary', async () => {
+    // We never pipeline, so at most one reply can wait unread. Without a cap, 5000 unsolicited
+    // "250" lines after EHLO would queue up and answer MAIL FROM and RCPT TO ("exists").
+    let connections = 0;
+    const flood = createServer((sock) => {
+      connections++;
+      sock.write('220 ok\r\n');
+      sock.once('data', () => sock.write('250 hello\r\n'.repeat(5000)));
+      sock.on('error', () => {});
+    });
+    await new Promise<void>((r) => flood.listen(0, '127.0.0.1', () => r()));
+    const a = flood.address();
+    const port = typeof a === 'object' && a ? a.port : 0;
+    try {
+      const r = await smtpProbe()(target, 'alice@forged.example', opts(port));
+      expect(r.status).toBe('temporary');
+      expect(r.text).toContain('too many unsolicited replies');
+      expect(connections).toBe(1);
+    } finally {
+      await new Promise<void>((r) => flood.close(() => r()));
+    }
+  });
+
   it('refuses to probe an address that could inject commands', async () => {
     const before = smtp.connections;
     const r = await smtpProbe()(target, 'a@b.example>\r\nDATA', opts(smtp.port));
