@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ManualClock } from '@mxguard/core';
@@ -53,6 +53,23 @@ describe('memory store', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+
+  it('names its temporary file with the injected randomness, and a failed save leaves the file as it was', async () => {
+    const file = join(dir, 'random.json');
+    const random = (n: number) => new Uint8Array(n).fill(0xab);
+    const s = memoryStore({ file, random });
+    await s.decide(req(1), T0);
+    expect(await s.save()).toBe(1);
+    // The same bytes again: the temporary name is taken (here by a directory), so the save fails
+    // before touching the target, which still holds the first save.
+    mkdirSync(`${file}.${'ab'.repeat(16)}.tmp`);
+    await s.decide(req(2), T0 + 1);
+    await expect(s.save()).rejects.toThrow();
+    const again = memoryStore({ file });
+    expect(await again.load()).toBe(1); // the first save's one (new) triplet
+    expect((await again.inspect('t1', 'c1')).triplet).toBeDefined();
+    expect(await again.inspect('t2', 'c2')).toEqual({});
   });
 
   it('a missing file is an empty store; a foreign file is an error', async () => {

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import type { Clock, Logger } from '@mxguard/core';
 import { silentLogger } from '@mxguard/core';
@@ -29,6 +29,12 @@ export interface MemoryStoreOptions {
   readonly saveInterval?: number;
   /** Where save failures are reported. @default silent */
   readonly log?: Logger;
+  /**
+   * Randomness for the temporary file's name (`<file>.<hex>.tmp`), so two saves never write one
+   * temporary file. Passed in, as every source of randomness in mxguard.
+   * @default crypto.randomBytes
+   */
+  readonly random?: (bytes: number) => Uint8Array;
 }
 
 /** The memory store's extras: persistence by hand. */
@@ -68,6 +74,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   }
   const loadedMaxAge = options.maxAge ?? DEFAULT_POLICY.maxAge;
   const log = options.log ?? silentLogger;
+  const random = options.random ?? randomBytes;
   let latest = 0;
   const perf = options.clock ?? { now: () => latest };
   const lruOptions = { perf, ttlResolution: 0, ttlAutopurge: false, updateAgeOnGet: false } as const;
@@ -157,7 +164,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
     }
     // Write a temporary file beside the target, flush it, then rename over the target: a crash
     // leaves either the old file or the new one, never half of one (rename(2) is atomic).
-    const tmp = `${path}.${randomUUID()}.tmp`;
+    const tmp = `${path}.${Buffer.from(random(16)).toString('hex')}.tmp`;
     const fh = await open(tmp, 'w', 0o600);
     try {
       await fh.writeFile(JSON.stringify(data));
