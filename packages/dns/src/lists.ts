@@ -96,12 +96,46 @@ export async function queryList(
     : { spec, status: 'listed', codes, errors, query: name, txt };
 }
 
+/**
+ * What a list is probed as: `ip` (IPv4 lookups: 127.0.0.1 / 127.0.0.2), `ip6` (IPv6 lookups:
+ * ::FFFF:7F00:1 / ::FFFF:7F00:2, RFC 5782 section 5) or `name` (domain lists: INVALID / TEST).
+ * One zone may serve both address families (Spamhaus ZEN does), so its IPv4 and IPv6 health are
+ * kept apart: a list broken for IPv6 is disabled for IPv6 clients only.
+ */
+export type ListKind = 'ip' | 'ip6' | 'name';
+
+/** The probe kind of a client address: `ip6` for IPv6 (not IPv4-mapped), else `ip`. */
+export function ipListKind(ip: string): 'ip' | 'ip6' {
+  return normaliseIp(ip)?.includes(':') ? 'ip6' : 'ip';
+}
+
+/**
+ * The query labels of the RFC 5782 section 5 test points, for each kind. The IPv6 ones are
+ * written out as nibbles because they are IPv4-mapped addresses, which `reversedIp` would query
+ * as IPv4 (right for a client, wrong for a probe of the IPv6 side of a list).
+ */
+const PROBE_LABELS: Record<
+  ListKind,
+  { never: string; always: string; neverText: string; alwaysText: string }
+> = {
+  ip: { never: '1.0.0.127', always: '2.0.0.127', neverText: '127.0.0.1', alwaysText: '127.0.0.2' },
+  ip6: {
+    never: `1.0.0.0.0.0.f.7.f.f.f.f${'.0'.repeat(20)}`,
+    always: `2.0.0.0.0.0.f.7.f.f.f.f${'.0'.repeat(20)}`,
+    neverText: '::FFFF:7F00:1',
+    alwaysText: '::FFFF:7F00:2',
+  },
+  name: { never: 'invalid', always: 'test', neverText: 'INVALID', alwaysText: 'TEST' },
+};
+
 /** Result of an RFC 5782 section 5 health probe. */
 export interface ProbeResult {
   readonly zone: string;
-  /** The list answered for the entry that must never be listed (127.0.0.1 / `invalid`): it lists everything. */
+  /** What was probed. */
+  readonly kind: ListKind;
+  /** The list answered for the entry that must never be listed (127.0.0.1, ::FFFF:7F00:1, `INVALID`): it lists everything. */
   readonly listsEverything: boolean;
-  /** The list did not list its test entry (127.0.0.2 / `test`). */
+  /** The list did not list its test entry (127.0.0.2, ::FFFF:7F00:2, `TEST`). */
   readonly missingTestEntry: boolean;
   /** The probe itself failed temporarily: nothing is known. */
   readonly temporary: boolean;
@@ -109,31 +143,30 @@ export interface ProbeResult {
 }
 
 /**
- * Probes a list as RFC 5782 section 5 asks: an IP list must not list 127.0.0.1 (nor
- * ::FFFF:7F00:1) and must list 127.0.0.2; a domain list must not list `INVALID` and must list
- * `TEST`. A list answering for 127.0.0.1 is broken (an expired domain with a wildcard, an
+ * Probes a list as RFC 5782 section 5 asks: an IPv4 list must not list 127.0.0.1 and must list
+ * 127.0.0.2; an IPv6 list must not list ::FFFF:7F00:1 and must list ::FFFF:7F00:2 (queried as
+ * 32 nibbles); a domain list must not list `INVALID` and must list `TEST`. A list answering for 127.0.0.1 is broken (an expired domain with a wildcard, an
  * operator "listing the world" to make people stop querying) and must be disabled.
  */
 export async function probeList(
   resolver: Resolver,
   zone: string,
-  kind: 'ip' | 'name' = 'ip',
+  kind: ListKind = 'ip',
 ): Promise<ProbeResult> {
-  const never = kind === 'ip' ? '1.0.0.127' : 'invalid';
-  const always = kind === 'ip' ? '2.0.0.127' : 'test';
+  const { never, always, neverText, alwaysText } = PROBE_LABELS[kind];
   const [n, t] = await Promise.all([resolver.a(`${never}.${zone}`), resolver.a(`${always}.${zone}`)]);
   const listsEverything = n.ok && n.records.some((a) => classifyListAnswer(a) === 'listing');
   const temporary = (!n.ok && n.error === 'temporary') || (!t.ok && t.error === 'temporary');
   const missingTestEntry =
     !temporary && !(t.ok && t.records.some((a) => classifyListAnswer(a) === 'listing'));
   const detail = listsEverything
-    ? `lists ${kind === 'ip' ? '127.0.0.1' : 'INVALID'} (answer ${n.ok ? n.records.join(',') : ''}): it lists everything`
+    ? `lists ${neverText} (answer ${n.ok ? n.records.join(',') : ''}): it lists everything`
     : missingTestEntry
-      ? `does not list its test entry ${kind === 'ip' ? '127.0.0.2' : 'TEST'}${t.ok ? ` (answer ${t.records.join(',')})` : ''}`
+      ? `does not list its test entry ${alwaysText}${t.ok ? ` (answer ${t.records.join(',')})` : ''}`
       : temporary
         ? 'probe failed temporarily'
         : 'healthy';
-  return { zone, listsEverything, missingTestEntry, temporary, detail };
+  return { zone, kind, listsEverything, missingTestEntry, temporary, detail };
 }
 
 /** Options of ListHealth. */
@@ -171,12 +204,12 @@ export class ListHealth {
   }
 
   /** The last probe of a zone, if any. */
-  last(zone: string, kind: 'ip' | 'name' = 'ip'): ProbeResult | undefined {
+  last(zone: string, kind: ListKind = 'ip'): ProbeResult | undefined {
     return this.#states.get(`${kind} ${zone}`)?.probe;
   }
 
   /** True when the list may be used now; probes it first when due (identical probes coalesce). */
-  usable(resolver: Resolver, zone: string, kind: 'ip' | 'name', clock: Clock, log: Logger): Promise<boolean> {
+  usable(resolver: Resolver, zone: string, kind: ListKind, clock: Clock, log: Logger): Promise<boolean> {
     const key = `${kind} ${zone}`;
     const now = clock.now();
     const s = this.#states.get(key);
@@ -188,9 +221,12 @@ export class ListHealth {
     const running = probeList(resolver, zone, kind).then((p) => {
       const broken = p.listsEverything;
       this.#states.set(key, { at: clock.now(), broken, probe: p });
-      if (broken) log.error({ dnsList: zone, probe: p.detail }, 'DNS list disabled: it lists everything');
-      else if (s?.broken) log.warn({ dnsList: zone }, 'DNS list re-enabled: its probe is healthy again');
-      if (!broken && p.missingTestEntry) log.warn({ dnsList: zone, probe: p.detail }, 'DNS list health');
+      if (broken)
+        log.error({ dnsList: zone, kind, probe: p.detail }, 'DNS list disabled: it lists everything');
+      else if (s?.broken)
+        log.warn({ dnsList: zone, kind }, 'DNS list re-enabled: its probe is healthy again');
+      if (!broken && p.missingTestEntry)
+        log.warn({ dnsList: zone, kind, probe: p.detail }, 'DNS list health');
       return !broken;
     });
     this.#states.set(key, { at: s?.at ?? now, broken: s?.broken ?? false, probe: s?.probe, running });

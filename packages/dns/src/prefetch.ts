@@ -9,7 +9,7 @@ import { silentLogger, systemClock } from '@mxguard/core';
 import { healthFor } from './checks/dnslists.js';
 import { mxOnlyPrivate, resolveMailDomain } from './checks/domain.js';
 import type { ListHealth } from './lists.js';
-import { queryList } from './lists.js';
+import { ipListKind, queryList } from './lists.js';
 import type { ListSpec } from './listspec.js';
 import { canonicalName, domainOf, normaliseIp, reversedIp } from './names.js';
 import { lookupRdns } from './rdns.js';
@@ -64,7 +64,7 @@ export function prefetch(resolver: Resolver, session: Session, options: Prefetch
     const clock = options.clock ?? systemClock;
     const log = options.log ?? silentLogger;
     for (const spec of options.dnsLists ?? [])
-      jobs.push(health.usable(resolver, spec.zone, 'ip', clock, log));
+      if (ip !== undefined) jobs.push(health.usable(resolver, spec.zone, ipListKind(ip), clock, log));
     for (const spec of options.rhsLists ?? [])
       jobs.push(health.usable(resolver, spec.zone, 'name', clock, log));
   }

@@ -143,6 +143,52 @@ describe('RFC 5782 health probes', () => {
     expect(dns.count('1.0.0.127.bad.example', 'A')).toBe(2);
   });
 
+  it('probes the IPv6 side with ::FFFF:7F00:1 and ::FFFF:7F00:2 as nibbles, apart from the IPv4 side', async () => {
+    const v6 = (last: string) => `${last}.0.0.0.0.0.f.7.f.f.f.f${'.0'.repeat(20)}.mixed.example`;
+    // Broken for IPv6 only: it answers for ::FFFF:7F00:1. Healthy for IPv4.
+    const dns = new FakeResolver({
+      [v6('1')]: { A: ['127.0.0.2'] },
+      [v6('2')]: { A: ['127.0.0.2'] },
+      '2.0.0.127.mixed.example': { A: ['127.0.0.2'] },
+      '99.2.0.192.mixed.example': { A: ['127.0.0.2'] },
+      [`1${'.0'.repeat(23)}.8.b.d.0.1.0.0.2.mixed.example`]: { A: ['127.0.0.2'] },
+    });
+    const log = recorder();
+    const health = new ListHealth();
+    const check = dnsbl(dns, [parseListSpec('mixed.example')], { health });
+    const six = await check.run(s({ clientAddress: '2001:db8::1' }), ctx(undefined, log));
+    expect(six.action).toBe('next');
+    expect(six.reason).toContain('mixed.example:disabled');
+    expect(health.last('mixed.example', 'ip6')).toMatchObject({ kind: 'ip6', listsEverything: true });
+    expect(health.last('mixed.example', 'ip6')?.detail).toContain('::FFFF:7F00:1');
+    expect(log.lines.some((l) => l.level === 'error' && JSON.stringify(l.obj).includes('ip6'))).toBe(true);
+    // The IPv4 side answers 127.0.0.2 and not 127.0.0.1: still used for IPv4 clients.
+    expect((await check.run(s(), ctx(undefined, log))).action).toBe('reject');
+    expect(health.last('mixed.example', 'ip')).toMatchObject({
+      listsEverything: false,
+      missingTestEntry: false,
+    });
+    // A v4-mapped client is an IPv4 client: the IPv4 side decides.
+    expect((await check.run(s({ clientAddress: '::ffff:192.0.2.99' }), ctx(undefined, log))).action).toBe(
+      'reject',
+    );
+  });
+
+  it('reports an IPv6 list that does not list ::FFFF:7F00:2, and keeps it', async () => {
+    const dns = new FakeResolver({
+      [`1${'.0'.repeat(23)}.8.b.d.0.1.0.0.2.quiet6.example`]: { A: ['127.0.0.2'] },
+    });
+    const log = recorder();
+    const v = await dnsbl(dns, [parseListSpec('quiet6.example')], { health: new ListHealth() }).run(
+      s({ clientAddress: '2001:db8::1' }),
+      ctx(undefined, log),
+    );
+    expect(v.action).toBe('reject');
+    expect(log.lines.some((l) => l.level === 'warn' && JSON.stringify(l.obj).includes('::FFFF:7F00:2'))).toBe(
+      true,
+    );
+  });
+
   it('reports a list that does not list 127.0.0.2, and keeps it', async () => {
     const dns = new FakeResolver({ '99.2.0.192.quiet.example': { A: ['127.0.0.2'] } });
     const log = recorder();

@@ -56,6 +56,9 @@ beforeAll(async () => {
     ],
     // A broken list: it lists everything, 127.0.0.1 included.
     'all.test': [{ type: 'ip4set', data: ':127.0.0.2:everything\n0.0.0.0/1\n128.0.0.0/1\n' }],
+    // An IPv6 list that lists every IPv6 address, ::FFFF:7F00:1 included. (A zone that also has
+    // an ip4set answers IPv4-mapped queries from it, so the broken list is IPv6 only.)
+    'all6.test': [{ type: 'ip6trie', data: ':127.0.0.2:everything\n::/1\n8000::/1\n' }],
     'wl.test': [
       {
         type: 'ip4set',
@@ -140,6 +143,25 @@ describe('DNS lists served by rbldnsd', () => {
     expect(v.action).toBe('next');
     expect(v.reason).toContain('all.test:disabled');
     expect(errors.some((e) => JSON.stringify(e).includes('all.test'))).toBe(true);
+  });
+
+  it('the ::FFFF:7F00:1 probe disables the IPv6 side of a list that lists every IPv6 address', async () => {
+    errors.length = 0;
+    const health = new ListHealth();
+    const check = dnsbl(lists, [parseListSpec('all6.test')], { health });
+    const v = await check.run(s({ clientAddress: '2001:db8:900d::25' }), ctx());
+    expect(v.action).toBe('next');
+    expect(v.reason).toContain('all6.test:disabled');
+    expect(health.last('all6.test', 'ip6')?.detail).toContain('::FFFF:7F00:1');
+    expect(errors.some((e) => JSON.stringify(e).includes('all6.test'))).toBe(true);
+    // IPv4 clients are judged on the IPv4 probe, which does not disable it.
+    expect((await check.run(s(), ctx())).reason).toContain('all6.test:clean');
+    expect(health.last('all6.test', 'ip')).toMatchObject({ listsEverything: false, missingTestEntry: true });
+    // A healthy list answers ::FFFF:7F00:2 and not ::FFFF:7F00:1 (rbldnsd from its ip4set).
+    const ok = new ListHealth();
+    const bl = dnsbl(lists, [parseListSpec('bl.test')], { health: ok });
+    expect((await bl.run(s({ clientAddress: '2001:db8:bad::25' }), ctx())).action).toBe('reject');
+    expect(ok.last('bl.test', 'ip6')).toMatchObject({ listsEverything: false, missingTestEntry: false });
   });
 
   it('right-hand-side list of names (dnset) for the sender domain', async () => {

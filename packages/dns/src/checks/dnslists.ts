@@ -8,7 +8,7 @@
 import type { Check, CheckContext, Finding, HitAction, Logger, Session, Stage, Verdict } from '@mxguard/core';
 import { accept, hit, next, reply, stageIndex } from '@mxguard/core';
 import type { ListResult } from '../lists.js';
-import { ListHealth, queryList } from '../lists.js';
+import { ipListKind, ListHealth, type ListKind, queryList } from '../lists.js';
 import type { ListSpec } from '../listspec.js';
 import { canonicalName, domainOf, normaliseIp, printable, reversedIp } from '../names.js';
 import { lookupRdns } from '../rdns.js';
@@ -35,7 +35,8 @@ export interface ListCheckOptions {
   readonly lists?: readonly (string | ListSpec)[];
   /**
    * Health probes (RFC 5782 section 5): a ListHealth, or `false` for none. A list that lists
-   * 127.0.0.1 is skipped until it stops. @default one ListHealth shared per resolver
+   * 127.0.0.1 is skipped for IPv4 clients until it stops, one that lists ::FFFF:7F00:1 for IPv6
+   * clients, one that lists `INVALID` for names. @default one ListHealth shared per resolver
    */
   readonly health?: ListHealth | false;
 }
@@ -44,7 +45,7 @@ async function lookupAll(
   resolver: Resolver,
   lists: readonly ListSpec[],
   label: string | undefined,
-  kind: 'ip' | 'name',
+  kind: ListKind,
   health: ListHealth | false,
   ctx: CheckContext,
   txt: boolean,
@@ -131,7 +132,7 @@ export function dnsbl(resolver: Resolver, lists: readonly ListSpec[], options: D
       const ip = normaliseIp(session.clientAddress);
       const label = ip === undefined ? undefined : reversedIp(ip);
       if (ip === undefined || label === undefined) return next('client address is not an IP address');
-      const results = await lookupAll(resolver, lists, label, 'ip', health, ctx, true);
+      const results = await lookupAll(resolver, lists, label, ipListKind(ip), health, ctx, true);
       const listed = results.filter((r) => r.status === 'listed');
       const findings: Finding[] = listed.map((r) => ({
         check: name,
@@ -176,7 +177,7 @@ export function dnswl(resolver: Resolver, lists: readonly ListSpec[], options: D
       const ip = normaliseIp(session.clientAddress);
       const label = ip === undefined ? undefined : reversedIp(ip);
       if (ip === undefined || label === undefined) return next('client address is not an IP address');
-      const results = await lookupAll(resolver, lists, label, 'ip', health, ctx, false);
+      const results = await lookupAll(resolver, lists, label, ipListKind(ip), health, ctx, false);
       const listed = results.filter((r) => r.status === 'listed');
       const findings: Finding[] = listed.map((r) => ({
         check: name,
