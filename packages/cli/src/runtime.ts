@@ -26,6 +26,12 @@ export interface Runtime {
   readonly lookupRdns?: (ip: string) => Promise<ReverseDns>;
   /** Starts the lookups a session will need (PTR, DNS lists) so later checks find them cached. */
   readonly prefetch?: (session: Session) => void;
+  /**
+   * Told about each finding an adapter sees on the wire (`earlyTalker`, `unauthorizedPipelining`):
+   * feeds the client network's reputation record (`points.protocolViolation`), so a client that
+   * talks early and hangs up before any command is judged still counts.
+   */
+  readonly onFlag?: (session: Session, flag: string) => void;
   /** What is off and why, for the user. */
   readonly notes: readonly string[];
   readonly log: Logger;

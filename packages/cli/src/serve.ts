@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import type { Logger, PolicyConfig, Session } from '@mxguard/core';
 import { DnsResolver } from '@mxguard/dns';
 import { startPolicyServer } from '@mxguard/postfix';
-import { startGateway } from '@mxguard/smtp';
+import { type GatewayOptions, startGateway } from '@mxguard/smtp';
 import type { Runtime } from './runtime.js';
 import { createRuntime, DNS_CHECKS } from './wiring.js';
 
@@ -79,6 +79,31 @@ function untilSignal(): Promise<void> {
   });
 }
 
+/**
+ * The gateway `mxguard serve` starts for a runtime: its chain, our domains as the only recipient
+ * domains (an inbound MX relays for no one), PTR lookups and DNS-list prefetch at connect, and the
+ * adapter's findings (early talkers, unauthorized pipelining) fed to the reputation record.
+ */
+export function gatewayOptions(
+  rt: Runtime,
+  where: { spoolDir: string; host: string; port: number },
+): GatewayOptions {
+  const site = rt.policy.site;
+  const enrich = enrichOf(rt);
+  return {
+    chain: rt.policy.chain,
+    log: rt.log,
+    spoolDir: where.spoolDir,
+    host: where.host,
+    port: where.port,
+    clock: rt.clock,
+    recipientDomains: site.ourDomains,
+    ...(site.ourHosts[0] ? { hostname: site.ourHosts[0] } : {}),
+    ...(enrich ? { enrich } : {}),
+    ...(rt.onFlag ? { onFlag: rt.onFlag } : {}),
+  };
+}
+
 /** `mxguard serve`: the example gateway, until SIGINT/SIGTERM. */
 export async function runServe(config: PolicyConfig, options: ServeOptions): Promise<number> {
   const out = options.out ?? ((l: string) => process.stdout.write(`${l}\n`));
@@ -87,18 +112,7 @@ export async function runServe(config: PolicyConfig, options: ServeOptions): Pro
   await mkdir(spoolDir, { recursive: true });
   const rt = await runtimeFor(config, options);
   const site = rt.policy.site;
-  const enrich = enrichOf(rt);
-  const gw = await startGateway({
-    chain: rt.policy.chain,
-    log: rt.log,
-    spoolDir,
-    host,
-    port,
-    clock: rt.clock,
-    recipientDomains: site.ourDomains,
-    ...(site.ourHosts[0] ? { hostname: site.ourHosts[0] } : {}),
-    ...(enrich ? { enrich } : {}),
-  });
+  const gw = await startGateway(gatewayOptions(rt, { spoolDir, host, port }));
   const where = gw.host.includes(':') ? `[${gw.host}]:${gw.port}` : `${gw.host}:${gw.port}`;
   const domain = site.ourDomains[0] ?? 'example.com';
   out(`mxguard gateway listening on ${where} (our domains: ${site.ourDomains.join(', ')})`);

@@ -202,6 +202,13 @@ export async function createRuntime(config: PolicyConfig, options: RuntimeOption
     });
   };
   const policy = { ...built, chain: observed(built.chain, onDecision) };
+  // An adapter's finding on the wire (early talker, pipelining without PIPELINING) is held against
+  // the network when it is seen, not only if the pipelining check later refuses a command.
+  const onFlag = (session: Session, flag: string) => {
+    reputation?.recordEvent(session.clientAddress, 'protocol-violation').catch((err: unknown) => {
+      log.error({ err: String(err), flag }, 'reputation: recording a protocol violation failed');
+    });
+  };
   if (policy.skipped.length > 0) notes.push(`not configured: ${policy.skipped.join(', ')}`);
 
   const r = resolver;
@@ -210,6 +217,7 @@ export async function createRuntime(config: PolicyConfig, options: RuntimeOption
     clock,
     log,
     notes,
+    onFlag,
     async close() {
       // Closing must not fail the run: a store that never came up cannot quit cleanly.
       for (const c of closers) {

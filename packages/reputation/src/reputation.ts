@@ -23,6 +23,15 @@ export interface ReputationPoints {
   readonly greylistFailure?: number;
   /** A message accepted at the end of DATA: good behaviour earns the way back. @default -1 */
   readonly accepted?: number;
+  /**
+   * A protocol violation the adapter saw on the wire (an early talker, or a client that pipelined
+   * without being offered PIPELINING, RFC 2920 section 3.1), reported with `recordEvent` when it is
+   * seen. It counts even when the client hangs up before any command is judged (what spam engines
+   * that talk early often do) and whatever action the `pipelining` check has; when that check also
+   * rejects the client, the rejections count on top, as each refused command does.
+   * @default 1
+   */
+  readonly protocolViolation?: number;
 }
 
 /** Options of the `reputation` check and of `recordOutcome`. */
@@ -95,7 +104,12 @@ export function greylistDelayHint(findings: readonly Finding[]): number | undefi
 }
 
 /** Events reported from outside the chain. */
-export type ReputationEvent = 'rejection' | 'deferral' | 'greylist-failure' | 'accepted';
+export type ReputationEvent =
+  | 'rejection'
+  | 'deferral'
+  | 'greylist-failure'
+  | 'accepted'
+  | 'protocol-violation';
 
 /** Resolved settings, shared by the check and the recorders. */
 interface Resolved {
@@ -146,6 +160,7 @@ function resolve(o: ReputationOptions): Resolved {
       deferral: p.deferral ?? 0,
       greylistFailure: p.greylistFailure ?? 1,
       accepted: p.accepted ?? -1,
+      protocolViolation: p.protocolViolation ?? 1,
     },
     bounds: { min, max, ttlMs },
     onStoreError: o.onStoreError ?? 'next',
@@ -165,7 +180,10 @@ export interface Reputation {
    * failure is logged.
    */
   recordOutcome(session: Session, decision: Decision): Promise<void>;
-  /** Records an event seen outside the chain (e.g. the greylist's failed retry). Never throws. */
+  /**
+   * Records an event seen outside the chain (the greylist's failed retry, an adapter's finding such
+   * as an early talker). Never throws.
+   */
   recordEvent(clientAddress: string, event: ReputationEvent): Promise<void>;
   /** The current score of the client's network (0 when unknown or the store fails). */
   score(clientAddress: string): Promise<number>;
@@ -237,7 +255,9 @@ export function createReputation(options: ReputationOptions): Reputation {
             ? r.points.deferral
             : event === 'greylist-failure'
               ? r.points.greylistFailure
-              : r.points.accepted;
+              : event === 'protocol-violation'
+                ? r.points.protocolViolation
+                : r.points.accepted;
       return add(clientAddress, delta, event);
     },
     async score(clientAddress) {

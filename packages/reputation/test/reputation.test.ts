@@ -143,6 +143,16 @@ describe('reputation check', () => {
     expect(await rep.score('2001:db8:0:1::1')).toBe(0);
   });
 
+  it('records protocol violations (early talkers, unauthorized pipelining) reported by adapters', async () => {
+    const { rep } = setup();
+    await rep.recordEvent('198.51.100.7', 'protocol-violation');
+    await rep.recordEvent('198.51.100.8', 'protocol-violation');
+    expect(await rep.score('198.51.100.1')).toBe(2);
+    const heavy = setup({ points: { protocolViolation: 5 } }).rep;
+    await heavy.recordEvent('198.51.100.7', 'protocol-violation');
+    expect(await heavy.score('198.51.100.7')).toBe(5);
+  });
+
   it('the credit is floored: a long clean history cannot hide a burst of abuse', async () => {
     const { rep, clock } = setup();
     for (let i = 0; i < 1000; i++) await rep.recordOutcome(session('192.0.2.1', 'data'), accepted);
