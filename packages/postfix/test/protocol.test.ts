@@ -63,6 +63,31 @@ describe('RequestParser (SMTPD_POLICY_README: name=value lines, an empty line en
     expect((caught as ProtocolError).code).toBe(code);
   });
 
+  it('holds at most maxQueued requests not yet taken, however many a client sends ahead', () => {
+    const p = new RequestParser({ maxQueued: 5 });
+    let caught: unknown;
+    let fed = 0;
+    try {
+      // 10,000 distinct minimal requests in chunks of 100, never taken.
+      for (let i = 0; i < 100; i++) {
+        p.feed(Buffer.from(Array.from({ length: 100 }, (_, j) => `k=${i * 100 + j}\n\n`).join('')));
+        fed++;
+      }
+    } catch (err) {
+      caught = err;
+    }
+    expect(fed).toBe(0);
+    expect((caught as ProtocolError).code).toBe('too-many-requests');
+    // Taken as they come, the same 10,000 pass: the bound is on what waits, not on the total.
+    const q = new RequestParser({ maxQueued: 5 });
+    let taken = 0;
+    for (let i = 0; i < 10_000; i++) {
+      q.feed(Buffer.from(`k=${i}\n\n`));
+      for (let r = q.take(); r; r = q.take()) taken++;
+    }
+    expect(taken).toBe(10_000);
+  });
+
   it('accepts a line of exactly the limit', () => {
     const line = `a=${'x'.repeat(48)}`;
     expect(parseAll([`${line}\n\n`], { maxLineLength: 50 })[0]?.get('a')).toHaveLength(48);

@@ -78,6 +78,7 @@ describe.each([
     ['an over-long line', `request=smtpd_access_policy\nsender=${'x'.repeat(5000)}\n\n`],
     ['too many attributes', `${Array.from({ length: 101 }, (_, i) => `a${i}=1`).join('\n')}\n\n`],
     ['binary garbage', Buffer.from([0, 1, 2, 0xff, 0xfe, 10, 10])],
+    ['more than 100 requests sent ahead', Array.from({ length: 2000 }, (_, i) => `k=${i}\n\n`).join('')],
   ])('closes the connection on %s, logs it, and goes on serving', async (_what, raw) => {
     const c = await PolicyClient.open(server);
     const before = log.lines.length;
