@@ -32,9 +32,18 @@ other A 192.0.2.1
 2.0.0.127.bl TXT "test entry"
 99.2.0.192.bl A 127.0.0.2
 99.2.0.192.bl TXT "Listed by bl.test"
+; an allowlist (DNSWL-style answers 127.0.<category>.<trust>) and a right-hand-side list of names
+2.0.0.127.wl A 127.0.10.2
+50.2.0.192.wl A 127.0.10.3
+test.dbl A 127.0.1.2
+spammer.test.dbl A 127.0.1.2
+spammer.test.dbl TXT "Spam domain spammer.test"
+spammer MX 10 mail.test.
+listed A 192.0.2.50
 `,
     '2.0.192.in-addr.arpa': `${SOA('2.0.192.in-addr.arpa')}
 10 PTR mail.test.
+50 PTR listed.test.
 98 PTR other.test.
 99 PTR mail.test.
 `,
@@ -44,7 +53,8 @@ other A 192.0.2.1
     configPath,
     JSON.stringify({
       ourDomains: ['dest.test'],
-      dnsLists: ['bl.test=127.0.0.[2..11]*3'],
+      dnsLists: ['bl.test=127.0.0.[2..11]*3', 'wl.test=127.0.[0..255].[1..3]*-2'],
+      rhsLists: ['dbl.test=127.0.1.[2..99]'],
       helpUrl: 'https://dest.test/help',
     }),
   );
@@ -85,6 +95,18 @@ describe('mxguard check --resolver (real nsd on loopback)', () => {
     const [out] = check([{ ...clean, ip: '192.0.2.99' }]);
     expect(out).toMatchObject({ action: 'reject', check: 'dnsbl', code: 554, enhanced: '5.7.1' });
     expect(out?.text).toContain('blocked using bl.test; Listed by bl.test');
+  });
+
+  it('"dnsLists" with a negative weight is an allowlist (accept); "rhsLists" judges the sender domain', () => {
+    const [allow, rhs] = check([
+      { ...clean, ip: '192.0.2.50', helo: 'listed.test' },
+      { ...clean, mailFrom: 'x@spammer.test' },
+    ]);
+    expect(allow).toMatchObject({ action: 'accept', check: 'dnswl' });
+    expect(rhs).toMatchObject({ action: 'reject', check: 'rhsbl', code: 554, enhanced: '5.7.1' });
+    expect(rhs?.text).toContain(
+      'Sender address [spammer.test] blocked using dbl.test; Spam domain spammer.test',
+    );
   });
 
   it('a sender domain with a null MX is refused 550 5.7.27 (RFC 7505); one that does not exist is deferred 450', () => {
