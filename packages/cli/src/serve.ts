@@ -32,9 +32,14 @@ export function parseListen(s: string, defaultHost = '127.0.0.1'): { host: strin
  * quick question to the system's resolver, and offline if it does not answer, so the demo works on
  * a machine without internet and says which checks are off.
  */
-async function dnsReachable(options: { offline: boolean; resolver?: string }): Promise<boolean> {
+async function dnsReachable(options: {
+  offline: boolean;
+  resolver?: string;
+  dnsProbe?: () => Promise<boolean>;
+}): Promise<boolean> {
   if (options.offline) return false;
   if (options.resolver) return true;
+  if (options.dnsProbe) return options.dnsProbe();
   // example.com has had an A record since RFC 2606; a resolver that cannot find it (no network,
   // or a sandbox that answers NXDOMAIN to everything) would make every domain look nonexistent.
   const probe = new DnsResolver({ timeout: 1500, tries: 1 });
@@ -51,7 +56,24 @@ function enrichOf(rt: Runtime): ((s: Session) => Promise<Partial<Session>>) | un
   };
 }
 
-async function runtimeFor(config: PolicyConfig, options: ServeOptions): Promise<Runtime> {
+/** What {@link runtimeFor} needs: the DNS choice of the command line, and the logger. */
+export interface RuntimeForOptions {
+  readonly offline: boolean;
+  readonly resolver?: string;
+  readonly log: Logger;
+  /**
+   * Replaces the one quick question to the system's resolver (tests).
+   * @default asks the system resolver for example.com's A record
+   */
+  readonly dnsProbe?: () => Promise<boolean>;
+}
+
+/**
+ * The runtime of `serve` and `policy`: with live DNS when it answers, else offline with a note that
+ * names every check that is off because DNS is unreachable (the README's main job on a machine
+ * without internet).
+ */
+export async function runtimeFor(config: PolicyConfig, options: RuntimeForOptions): Promise<Runtime> {
   const online = await dnsReachable(options);
   const rt = await createRuntime(config, {
     offline: !online,
@@ -61,7 +83,10 @@ async function runtimeFor(config: PolicyConfig, options: ServeOptions): Promise<
   if (!online && !options.offline) {
     return {
       ...rt,
-      notes: [`DNS unreachable: ${DNS_CHECKS.join(', ')} and reverse DNS are off`, ...rt.notes.slice(1)],
+      notes: [
+        `DNS unreachable: ${[...DNS_CHECKS, 'callout'].join(', ')} and reverse DNS are off`,
+        ...rt.notes.slice(1),
+      ],
     };
   }
   return rt;
@@ -150,7 +175,7 @@ export async function runPolicy(config: PolicyConfig, options: PolicyOptions): P
   const out = options.out ?? ((l: string) => process.stdout.write(`${l}\n`));
   if (options.listen && options.socket) throw new Error('--listen and --socket exclude each other');
   const listen = options.socket ? { path: options.socket } : parseListen(options.listen ?? '127.0.0.1:10023');
-  const rt = await runtimeFor(config, { ...options, listen: '' });
+  const rt = await runtimeFor(config, options);
   const enrich = enrichOf(rt);
   const server = await startPolicyServer({
     listen,

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Logger } from '@mxguard/core';
 import { type Gateway, startGateway } from '@mxguard/smtp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRuntime, gatewayOptions, ReplayClock, type Runtime } from '../src/index.js';
+import { createRuntime, gatewayOptions, ReplayClock, type Runtime, runtimeFor } from '../src/index.js';
 
 /**
  * `mxguard serve`'s wiring, in process: an early talker is a finding the reputation record uses,
@@ -143,5 +143,28 @@ describe('mxguard serve: adapter findings reach the reputation record', () => {
 
     // Another host of the same /24 now meets the escalation: 450 4.7.1 from the reputation check.
     expect(await polite()).toMatch(/^450 4\.7\.1 .*\(reputation/);
+  });
+});
+
+describe('mxguard serve/policy without reachable DNS (the README main job on a machine offline)', () => {
+  it('starts offline and names every check that is off because DNS is unreachable', async () => {
+    const rt = await runtimeFor({}, { offline: false, log, dnsProbe: async () => false });
+    try {
+      expect(rt.notes[0]).toBe(
+        'DNS unreachable: dnsbl, dnswl, rhsbl, fcrdns, helo-resolves, sender-domain, recipient-domain, callout and reverse DNS are off',
+      );
+      expect(rt.lookupRdns).toBeUndefined();
+      const d = await rt.policy.chain.evaluate({
+        clientAddress: '192.0.2.7',
+        helo: 'mail.example.net',
+        mailFrom: 'a@example.net',
+        rcptTo: 'postmaster@example.com',
+        stage: 'rcpt',
+      });
+      expect(d.action).not.toBe('reject');
+      expect(d.trace.find((t) => t.check === 'dnsbl')?.reason).toMatch(/skipped: offline/);
+    } finally {
+      await rt.close();
+    }
   });
 });
