@@ -29,7 +29,20 @@ export class RedisCalloutStore implements CalloutStore {
       this.redis = options.client;
       this.owned = false;
     } else {
-      this.redis = new Redis(options.url ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: 1 });
+      // Commands wait for the first connection (up to a second each), then fail at once while
+      // Redis is down, so a dead store becomes its failure outcome without slowing every session;
+      // ioredis reconnects in the background with a capped backoff.
+      this.redis = new Redis(options.url ?? 'redis://127.0.0.1:6379', {
+        maxRetriesPerRequest: 0,
+        enableOfflineQueue: true,
+        commandTimeout: 1000,
+        retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 10), 5000),
+        lazyConnect: false,
+      });
+      const redis = this.redis;
+      redis.once('ready', () => {
+        redis.options.enableOfflineQueue = false;
+      });
       this.owned = true;
       // Errors surface on each call as rejected promises; without a listener ioredis prints them.
       this.redis.on('error', () => {});
@@ -53,7 +66,17 @@ export class RedisCalloutStore implements CalloutStore {
   }
 
   async close(): Promise<void> {
-    if (this.owned) await this.redis.quit();
+    if (!this.owned) return;
+    // QUIT needs a live connection; when Redis is down, drop the socket and stop reconnecting.
+    if (this.redis.status !== 'ready') {
+      this.redis.disconnect();
+      return;
+    }
+    try {
+      await this.redis.quit();
+    } catch {
+      this.redis.disconnect();
+    }
   }
 }
 
