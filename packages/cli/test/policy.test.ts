@@ -3,7 +3,10 @@
  * speaking Postfix's policy delegation protocol.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -38,9 +41,9 @@ afterAll(async () => {
 });
 
 /** Sends requests on one connection and reads one `action=` answer for each. */
-function ask(requests: Record<string, string>[]): Promise<string[]> {
+function ask(requests: Record<string, string>[], socketPath?: string): Promise<string[]> {
   return new Promise((resolve, reject) => {
-    const sock = connect(port, '127.0.0.1');
+    const sock = socketPath ? connect(socketPath) : connect(port, '127.0.0.1');
     let buf = '';
     sock.setEncoding('utf8');
     sock.on('data', (d: string) => {
@@ -114,5 +117,73 @@ describe('mxguard policy', () => {
       },
     ]);
     expect(a).toBe('DUNNO');
+  });
+});
+
+// `mxguard policy --socket PATH --config FILE`: the UNIX socket Postfix names as
+// `check_policy_service unix:...`, with the site of a config file.
+describe('mxguard policy --socket --config', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mxguard-policy-'));
+  const socketPath = join(dir, 'policy.sock');
+  const configPath = join(dir, 'mxguard.json');
+  let unixChild: ChildProcessWithoutNullStreams;
+  let unixBanner = '';
+
+  beforeAll(async () => {
+    writeFileSync(
+      configPath,
+      JSON.stringify({ ourDomains: ['example.org'], ourHosts: ['mx.example.org'], ourNetworks: [] }),
+    );
+    unixChild = spawn(process.execPath, [
+      bin,
+      'policy',
+      '--offline',
+      '--socket',
+      socketPath,
+      '--config',
+      configPath,
+    ]);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`policy server did not start: ${unixBanner}`)), 15_000);
+      unixChild.stdout.on('data', (b: Buffer) => {
+        unixBanner += b.toString();
+        if (unixBanner.includes('main.cf')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      unixChild.on('exit', (code) => reject(new Error(`policy server exited ${code}: ${unixBanner}`)));
+    });
+  });
+  afterAll(async () => {
+    if (unixChild && unixChild.exitCode === null) {
+      const exited = new Promise((r) => unixChild.once('exit', r));
+      unixChild.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('listens on the socket and prints it for main.cf', () => {
+    expect(unixBanner).toContain(`listening on unix:${socketPath}`);
+    expect(unixBanner).toContain(`check_policy_service { unix:${socketPath},`);
+  });
+
+  it('judges with the site of the config file', async () => {
+    const org = { ...rcpt, recipient: 'b@example.org' };
+    const answers = await ask(
+      [
+        org,
+        { ...org, helo_name: 'mx.example.org', instance: 'u2' },
+        // example.com is not ours under this config: no longer a HELO that claims to be us.
+        { ...org, helo_name: 'mx.example.com', instance: 'u3' },
+      ],
+      socketPath,
+    );
+    expect(answers[0]).toBe('DUNNO');
+    expect(answers[1]).toMatch(
+      /^550 5\.7\.1 <mx\.example\.org>: Helo command rejected: You are not me \(helo-claims-us\)$/,
+    );
+    expect(answers[2]).toBe('DUNNO');
   });
 });
