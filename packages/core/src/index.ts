@@ -8,3 +8,4 @@ export * from './rdns/index.js';
 export * from './reply.js';
 export * from './site.js';
 export * from './weigh.js';
+export * from './weigh-config.js';

@@ -4,6 +4,7 @@ import { buildPolicy } from './config.js';
 import type { Check, Clock, Logger } from './model.js';
 import { pipeliningFactory } from './pipelining.js';
 import { rdnsFactories } from './rdns/index.js';
+import { weighFromConfig } from './weigh-config.js';
 
 /**
  * The recommended order, after the "Enhanced Spam Defence" article and Postfix practice: what we
@@ -51,11 +52,13 @@ export const RECOMMENDED: readonly CheckSpec[] = [
 /** Every name the recommended list may name; a registry may lack any of them (offline, no store). */
 export const RECOMMENDED_NAMES: ReadonlySet<string> = new Set(RECOMMENDED.map((c) => c.name));
 
-/** The pure checks of core, by name (no environment needed). */
+/** The pure checks of core, by name (no environment needed), and `weigh` (see weigh-config.ts). */
 export const pureRegistry: Registry = {
   ...Object.fromEntries(Object.entries(coreFactories).map(([n, f]) => [n, (o, s) => f(o, s, undefined)])),
   ...Object.fromEntries(Object.entries(rdnsFactories).map(([n, f]) => [n, (o, s) => f(o, s, undefined)])),
   pipelining: (o, s) => pipeliningFactory(o, s, undefined),
+  // Not in the preset: a config that scores rather than refuses puts it after its scoring checks.
+  weigh: (o, s) => weighFromConfig(o, s),
 } as Registry;
 
 export interface RecommendedOptions extends PolicyConfig {

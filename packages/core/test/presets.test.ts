@@ -115,3 +115,46 @@ describe('buildPolicy()', () => {
     expect(() => buildPolicy([] as never, pureRegistry)).toThrow(ConfigError);
   });
 });
+
+describe('weigh from a config file', () => {
+  const scoring = {
+    checks: [
+      { name: 'rdns-missing', action: 'score', score: 2 },
+      { name: 'rdns-dynamic', action: 'score', score: 4 },
+      { name: 'helo-fqdn', action: 'score' },
+      { name: 'weigh', reject: 5, defer: 2 },
+    ],
+  };
+
+  it('sums the scores of the links before it against its reject and defer thresholds', async () => {
+    const c = buildPolicy(scoring, pureRegistry).chain;
+    expect((await c.evaluate(at())).action).toBe('next');
+    const noPtr = await c.evaluate(at({ rdns: { names: [] } }));
+    expect([noPtr.action, noPtr.check, noPtr.reply?.code, noPtr.reply?.enhanced]).toEqual([
+      'defer',
+      'weigh',
+      450,
+      '4.7.1',
+    ]);
+    expect(noPtr.reason).toMatch(/score 2 .*rdns-missing:no-ptr=2/);
+    const both = await c.evaluate(
+      at({
+        clientAddress: '73.12.34.56',
+        helo: 'pc',
+        rdns: { names: ['c-73-12-34-56.hsd1.ca.comcast.net'] },
+      }),
+    );
+    expect([both.action, both.check, both.reply?.code]).toEqual(['reject', 'weigh', 554]);
+    expect(both.reason).toMatch(/^score 5 .*rdns-dynamic:dynamic=4.*helo-fqdn/);
+  });
+
+  it('refuses a weigh without a reject threshold, or with an unknown option', () => {
+    expect(() => buildPolicy({ checks: [{ name: 'weigh' }] }, pureRegistry)).toThrow(/checks\[0\].*reject/);
+    expect(() => buildPolicy({ checks: [{ name: 'weigh', reject: 5, defer: 9 }] }, pureRegistry)).toThrow(
+      /below/,
+    );
+    expect(() => buildPolicy({ checks: [{ name: 'weigh', reject: 5, rejct: 1 }] }, pureRegistry)).toThrow(
+      /unknown option "rejct"/,
+    );
+  });
+});
