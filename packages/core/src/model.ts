@@ -48,6 +48,12 @@ export interface Session {
   readonly authUser?: string;
   /** The stage being judged. */
   readonly stage: Stage;
+  /**
+   * The message's header block as received (unfolded or not), at the `data` stage once the adapter
+   * has read it; absent before. Received headers are claims by strangers: checks may score them,
+   * never refuse on them (DESIGN principle 3).
+   */
+  readonly headers?: string;
   /** Free-form facts that adapters found (e.g. `earlyTalker`, `unauthorizedPipelining`). */
   readonly flags?: Readonly<Record<string, boolean | number | string>>;
 }
