@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
-import type { Decision, ReverseDns, Session, Stage } from '@mxguard/core';
+import type { Decision, Finding, ReverseDns, Session, Stage } from '@mxguard/core';
 import type { Runtime } from './runtime.js';
 
 /** One session as `mxguard check` reads it, one JSON object a line. */
@@ -18,6 +18,8 @@ export interface CheckInput {
   tls?: boolean;
   authUser?: string;
   flags?: Record<string, boolean | number | string>;
+  /** The message's header block, for DATA-stage checks that read it (`received`). */
+  headers?: string;
 }
 
 /** A verdict line as `mxguard check` writes it. */
@@ -54,7 +56,7 @@ export function parseInput(line: string): CheckInput {
   if (typeof o.ip !== 'string' || isIP(o.ip.replace(/^::ffff:(?=\d+\.)/i, '')) === 0) {
     throw new Error('"ip" must be an IPv4 or IPv6 address');
   }
-  for (const k of ['helo', 'mailFrom', 'authUser']) str(k);
+  for (const k of ['helo', 'mailFrom', 'authUser', 'headers']) str(k);
   if (o.ptr !== undefined && o.ptr !== null && typeof o.ptr !== 'string')
     throw new Error('"ptr" must be a string or null');
   if (o.rcptTo !== undefined) {
@@ -142,17 +144,31 @@ export async function judge(input: CheckInput, rt: Runtime): Promise<CheckOutput
     return toOutput(await rt.policy.chain.evaluate({ ...base, stage: 'rcpt' }));
   }
   const accepted: string[] = [];
+  // The points of the last accepted recipient go on to DATA, where a `data`-stage weigh adds them up
+  // with those of the header checks, as the smtp-server adapter does.
+  let carried: readonly Finding[] = [];
   const results: (Omit<CheckOutput, 'recipients' | 'notes'> & { rcptTo: string })[] = [];
   for (const raw of rcpts) {
     const rcptTo = raw.replace(/^<(.*)>$/, '$1');
     const d = await rt.policy.chain.evaluate({ ...base, stage: 'rcpt', rcptTo, recipients: [...accepted] });
-    if (d.action === 'accept' || d.action === 'next') accepted.push(rcptTo);
+    if (d.action === 'accept' || d.action === 'next') {
+      accepted.push(rcptTo);
+      carried = d.findings.filter((f) => f.score);
+    }
     results.push({ rcptTo, ...toOutput(d) });
   }
   if (accepted.length > 0) {
     // DATA, as the client would send it next: data-stage checks judge the transaction, and an
     // accepted message is what the reputation counts in the client's favour.
-    const d = await rt.policy.chain.evaluate({ ...base, stage: 'data', recipients: accepted });
+    const d = await rt.policy.chain.evaluate(
+      {
+        ...base,
+        stage: 'data',
+        recipients: accepted,
+        ...(input.headers !== undefined ? { headers: input.headers } : {}),
+      },
+      carried,
+    );
     if (d.action === 'reject' || d.action === 'defer') return toOutput(d);
   }
   const worst = results.reduce((a, b) => (SEVERITY[b.action] > SEVERITY[a.action] ? b : a));

@@ -190,8 +190,9 @@ export async function createRuntime(config: PolicyConfig, options: RuntimeOption
     registry.callout = () => offlineCheck('callout');
   }
 
-  // Opt-in signals (geo, os-fingerprint): used only when `checks` names them.
-  const signals = createSignalsEnv({ clock, log });
+  // Opt-in signals (geo, os-fingerprint, received): used only when `checks` names them. Offline,
+  // `received` has no resolver and says so in its trace.
+  const signals = createSignalsEnv({ clock, log, ...(resolver ? { resolver } : {}) });
   closers.push(async () => signals.close());
   Object.assign(registry, bindFactories(signalsFactories, signals));
 

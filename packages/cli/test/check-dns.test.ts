@@ -15,6 +15,7 @@ const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'mxguard-check-dns-'));
 let nsd: Daemon;
 let configPath: string;
+let scoringPath: string;
 
 const SOA = (o: string) =>
   `$ORIGIN ${o}.\n$TTL 300\n@ SOA ns.${o}. host.${o}. 1 3600 600 86400 300\n@ NS ns.${o}.\nns A 127.0.0.1\n`;
@@ -32,6 +33,8 @@ other A 192.0.2.1
 2.0.0.127.bl TXT "test entry"
 99.2.0.192.bl A 127.0.0.2
 99.2.0.192.bl TXT "Listed by bl.test"
+; a public address that only ever appears in a Received header of the tests (never contacted)
+45.28.10.91.bl A 127.0.0.2
 ; an allowlist (DNSWL-style answers 127.0.<category>.<trust>) and a right-hand-side list of names
 2.0.0.127.wl A 127.0.10.2
 50.2.0.192.wl A 127.0.10.3
@@ -58,14 +61,29 @@ listed A 192.0.2.50
       helpUrl: 'https://dest.test/help',
     }),
   );
+  // Scores instead of refusals: a missing PTR is 2 points at RCPT, a listed Received relay 0.5 at
+  // DATA, and a data-stage weigh refuses at 2.5: the headers tip a doubted sender, never decide.
+  scoringPath = join(dir, 'scoring.json');
+  writeFileSync(
+    scoringPath,
+    JSON.stringify({
+      ourDomains: ['dest.test'],
+      checks: [
+        'relay',
+        { name: 'rdns-missing', action: 'score', score: 2 },
+        { name: 'received', lists: ['bl.test=127.0.0.[2..11]'] },
+        { name: 'weigh', reject: 2.5, stage: 'data' },
+      ],
+    }),
+  );
 }, 60_000);
 
 afterAll(async () => {
   await nsd?.stop();
 });
 
-function check(lines: object[]) {
-  const r = spawnSync(process.execPath, [bin, 'check', '--resolver', nsd.address, '--config', configPath], {
+function check(lines: object[], config = configPath) {
+  const r = spawnSync(process.execPath, [bin, 'check', '--resolver', nsd.address, '--config', config], {
     input: lines.map((l) => JSON.stringify(l)).join('\n'),
     encoding: 'utf8',
     timeout: 30_000,
@@ -123,5 +141,27 @@ describe('mxguard check --resolver (real nsd on loopback)', () => {
     expect(out).toMatchObject({ action: 'defer', check: 'greylist' });
     const trace = out!.trace as { check: string; findings?: { doubt?: boolean }[] }[];
     expect(trace.find((s) => s.check === 'fcrdns')?.findings?.[0]?.doubt).toBe(true);
+  });
+
+  it('"received" looks the relays of the "headers" up; a data-stage weigh adds them to the RCPT points', () => {
+    const headers =
+      'Received: from relay.isp.test (relay.isp.test [192.0.2.10]) by mx.dest.test; d\r\n' +
+      'Received: from pc (p5b0a1c2d.dip0.t-ipconnect.de [91.10.28.45]) by relay.isp.test; d\r\n' +
+      'Subject: hi\r\n';
+    const unlisted = headers.replace('91.10.28.45', '91.10.28.46');
+    const [tipped, named, unlistedOut] = check(
+      [
+        { ...clean, ptr: null, headers },
+        { ...clean, ptr: 'mail.test', headers },
+        { ...clean, ptr: null, headers: unlisted },
+      ],
+      scoringPath,
+    );
+    expect(tipped).toMatchObject({ action: 'reject', check: 'weigh-data', code: 554, enhanced: '5.7.1' });
+    expect(tipped?.reason).toMatch(
+      /^score 2\.5 .*rdns-missing:no-ptr=2.*received:relay-listed:bl\.test:91\.10\.28\.45=0\.5/,
+    );
+    expect(named).toMatchObject({ action: 'next' });
+    expect(unlistedOut).toMatchObject({ action: 'next' });
   });
 });

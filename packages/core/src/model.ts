@@ -126,6 +126,11 @@ export interface Check {
   readonly name: string;
   /** The earliest stage at which the check has its input. */
   readonly stage: Stage;
+  /**
+   * The check reads `session.headers` (a `data`-stage check). An adapter that sees such a link in
+   * its chain judges the `data` stage once the header block has arrived, not at the DATA command.
+   */
+  readonly readsHeaders?: boolean;
   run(session: Session, ctx: CheckContext): Verdict | Promise<Verdict>;
 }
 

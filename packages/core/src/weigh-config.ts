@@ -7,12 +7,17 @@
  * {"checks": [{"name": "dnsbl", "action": "score"}, {"name": "rdns-dynamic", "action": "score"},
  *             {"name": "weigh", "reject": 5, "defer": 2}]}
  * ```
+ *
+ * `"stage": "data"` places a second weigh at DATA: it sums the points of the accepted RCPT (which
+ * adapters pass in) and those of DATA-time signals such as `received`. A weigh with a stage is
+ * named `weigh-<stage>` in traces (`weigh-data`), so both can be in one chain.
  */
-import type { Check } from './model.js';
+import type { Check, Stage } from './model.js';
+import { STAGES } from './model.js';
 import type { Site } from './site.js';
 import { weigh } from './weigh.js';
 
-const KNOWN = new Set(['reject', 'defer']);
+const KNOWN = new Set(['reject', 'defer', 'stage']);
 
 /**
  * Builds the `weigh` link from config options: `reject` (required, a number) and `defer` (a number
@@ -20,7 +25,7 @@ const KNOWN = new Set(['reject', 'defer']);
  */
 export function weighFromConfig(options: Record<string, unknown>, _site?: Site): Check {
   for (const k of Object.keys(options)) {
-    if (!KNOWN.has(k)) throw new TypeError(`weigh: unknown option "${k}" (reject, defer)`);
+    if (!KNOWN.has(k)) throw new TypeError(`weigh: unknown option "${k}" (reject, defer, stage)`);
   }
   const { reject, defer } = options;
   if (typeof reject !== 'number' || !Number.isFinite(reject)) {
@@ -31,5 +36,14 @@ export function weighFromConfig(options: Record<string, unknown>, _site?: Site):
   if (defer !== undefined && (typeof defer !== 'number' || !Number.isFinite(defer))) {
     throw new TypeError(`weigh: "defer" must be a number; got ${JSON.stringify(defer)}`);
   }
-  return weigh({ checks: [], reject, ...(defer !== undefined ? { defer } : {}) });
+  const { stage } = options;
+  if (stage !== undefined && !STAGES.includes(stage as Stage)) {
+    throw new TypeError(`weigh: "stage" must be one of ${STAGES.join(', ')}; got ${JSON.stringify(stage)}`);
+  }
+  return weigh({
+    checks: [],
+    reject,
+    ...(defer !== undefined ? { defer } : {}),
+    ...(stage !== undefined ? { stage: stage as Stage, name: `weigh-${stage as Stage}` } : {}),
+  });
 }

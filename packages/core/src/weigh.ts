@@ -16,6 +16,12 @@ export interface WeighOptions {
    * @default true
    */
   readonly includeEarlier?: boolean;
+  /**
+   * The stage the link runs at, when later than its checks' (e.g. `data`, to add the points of
+   * DATA-time signals such as `received` to those of the accepted RCPT, which adapters pass in as
+   * earlier findings). @default the latest stage of `checks`, `connect` when there are none
+   */
+  readonly stage?: Stage;
   /** @default 554 5.7.1 Service unavailable; client scored too high */
   readonly rejectReply?: Reply;
   /** @default 450 4.7.1 Service temporarily unavailable; client scored too high */
@@ -33,10 +39,14 @@ export function weigh(options: WeighOptions): Check {
   if (options.defer !== undefined && !(options.defer < options.reject)) {
     throw new TypeError('weigh: defer threshold must be below the reject threshold');
   }
-  const stage = options.checks.reduce<Stage>(
+  const own = options.checks.reduce<Stage>(
     (acc, c) => (stageIndex(c.stage) > stageIndex(acc) ? c.stage : acc),
     'connect',
   );
+  if (options.stage !== undefined && !(stageIndex(options.stage) >= stageIndex(own))) {
+    throw new TypeError(`weigh: stage "${String(options.stage)}" is before its checks' stage "${own}"`);
+  }
+  const stage = options.stage ?? own;
   const rejectReply =
     options.rejectReply ?? reply(554, '5.7.1', 'Service unavailable; client scored too high');
   const deferReply =

@@ -148,6 +148,36 @@ describe('weigh from a config file', () => {
     expect(both.reason).toMatch(/^score 5 .*rdns-dynamic:dynamic=4.*helo-fqdn/);
   });
 
+  it('a weigh with "stage": "data" sums the RCPT-time points passed in with the DATA-time ones', async () => {
+    const headerScore: Check = {
+      name: 'header-points',
+      stage: 'data',
+      readsHeaders: true,
+      run: (s) =>
+        next('read', s.headers?.includes('X-Bad') ? [{ check: 'header-points', tag: 'bad', score: 1 }] : []),
+    };
+    const c = buildPolicy(
+      { checks: [...scoring.checks, 'header-points', { name: 'weigh', reject: 5, stage: 'data' }] },
+      { ...pureRegistry, 'header-points': () => headerScore },
+    ).chain;
+    const rcpt = await c.evaluate(at({ rdns: { names: ['c-73-12-34-56.hsd1.ca.comcast.net'] } }));
+    expect(rcpt.action).toBe('defer');
+    const dynamicOnly = await c.evaluate(
+      at({ clientAddress: '73.12.34.56', rdns: { names: ['c-73-12-34-56.hsd1.ca.comcast.net'] } }),
+    );
+    expect([dynamicOnly.action, dynamicOnly.check]).toEqual(['defer', 'weigh']);
+    const carried = dynamicOnly.findings.filter((f) => f.score);
+    const clean = await c.evaluate(at({ stage: 'data', headers: 'Subject: hi\r\n' }), carried);
+    expect(clean.action).toBe('next');
+    expect(clean.trace.map((t) => t.check)).toEqual(['header-points', 'weigh-data']);
+    const tipped = await c.evaluate(at({ stage: 'data', headers: 'X-Bad: 1\r\n' }), carried);
+    expect([tipped.action, tipped.check, tipped.reply?.code]).toEqual(['reject', 'weigh-data', 554]);
+    expect(tipped.reason).toMatch(/^score 5 .*rdns-dynamic:dynamic=4.*header-points:bad=1/);
+    expect(() => buildPolicy({ checks: [{ name: 'weigh', reject: 5, stage: 'eom' }] }, pureRegistry)).toThrow(
+      /"stage" must be one of connect, helo, mail, rcpt, data/,
+    );
+  });
+
   it('refuses a weigh without a reject threshold, or with an unknown option', () => {
     expect(() => buildPolicy({ checks: [{ name: 'weigh' }] }, pureRegistry)).toThrow(/checks\[0\].*reject/);
     expect(() => buildPolicy({ checks: [{ name: 'weigh', reject: 5, defer: 9 }] }, pureRegistry)).toThrow(

@@ -5,12 +5,15 @@
  *   {"name": "os-fingerprint", "socket": "/run/p0f.sock", "expectedCountries": ["DE"],
  *    "database": "/var/lib/GeoIP/GeoLite2-Country.mmdb"}
  *
- * The Received-header helpers are not checks (they need the message's headers, which a Session
- * does not carry): adapters call `receivedRelays`/`scoreReceived` at DATA and pass the findings to
- * `chain.evaluate(session, findings)`.
+ *   {"name": "received", "lists": ["zen.spamhaus.org=127.0.0.[2..11]"], "score": 0.5, "maxScore": 1}
+ *
+ * `received` reads `session.headers` at DATA and only ever scores: it has no `action` option and
+ * refuses one (DESIGN principle 3). `receivedRelays`/`scoreReceived` remain for code that holds
+ * the headers itself.
  */
 import type { Check, CheckFactory, Clock, Logger, Site } from '@mxguard/core';
 import { silentLogger, systemClock } from '@mxguard/core';
+import type { Resolver } from '@mxguard/dns';
 import type { CountryField, GeoCheckOptions } from './geo.js';
 import { geoCheck } from './geo.js';
 import { GeoDatabases } from './geo-database.js';
@@ -18,6 +21,8 @@ import type { OsFingerprintOptions } from './os-fingerprint.js';
 import { osFingerprintCheck } from './os-fingerprint.js';
 import type { P0fLookup } from './p0f.js';
 import { P0fClient } from './p0f.js';
+import type { ReceivedCheckOptions } from './received-check.js';
+import { receivedCheck } from './received-check.js';
 
 /** What the signals need besides their options. */
 export interface SignalsEnv {
@@ -36,6 +41,11 @@ export interface SignalsEnv {
    * `rdns-dynamic` link said so. @default `looksDynamic` (core's `classifyPtr`)
    */
   readonly isDynamicPtr?: (address: string, name: string) => boolean;
+  /**
+   * The DNS that `received` asks about the relays. Without it (offline) `received` is built but
+   * answers `next("skipped: no resolver")`.
+   */
+  readonly resolver?: Resolver;
 }
 
 /** A SignalsEnv with its own shared geo databases, and `close()` to stop their file watchers. */
@@ -196,8 +206,45 @@ export const osFingerprintFactory: CheckFactory<SignalsEnv> = (o, site, env): Ch
   return osFingerprintCheck(options);
 };
 
-/** The signals by config name: `geo` and `os-fingerprint`. Bind with core's `bindFactories(signalsFactories, env)`. */
+const RECEIVED_KEYS = ['lists', 'score', 'maxScore', 'skipTop', 'maxRelays', 'trusted'] as const;
+
+/**
+ * `received` from JSON options: `lists` (required), `score`, `maxScore`, `skipTop`, `maxRelays`,
+ * `trusted`. The site's own networks, addresses and trusted forwarders are never looked up. An
+ * `action` is refused with the reason: this check scores, it never decides.
+ */
+export const receivedFactory: CheckFactory<SignalsEnv> = (o, site, env): Check => {
+  const c = 'received';
+  if (o.action !== undefined) {
+    throw new TypeError(
+      `${c}: no "action" option: Received headers are claims by strangers, so this check only adds ` +
+        'points for a "weigh" link and never rejects, defers or greylists on its own (DESIGN principle 3: ' +
+        'judge the connecting IP, never the Received headers; dnsbl judges the connecting IP)',
+    );
+  }
+  known(c, o, RECEIVED_KEYS);
+  const options: { -readonly [K in keyof ReceivedCheckOptions]: ReceivedCheckOptions[K] } = {
+    lists: o.lists as ReceivedCheckOptions['lists'],
+    trusted: siteExempt(site, list<string>(c, o, 'trusted', 'string')),
+  };
+  const score = num(c, o, 'score');
+  const maxScore = num(c, o, 'maxScore');
+  const skipTop = num(c, o, 'skipTop');
+  const maxRelays = num(c, o, 'maxRelays');
+  if (score !== undefined) options.score = score;
+  if (maxScore !== undefined) options.maxScore = maxScore;
+  if (skipTop !== undefined) options.skipTop = skipTop;
+  if (maxRelays !== undefined) options.maxRelays = maxRelays;
+  if (env.resolver) options.resolver = env.resolver;
+  return receivedCheck(options);
+};
+
+/**
+ * The signals by config name: `geo`, `os-fingerprint` and `received`. Bind with core's
+ * `bindFactories(signalsFactories, env)`.
+ */
 export const signalsFactories: Record<string, CheckFactory<SignalsEnv>> = {
   geo: geoFactory,
   'os-fingerprint': osFingerprintFactory,
+  received: receivedFactory,
 };

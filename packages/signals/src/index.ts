@@ -1,7 +1,7 @@
 /**
  * @mxguard/signals: opt-in signals that experienced operators add on top of the recommended
  * chain: geolocation (`geo`), passive OS fingerprinting with p0f (`os-fingerprint`), and the
- * relays of Received headers (a DATA-stage helper that scores, never rejects).
+ * relays of Received headers (`received`: a DATA-stage check that scores, never rejects).
  */
 
 export * from './factories.js';
@@ -11,3 +11,4 @@ export { addressMatcher, isPublic, type ParsedAddress, parseAddress } from './ip
 export * from './os-fingerprint.js';
 export * from './p0f.js';
 export * from './received.js';
+export * from './received-check.js';

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import type { Chain, Clock, Decision, Logger, Session, Stage } from '@mxguard/core';
+import { PassThrough } from 'node:stream';
+import type { Chain, Clock, Decision, Finding, Logger, Session, Stage } from '@mxguard/core';
 import { reply as makeReply, systemClock } from '@mxguard/core';
 import type { SMTPServer, SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { PipeliningTap } from './pipelining.js';
@@ -59,6 +60,13 @@ export interface SmtpAdapterOptions {
   /** Bytes held from an early talker before it is disconnected. @default 4096 */
   readonly maxEarlyBytes?: number;
   /**
+   * When a link of the chain reads headers (`readsHeaders`, e.g. `received`), the `data` stage is
+   * judged once the header block has arrived, with `session.headers` set: at most this many bytes
+   * are read for it (a block without its blank line within them is judged as far as it got).
+   * @default 65536
+   */
+  readonly maxHeaderBytes?: number;
+  /**
    * Domains we accept mail for. When set, a RCPT to any other domain is refused with
    * `554 5.7.1 Relay access denied` before the chain runs (Postfix `reject_unauth_destination`),
    * unless the client authenticated. An inbound MX relays for no one, loopback included.
@@ -112,6 +120,8 @@ interface ConnState {
   greeted: boolean;
   tap: PipeliningTap | undefined;
   connectEvaluated: boolean;
+  /** Scored findings of the last accepted RCPT of the transaction, for a `data`-stage weigh. */
+  rcptFindings: readonly Finding[];
 }
 
 const ENRICH_FAILED: Partial<Session> = {
@@ -155,11 +165,21 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
   // One entry per open connection, removed in onClose: bounded by smtp-server's maxClients.
   const states = new Map<string, ConnState>();
   const linkStages = new Set<Stage>(chain.links.map((l) => l.check.stage));
+  const readsHeaders = chain.links.some((l) => l.check.readsHeaders === true);
+  const maxHeaderBytes = options.maxHeaderBytes ?? 64 * 1024;
 
   function stateOf(cid: string): ConnState {
     let s = states.get(cid);
     if (!s) {
-      s = { cid, enrichment: undefined, flags: {}, greeted: false, tap: undefined, connectEvaluated: false };
+      s = {
+        cid,
+        enrichment: undefined,
+        flags: {},
+        greeted: false,
+        tap: undefined,
+        connectEvaluated: false,
+        rcptFindings: [],
+      };
       states.set(cid, s);
     }
     return s;
@@ -260,10 +280,15 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
     });
   }
 
-  async function evaluate(session: Session, cid: string, alwaysLog = true): Promise<Decision> {
+  async function evaluate(
+    session: Session,
+    cid: string,
+    alwaysLog = true,
+    carried: readonly Finding[] = [],
+  ): Promise<Decision> {
     let d: Decision;
     try {
-      d = await chain.evaluate(session);
+      d = await chain.evaluate(session, carried);
     } catch (err) {
       // The chain itself failed (not a check: those are caught inside). Temporary, never a 5xx.
       const message = err instanceof Error ? err.message : String(err);
@@ -333,6 +358,7 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
 
     onMailFrom(address, s, callback) {
       const state = stateOf(s.id);
+      state.rcptFindings = [];
       pendingFrom.set(state.cid, address.address ?? '');
       settle(
         (async () => {
@@ -377,7 +403,12 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
         return;
       }
       settle(
-        sessionAt(state, s, 'rcpt', rcpt).then(async (session) => answer(await evaluate(session, state.cid))),
+        sessionAt(state, s, 'rcpt', rcpt).then(async (session) => {
+          const d = await evaluate(session, state.cid);
+          if (d.action === 'accept' || d.action === 'next')
+            state.rcptFindings = d.findings.filter((f) => f.score);
+          return answer(d);
+        }),
         callback,
         'rcpt',
       );
@@ -386,16 +417,28 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
     onData(stream, s, callback) {
       const state = stateOf(s.id);
       const work = async (): Promise<string> => {
-        const session = await sessionAt(state, s, 'data');
-        const err = answer(await evaluate(session, state.cid));
-        if (err) throw err;
+        let session = await sessionAt(state, s, 'data');
+        let body: SMTPServerDataStream = stream;
+        if (readsHeaders) {
+          // smtp-server answers the DATA command with 354 before this hook runs, and our answer goes
+          // out after the final dot either way: judging after the header block costs the client
+          // nothing and lets header-reading links see `session.headers`.
+          const head = await readHead(stream, maxHeaderBytes);
+          session = { ...session, headers: headerBlock(head, maxHeaderBytes) };
+          body = replay(stream, head);
+        }
+        const err = answer(await evaluate(session, state.cid, true, state.rcptFindings));
+        if (err) {
+          await drain(body);
+          throw err;
+        }
         if (!options.deliver) {
-          await drain(stream);
+          await drain(body);
           if (stream.sizeExceeded)
             throw replyError(makeReply(552, '5.3.4', 'Message size exceeds fixed limit'));
           return '2.0.0 Ok';
         }
-        const id = await options.deliver(stream, { session, cid: state.cid });
+        const id = await options.deliver(body, { session, cid: state.cid });
         return id ? `2.0.0 Ok: queued as ${id}` : '2.0.0 Ok';
       };
       work().then(
@@ -541,6 +584,64 @@ export function stripMapped(address: string | undefined): string {
 }
 
 /** Reads a stream to its end, discarding it; resolves on end or error. */
+/**
+ * Reads from `stream` until the end of the header block (the first empty line), `max` bytes, or
+ * the end of the message, then pauses it. Returns what was read.
+ */
+export function readHead(stream: Readable, max: number): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = () => {
+      stream.off('data', onData);
+      stream.off('end', done);
+      stream.off('error', done);
+      stream.pause();
+      resolve(Buffer.concat(chunks));
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      const all = chunks.length === 1 ? chunk : Buffer.concat(chunks);
+      if (size >= max || headerEnd(all) >= 0) done();
+    };
+    if (stream.readableEnded) return resolve(Buffer.alloc(0));
+    stream.on('data', onData);
+    stream.once('end', done);
+    stream.once('error', done);
+  });
+}
+
+/** Offset of the empty line that ends a header block, or -1. */
+function headerEnd(buf: Buffer): number {
+  if (buf.subarray(0, 2).toString('latin1') === '\r\n') return 0;
+  if (buf[0] === 0x0a) return 0;
+  const crlf = buf.indexOf('\r\n\r\n');
+  const lf = buf.indexOf('\n\n');
+  if (crlf < 0) return lf < 0 ? -1 : lf + 1;
+  return lf < 0 ? crlf + 2 : Math.min(crlf + 2, lf + 1);
+}
+
+/** The header block of `head` (up to its empty line, or all of it), at most `max` bytes, as text. */
+export function headerBlock(head: Buffer, max = head.length): string {
+  const end = headerEnd(head);
+  return head.subarray(0, Math.min(end < 0 ? head.length : end, max)).toString('utf8');
+}
+
+/** A stream that gives `head` and then the rest of `stream`, with its `sizeExceeded`. */
+function replay(stream: SMTPServerDataStream, head: Buffer): SMTPServerDataStream {
+  const out = new PassThrough();
+  Object.defineProperty(out, 'sizeExceeded', { get: () => stream.sizeExceeded });
+  Object.defineProperty(out, 'byteLength', { get: () => stream.byteLength });
+  if (head.length > 0) out.write(head);
+  if (stream.readableEnded || stream.destroyed || stream.errored) out.end();
+  else {
+    stream.once('error', (err) => out.destroy(err));
+    stream.pipe(out);
+  }
+  return out as unknown as SMTPServerDataStream;
+}
+
 export function drain(stream: Readable): Promise<void> {
   return new Promise((resolve) => {
     if (stream.readableEnded) return resolve();

@@ -38,6 +38,8 @@ export interface GatewayOptions {
   readonly evaluateConnect?: boolean;
   /** See {@link SmtpAdapterOptions.earlyTalkers}. @default 'flag' */
   readonly earlyTalkers?: 'flag' | 'refuse';
+  /** See {@link SmtpAdapterOptions.maxHeaderBytes}. @default 65536 */
+  readonly maxHeaderBytes?: number;
   /**
    * Advertise PIPELINING (RFC 2920). When false, a client that pipelines anyway is flagged
    * `unauthorizedPipelining` (at the cost of a round trip per command for honest clients).
@@ -101,6 +103,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     ...(options.enrichTimeoutMs !== undefined ? { enrichTimeoutMs: options.enrichTimeoutMs } : {}),
     ...(options.evaluateConnect !== undefined ? { evaluateConnect: options.evaluateConnect } : {}),
     ...(options.earlyTalkers ? { earlyTalkers: options.earlyTalkers } : {}),
+    ...(options.maxHeaderBytes !== undefined ? { maxHeaderBytes: options.maxHeaderBytes } : {}),
     ...(options.onFlag ? { onFlag: options.onFlag } : {}),
     deliver: async (stream, { session, cid }) => {
       const spooled = await spoolMessage(stream, session, cid, {

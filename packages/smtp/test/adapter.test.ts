@@ -1,7 +1,8 @@
 import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Check, Session } from '@mxguard/core';
-import { chain, ManualClock, next, reject, reply } from '@mxguard/core';
-import { type Gateway, type GatewayOptions, startGateway } from '@mxguard/smtp';
+import { chain, ManualClock, next, reject, reply, weigh } from '@mxguard/core';
+import { type Gateway, type GatewayOptions, readSpoolFile, startGateway } from '@mxguard/smtp';
 import nodemailer from 'nodemailer';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { heloDot, pipelining, recipientBlock, senderBlock } from './checks.js';
@@ -259,6 +260,86 @@ describe('without delay-reject', () => {
     const c = await RawClient.open(gw.port);
     expect(await c.line()).toBe('554 5.7.1 Go away (no-loopback)');
     c.close();
+  });
+});
+
+describe('links that read headers', () => {
+  /** Points at RCPT (4 for a sender from points.test), a header check (1 for X-Bad), weigh at DATA. */
+  function headerChain(seen: (string | undefined)[]) {
+    const rcptPoints: Check = {
+      name: 'rcpt-points',
+      stage: 'rcpt',
+      run: (s) =>
+        next('', s.mailFrom?.endsWith('@points.test') ? [{ check: 'rcpt-points', tag: 'p', score: 4 }] : []),
+    };
+    const headerPoints: Check = {
+      name: 'header-points',
+      stage: 'data',
+      readsHeaders: true,
+      run(s) {
+        seen.push(s.headers);
+        return next(
+          '',
+          /^X-Bad:/m.test(s.headers ?? '') ? [{ check: 'header-points', tag: 'x', score: 1 }] : [],
+        );
+      },
+    };
+    return chain([rcptPoints, headerPoints, weigh({ checks: [], reject: 5, stage: 'data' })]);
+  }
+
+  async function send(port: number, from: string, message: string, chunks = 1): Promise<string> {
+    const c = await RawClient.open(port);
+    await c.line();
+    await c.cmd('EHLO c.example.net');
+    expect(await c.cmd(`MAIL FROM:<${from}>`)).toMatch(/^250 /);
+    expect(await c.cmd('RCPT TO:<user@example.com>')).toMatch(/^250 /);
+    expect(await c.cmd('DATA')).toMatch(/^354 /);
+    const wire = Buffer.from(`${message}.\r\n`, 'latin1');
+    const step = Math.ceil(wire.length / chunks);
+    for (let i = 0; i < wire.length; i += step) c.write(wire.subarray(i, i + step));
+    const done = await c.line();
+    c.close();
+    return done;
+  }
+
+  it('see the header block at DATA, and a data-stage weigh adds their points to the RCPT ones', async () => {
+    const seen: (string | undefined)[] = [];
+    const { gw, spoolDir, log } = await gateway({ chain: headerChain(seen) });
+    const head = 'Received: from a (a [192.0.2.1])\r\n\tby b; Mon, 1 Jan 2024 00:00:00 +0000\r\nX-Bad: 1\r\n';
+    const body = `${'y'.repeat(70)}\r\n`.repeat(3000);
+    // Below the threshold on either side alone: 4 points at RCPT, 1 in the headers.
+    const clean = await send(gw.port, 'a@points.test', `Subject: ok\r\n\r\n${body}`, 7);
+    expect(clean).toMatch(/^250 2\.0\.0 Ok: queued as /);
+    const other = await send(gw.port, 'a@sender.test', `${head}\r\n${body}`, 5);
+    expect(other).toMatch(/^250 /);
+    expect(seen).toEqual(['Subject: ok\r\n', head]);
+    // The header block went to the spool whole, head and body, byte for byte.
+    const id = other.split(' ').pop() ?? '';
+    expect((await readSpoolFile(join(spoolDir, `${id}.msg`))).message.toString('latin1')).toBe(
+      `${head}\r\n${body}`,
+    );
+    // Together they reach 5: refused at the end of DATA with the weigh's reply, nothing spooled.
+    const before = (await readdir(spoolDir)).length;
+    expect(await send(gw.port, 'a@points.test', `${head}\r\n${body}`, 3)).toMatch(
+      /^554 5\.7\.1 Service unavailable; client scored too high/,
+    );
+    expect((await readdir(spoolDir)).length).toBe(before);
+    const last = log.decisions().at(-1);
+    expect(last).toMatchObject({ stage: 'data', action: 'reject', check: 'weigh' });
+    expect(String(last?.reason)).toMatch(/^score 5 .*rcpt-points:p=4.*header-points:x=1/);
+  });
+
+  it('judge a header block longer than maxHeaderBytes as far as it was read, and spool it all', async () => {
+    const seen: (string | undefined)[] = [];
+    const { gw, spoolDir } = await gateway({ chain: headerChain(seen), maxHeaderBytes: 1024 });
+    const long = `${'X-Long: '.padEnd(900, 'z')}\r\n`.repeat(4);
+    const done = await send(gw.port, 'a@sender.test', `${long}\r\nbody\r\n`);
+    expect(done).toMatch(/^250 /);
+    expect(seen[0]).toBe(long.slice(0, 1024));
+    const id = done.split(' ').pop() ?? '';
+    expect((await readSpoolFile(join(spoolDir, `${id}.msg`))).message.toString('latin1')).toBe(
+      `${long}\r\nbody\r\n`,
+    );
   });
 });
 
