@@ -3,6 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 // The README's main job: `mxguard serve` on loopback, tried with the swaks line it prints.
@@ -10,37 +11,53 @@ const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'mxguard-serve-'));
 const spool = join(dir, 'spool');
 
-let child: ChildProcessWithoutNullStreams;
-let banner = '';
-let server = '';
+interface Served {
+  child: ChildProcessWithoutNullStreams;
+  banner: string;
+  server: string;
+}
+const started: Served[] = [];
 
-function swaks(args: string[]): string {
-  const r = spawnSync('swaks', ['--server', server, '--timeout', '10', ...args], {
+/** `mxguard serve` on a free loopback port, with its banner read up to the swaks line. */
+async function serve(args: string[]): Promise<Served> {
+  const child = spawn(process.execPath, [bin, 'serve', '--offline', '--listen', '127.0.0.1:0', ...args]);
+  const s: Served = { child, banner: '', server: '' };
+  started.push(s);
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`gateway did not start: ${s.banner}`)), 15_000);
+    child.stdout.on('data', (b: Buffer) => {
+      s.banner += b.toString();
+      const m = /listening on (127\.0\.0\.1:\d+)/.exec(s.banner);
+      if (m && s.banner.includes('try:')) {
+        s.server = m[1]!;
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`gateway exited ${code}: ${s.banner}`)));
+  });
+  return s;
+}
+
+function swaksTo(target: string, args: string[]): string {
+  const r = spawnSync('swaks', ['--server', target, '--timeout', '10', ...args], {
     encoding: 'utf8',
     timeout: 20_000,
   });
   return `${r.stdout}${r.stderr}`;
 }
 
+let banner = '';
+let server = '';
+const swaks = (args: string[]) => swaksTo(server, args);
+
 beforeAll(async () => {
-  child = spawn(process.execPath, [bin, 'serve', '--offline', '--listen', '127.0.0.1:0', '--spool', spool]);
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gateway did not start: ${banner}`)), 15_000);
-    child.stdout.on('data', (b: Buffer) => {
-      banner += b.toString();
-      const m = /listening on (127\.0\.0\.1:\d+)/.exec(banner);
-      if (m && banner.includes('try:')) {
-        server = m[1]!;
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`gateway exited ${code}: ${banner}`)));
-  });
+  ({ banner, server } = await serve(['--spool', spool]));
 });
 
 afterAll(async () => {
-  if (child.exitCode === null) {
+  for (const { child } of started) {
+    if (child.exitCode !== null) continue;
     const exited = new Promise((r) => child.once('exit', r));
     child.kill('SIGTERM');
     await exited;
@@ -96,5 +113,75 @@ describe('mxguard serve (the example gateway)', () => {
       'RCPT',
     ]);
     expect(out).toMatch(/<\*\*\s+554 5\.7\.1 .*Relay access denied/);
+  });
+});
+
+describe('mxguard serve with real clients: MAIL refusals, greylisting, nodemailer', () => {
+  it('a sender that is not fully qualified is refused at RCPT (delay-reject) with 504 5.5.2', () => {
+    const out = swaks([
+      '--helo',
+      'mail.example.net',
+      '--from',
+      'a@localhost',
+      '--to',
+      'postmaster@example.com',
+      '--quit-after',
+      'RCPT',
+    ]);
+    expect(out).toMatch(
+      /<\*\*\s+504 5\.5\.2 <a@localhost>: Sender address rejected: need fully-qualified address/,
+    );
+  });
+
+  it('nodemailer delivers through it, and the message is spooled as sent', async () => {
+    const [host, port] = server.split(':');
+    const transport = nodemailer.createTransport({
+      host,
+      port: Number(port),
+      secure: false,
+      ignoreTLS: true,
+      name: 'mail.example.net',
+    });
+    const before = new Set(readdirSync(spool));
+    const info = await transport.sendMail({
+      envelope: { from: 'sender@example.net', to: ['postmaster@example.com'] },
+      raw: 'From: sender@example.net\r\nTo: postmaster@example.com\r\nSubject: via nodemailer\r\n\r\nbody line\r\n',
+    });
+    transport.close();
+    expect(info.response).toMatch(/^250 2\.0\.0 Ok: queued as /);
+    const added = readdirSync(spool).filter((f) => f.endsWith('.msg') && !before.has(f));
+    expect(added).toHaveLength(1);
+    expect(readFileSync(join(spool, added[0]!), 'latin1')).toContain(
+      'Subject: via nodemailer\r\n\r\nbody line\r\n',
+    );
+  });
+
+  it('greylists a new triplet with 450 4.2.0 and accepts the same one retried after the delay', async () => {
+    const config = join(dir, 'greylist-all.json');
+    // Every client is greylisted (mode "all"), with a delay of one second so the retry is quick.
+    writeFileSync(config, JSON.stringify({ options: { greylist: { mode: 'all', delay: 1 } } }));
+    const spool2 = join(dir, 'spool-greylist');
+    const g = await serve(['--config', config, '--spool', spool2]);
+    const send = () =>
+      swaksTo(g.server, [
+        '--helo',
+        'mail.example.net',
+        '--from',
+        'a@example.net',
+        '--to',
+        'someone@example.com',
+      ]);
+    const first = Date.now();
+    expect(send()).toMatch(/<\*\*\s+450 4\.2\.0 .*Greylisted, please retry in 1 seconds/);
+    expect(readdirSync(spool2).filter((f) => f.endsWith('.msg'))).toHaveLength(0);
+    // Retry as an MTA would, after the delay (a retry too early is simply greylisted again).
+    await new Promise((r) => setTimeout(r, Math.max(0, first + 1_100 - Date.now())));
+    let retry = send();
+    for (let i = 0; i < 5 && !/<-\s+250 2\.0\.0/.test(retry); i += 1) {
+      await new Promise((r) => setTimeout(r, 500));
+      retry = send();
+    }
+    expect(retry).toMatch(/<-\s+250 2\.0\.0 Ok: queued as /);
+    expect(readdirSync(spool2).filter((f) => f.endsWith('.msg'))).toHaveLength(1);
   });
 });
