@@ -1,0 +1,208 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+// A real Haraka (the root devDependency) on loopback, with this plugin loaded the way an operator
+// installs it (node_modules/haraka-plugin-mxguard in Haraka's directory, `mxguard` in
+// config/plugins), driven with swaks.
+
+const pluginDir = fileURLToPath(new URL('../', import.meta.url));
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const harakaBin = join(root, 'node_modules', 'Haraka', 'bin', 'haraka');
+const cliDist = join(root, 'packages', 'cli', 'dist', 'index.js');
+
+// The plugin as Haraka loads it: require() of the package directory.
+const plugin = createRequire(import.meta.url)(pluginDir) as typeof import('../index.js');
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+let dir = '';
+let haraka: ChildProcess | undefined;
+let log = '';
+let server = '';
+
+/** Starts Haraka on a free loopback port; resolves once it listens. */
+async function startHaraka(): Promise<void> {
+  const port = await freePort();
+  const config = join(dir, 'config');
+  writeFileSync(join(config, 'smtp.ini'), `listen=127.0.0.1:${port}\n`);
+  log = '';
+  const child = spawn(process.execPath, [harakaBin, '-c', dir], {
+    cwd: dir,
+    // queue/discard accepts (250) and drops the message: this is a test, nothing is delivered.
+    env: { ...process.env, YES_REALLY_DO_DISCARD: '1', NODE_NO_WARNINGS: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  haraka = child;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`Haraka did not start:\n${log}`)), 30_000);
+    const onData = (b: Buffer) => {
+      log += b.toString();
+      // Listening, and the plugin's runtime built (in the worker: smtp.ini's default is one).
+      if (log.includes(`Listening on 127.0.0.1:${port}`) && log.includes('[mxguard] checks:')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`Haraka exited ${code}:\n${log}`));
+    });
+  });
+  server = `127.0.0.1:${port}`;
+}
+
+/** Haraka's log as soon as it matches `re` (its logger writes asynchronously), or as it is after 10 s. */
+async function logMatching(re: RegExp): Promise<string> {
+  for (let i = 0; i < 200 && !re.test(log); i++) await new Promise((r) => setTimeout(r, 50));
+  return log;
+}
+
+function swaks(args: string[]): string {
+  const r = spawnSync('swaks', ['--server', server, '--timeout', '10', ...args], {
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
+  return `${r.stdout}${r.stderr}`;
+}
+
+beforeAll(async () => {
+  if (!existsSync(cliDist)) throw new Error(`build first (pnpm build): ${cliDist} is missing`);
+  dir = join(mkdtempSync(join(tmpdir(), 'mxguard-haraka-')), 'haraka');
+  // `haraka -i` lays out an installed Haraka (config/connection.ini and the rest), as an operator does.
+  const install = spawnSync(process.execPath, [harakaBin, '-i', dir], { encoding: 'utf8', timeout: 30_000 });
+  if (install.status !== 0) throw new Error(`haraka -i failed: ${install.stdout}${install.stderr}`);
+  mkdirSync(join(dir, 'node_modules'), { recursive: true });
+  symlinkSync(pluginDir, join(dir, 'node_modules', 'haraka-plugin-mxguard'), 'dir');
+  const config = join(dir, 'config');
+  writeFileSync(join(config, 'me'), 'mx.example.com\n');
+  writeFileSync(join(config, 'plugins'), 'mxguard\nqueue/discard\n');
+  writeFileSync(join(config, 'log.ini'), '[main]\nlevel=info\n');
+  writeFileSync(join(config, 'mxguard.json'), JSON.stringify({ ourDomains: ['example.com'], offline: true }));
+  await startHaraka();
+});
+
+afterAll(async () => {
+  const child = haraka;
+  if (child && child.exitCode === null) {
+    const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await gone;
+    clearTimeout(timer);
+  }
+  if (dir) rmSync(join(dir, '..'), { recursive: true, force: true });
+});
+
+describe('haraka-plugin-mxguard in a real Haraka', () => {
+  it('loads, builds the policy offline and says which checks run', async () => {
+    expect(log).toMatch(/\[mxguard\] checks: .*helo-claims-us/);
+    const re = /\[mxguard\] note: offline: DNS checks skipped/;
+    expect(await logMatching(re)).toMatch(re);
+  });
+
+  it('accepts clean mail for our domain: 250 after DATA', async () => {
+    const out = swaks([
+      '--helo',
+      'mail.example.net',
+      '--from',
+      'alice@example.net',
+      '--to',
+      'postmaster@example.com',
+    ]);
+    expect(out).toMatch(/<-\s+250 .*recipient <postmaster@example\.com> OK/);
+    expect(out).toMatch(/<-\s+250 .*Message Queued/);
+    const re = /"event":"decision","stage":"data","client":"127\.0\.0\.1".*"action":"next"/;
+    expect(await logMatching(re)).toMatch(re);
+  });
+
+  it('a HELO that claims to be us is refused at RCPT with 550 5.7.1 and the check named', async () => {
+    const out = swaks([
+      '--helo',
+      'localhost',
+      '--from',
+      'a@example.net',
+      '--to',
+      'postmaster@example.com',
+      '--quit-after',
+      'RCPT',
+    ]);
+    expect(out).toMatch(
+      /<\*\*\s+550 5\.7\.1 <localhost>: Helo command rejected: You are not me \(helo-claims-us\)/,
+    );
+    const re = /"stage":"rcpt".*"action":"reject","code":550,"enhanced":"5\.7\.1","check":"helo-claims-us"/;
+    expect(await logMatching(re)).toMatch(re);
+  });
+
+  it('refuses to relay: 554 5.7.1 Relay access denied', () => {
+    const out = swaks([
+      '--helo',
+      'mail.example.net',
+      '--from',
+      'a@example.net',
+      '--to',
+      'x@elsewhere.org',
+      '--quit-after',
+      'RCPT',
+    ]);
+    expect(out).toMatch(/<\*\*\s+554 5\.7\.1 <x@elsewhere\.org>: Relay access denied/);
+  });
+
+  it('a sender that is not fully qualified is refused at RCPT (delay-reject) with 504 5.5.2', () => {
+    const out = swaks([
+      '--helo',
+      'mail.example.net',
+      '--from',
+      'a@localhost',
+      '--to',
+      'postmaster@example.com',
+      '--quit-after',
+      'RCPT',
+    ]);
+    // MAIL is accepted: with delay-reject the sender's links are judged at RCPT, as Postfix does.
+    expect(out).toMatch(/<-\s+250 .*sender <a@localhost> OK/);
+    expect(out).toMatch(
+      /<\*\*\s+504 5\.5\.2 <a@localhost>: Sender address rejected: need fully-qualified address/,
+    );
+  });
+});
+
+describe('the mapping to Haraka', () => {
+  it('puts the verdict code and enhanced code in a DSN, DENY for 5xx and DENYSOFT for 4xx', () => {
+    const [deny, dsn] = plugin._internals.haraka({ code: 554, enhanced: '5.7.1', text: 'no' });
+    expect([deny, dsn.code, dsn.reply]).toEqual([902, 554, '5.7.1 no']);
+    const [soft, dsn2] = plugin._internals.haraka({ code: 450, enhanced: '4.2.0', text: 'Greylisted' });
+    expect([soft, dsn2.code, dsn2.reply]).toEqual([903, 450, '4.2.0 Greylisted']);
+    const [disc] = plugin._internals.haraka({ code: 421, enhanced: '4.7.0', text: 'bye' });
+    expect(disc).toBe(909);
+  });
+
+  it('refuses a config that is not an object, or offline with a resolver', () => {
+    expect(() => plugin._internals.settingsOf([1])).toThrow(/JSON object/);
+    expect(() => plugin._internals.settingsOf({ offline: true, resolver: '127.0.0.1:53' })).toThrow(
+      /exclude/,
+    );
+    expect(plugin._internals.settingsOf({ offline: true, ourDomains: ['example.com'] })).toEqual({
+      policy: { ourDomains: ['example.com'] },
+      offline: true,
+      resolver: undefined,
+    });
+  });
+});
