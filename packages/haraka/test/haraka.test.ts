@@ -31,62 +31,24 @@ function freePort(): Promise<number> {
   });
 }
 
-let dir = '';
-let haraka: ChildProcess | undefined;
-let log = '';
-let server = '';
-
-/** Starts Haraka on a free loopback port; resolves once it listens. */
-async function startHaraka(): Promise<void> {
-  const port = await freePort();
-  const config = join(dir, 'config');
-  writeFileSync(join(config, 'smtp.ini'), `listen=127.0.0.1:${port}\n`);
-  log = '';
-  const child = spawn(process.execPath, [harakaBin, '-c', dir], {
-    cwd: dir,
-    // queue/discard accepts (250) and drops the message: this is a test, nothing is delivered.
-    env: { ...process.env, YES_REALLY_DO_DISCARD: '1', NODE_NO_WARNINGS: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  haraka = child;
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`Haraka did not start:\n${log}`)), 30_000);
-    const onData = (b: Buffer) => {
-      log += b.toString();
-      // Listening, and the plugin's runtime built (in the worker: smtp.ini's default is one).
-      if (log.includes(`Listening on 127.0.0.1:${port}`) && log.includes('[mxguard] checks:')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`Haraka exited ${code}:\n${log}`));
-    });
-  });
-  server = `127.0.0.1:${port}`;
+/** One Haraka under test: its directory, process, log so far and `host:port`. */
+interface Instance {
+  readonly dir: string;
+  readonly child: ChildProcess;
+  log: string;
+  readonly server: string;
 }
 
-/** Haraka's log as soon as it matches `re` (its logger writes asynchronously), or as it is after 10 s. */
-async function logMatching(re: RegExp): Promise<string> {
-  for (let i = 0; i < 200 && !re.test(log); i++) await new Promise((r) => setTimeout(r, 50));
-  return log;
-}
+const tmp = mkdtempSync(join(tmpdir(), 'mxguard-haraka-'));
+const instances: Instance[] = [];
 
-function swaks(args: string[]): string {
-  const r = spawnSync('swaks', ['--server', server, '--timeout', '10', ...args], {
-    encoding: 'utf8',
-    timeout: 20_000,
-  });
-  return `${r.stdout}${r.stderr}`;
-}
-
-beforeAll(async () => {
-  if (!existsSync(cliDist)) throw new Error(`build first (pnpm build): ${cliDist} is missing`);
-  dir = join(mkdtempSync(join(tmpdir(), 'mxguard-haraka-')), 'haraka');
-  // `haraka -i` lays out an installed Haraka (config/connection.ini and the rest), as an operator does.
+/**
+ * Lays out an installed Haraka (`haraka -i`, as an operator does: config/connection.ini and the
+ * rest), links this package in as node_modules/haraka-plugin-mxguard, writes config/mxguard.json
+ * and starts it on a free loopback port. Resolves once it listens and the plugin's runtime is built.
+ */
+async function startHaraka(name: string, mxguard: object, smtpIni = ''): Promise<Instance> {
+  const dir = join(tmp, name);
   const install = spawnSync(process.execPath, [harakaBin, '-i', dir], { encoding: 'utf8', timeout: 30_000 });
   if (install.status !== 0) throw new Error(`haraka -i failed: ${install.stdout}${install.stderr}`);
   mkdirSync(join(dir, 'node_modules'), { recursive: true });
@@ -95,27 +57,88 @@ beforeAll(async () => {
   writeFileSync(join(config, 'me'), 'mx.example.com\n');
   writeFileSync(join(config, 'plugins'), 'mxguard\nqueue/discard\n');
   writeFileSync(join(config, 'log.ini'), '[main]\nlevel=info\n');
-  writeFileSync(join(config, 'mxguard.json'), JSON.stringify({ ourDomains: ['example.com'], offline: true }));
-  await startHaraka();
+  writeFileSync(join(config, 'mxguard.json'), JSON.stringify(mxguard));
+  const port = await freePort();
+  writeFileSync(join(config, 'smtp.ini'), `listen=127.0.0.1:${port}\n${smtpIni}`);
+  const child = spawn(process.execPath, [harakaBin, '-c', dir], {
+    cwd: dir,
+    // queue/discard accepts (250) and drops the message: this is a test, nothing is delivered.
+    env: { ...process.env, YES_REALLY_DO_DISCARD: '1', NODE_NO_WARNINGS: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group, so that stopping it reaches the cluster worker too (as Ctrl-C does).
+    detached: true,
+  });
+  const h: Instance = { dir, child, log: '', server: `127.0.0.1:${port}` };
+  instances.push(h);
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`Haraka did not start:\n${h.log}`)), 30_000);
+    const onData = (b: Buffer) => {
+      h.log += b.toString();
+      if (h.log.includes(`Listening on 127.0.0.1:${port}`) && h.log.includes('[mxguard] checks:')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`Haraka exited ${code}:\n${h.log}`));
+    });
+  });
+  return h;
+}
+
+/** The instance's log as soon as it matches `re` (Haraka's logger writes asynchronously), or after 10 s. */
+async function logMatching(h: Instance, re: RegExp): Promise<string> {
+  for (let i = 0; i < 200 && !re.test(h.log); i++) await new Promise((r) => setTimeout(r, 50));
+  return h.log;
+}
+
+function swaksTo(h: Instance, args: string[]): string {
+  const r = spawnSync('swaks', ['--server', h.server, '--timeout', '10', ...args], {
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
+  return `${r.stdout}${r.stderr}`;
+}
+
+let main: Instance;
+const swaks = (args: string[]) => swaksTo(main, args);
+
+beforeAll(async () => {
+  if (!existsSync(cliDist)) throw new Error(`build first (pnpm build): ${cliDist} is missing`);
+  // smtp.ini's default: a cluster master and one worker (the plugin builds its runtime in init_child).
+  main = await startHaraka('main', { ourDomains: ['example.com'], offline: true });
 });
 
 afterAll(async () => {
-  const child = haraka;
-  if (child && child.exitCode === null) {
+  for (const h of instances) {
+    const child = h.child;
+    if (child.exitCode !== null || child.signalCode !== null) continue;
     const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    // SIGINT is Haraka's stop signal (it leaves SIGTERM alone unless it is PID 1); sent to the
+    // group this test started, so master and worker both stop.
+    const signal = (sig: NodeJS.Signals) => {
+      try {
+        process.kill(-(child.pid ?? 0), sig);
+      } catch {
+        // The group is already gone.
+      }
+    };
+    signal('SIGINT');
+    const timer = setTimeout(() => signal('SIGKILL'), 5000);
     await gone;
     clearTimeout(timer);
   }
-  if (dir) rmSync(join(dir, '..'), { recursive: true, force: true });
+  rmSync(tmp, { recursive: true, force: true });
 });
 
 describe('haraka-plugin-mxguard in a real Haraka', () => {
   it('loads, builds the policy offline and says which checks run', async () => {
-    expect(log).toMatch(/\[mxguard\] checks: .*helo-claims-us/);
+    expect(main.log).toMatch(/\[mxguard\] checks: .*helo-claims-us/);
     const re = /\[mxguard\] note: offline: DNS checks skipped/;
-    expect(await logMatching(re)).toMatch(re);
+    expect(await logMatching(main, re)).toMatch(re);
   });
 
   it('accepts clean mail for our domain: 250 after DATA', async () => {
@@ -130,7 +153,7 @@ describe('haraka-plugin-mxguard in a real Haraka', () => {
     expect(out).toMatch(/<-\s+250 .*recipient <postmaster@example\.com> OK/);
     expect(out).toMatch(/<-\s+250 .*Message Queued/);
     const re = /"event":"decision","stage":"data","client":"127\.0\.0\.1".*"action":"next"/;
-    expect(await logMatching(re)).toMatch(re);
+    expect(await logMatching(main, re)).toMatch(re);
   });
 
   it('a HELO that claims to be us is refused at RCPT with 550 5.7.1 and the check named', async () => {
@@ -148,7 +171,7 @@ describe('haraka-plugin-mxguard in a real Haraka', () => {
       /<\*\*\s+550 5\.7\.1 <localhost>: Helo command rejected: You are not me \(helo-claims-us\)/,
     );
     const re = /"stage":"rcpt".*"action":"reject","code":550,"enhanced":"5\.7\.1","check":"helo-claims-us"/;
-    expect(await logMatching(re)).toMatch(re);
+    expect(await logMatching(main, re)).toMatch(re);
   });
 
   it('refuses to relay: 554 5.7.1 Relay access denied', () => {
@@ -181,6 +204,60 @@ describe('haraka-plugin-mxguard in a real Haraka', () => {
     expect(out).toMatch(
       /<\*\*\s+504 5\.5\.2 <a@localhost>: Sender address rejected: need fully-qualified address/,
     );
+  });
+});
+
+describe('the data stage, in a single-process Haraka (nodes=0)', () => {
+  let data: Instance;
+  beforeAll(async () => {
+    // A non-FQDN HELO only scores at RCPT; the points are carried to DATA, where a data-stage weigh
+    // refuses the message. `received` (offline) shows the header block reached the chain.
+    data = await startHaraka(
+      'data',
+      {
+        ourDomains: ['example.com'],
+        offline: true,
+        checks: [
+          'relay',
+          { name: 'helo-fqdn', action: 'score', score: 3 },
+          { name: 'received', lists: ['bl.example.org'] },
+          { name: 'weigh', stage: 'data', reject: 3 },
+        ],
+      },
+      'nodes=0\n',
+    );
+  });
+
+  it("carries the accepted recipient's scored findings to DATA, refused there with the weigh code", async () => {
+    const out = swaksTo(data, [
+      '--helo',
+      'foo',
+      '--from',
+      'alice@example.net',
+      '--to',
+      'postmaster@example.com',
+    ]);
+    expect(out).toMatch(/<-\s+250 .*recipient <postmaster@example\.com> OK/);
+    expect(out).toMatch(/<\*\*\s+554 5\.7\.1 .*\(weigh-data\)/);
+    const re =
+      /"stage":"data".*"action":"reject","code":554,"enhanced":"5\.7\.1","check":"weigh-data","reason":"score 3 \(helo-fqdn:no-dot=3\)/;
+    expect(await logMatching(data, re)).toMatch(re);
+    // The header block was handed over: offline, `received` got as far as wanting a resolver.
+    expect(data.log).toMatch(
+      /"check":"received","action":"next","ms":[\d.]+,"reason":"skipped: no resolver"/,
+    );
+  });
+
+  it('a FQDN HELO scores nothing: the same message is accepted', () => {
+    const out = swaksTo(data, [
+      '--helo',
+      'mail.example.net',
+      '--from',
+      'alice@example.net',
+      '--to',
+      'postmaster@example.com',
+    ]);
+    expect(out).toMatch(/<-\s+250 .*Message Queued/);
   });
 });
 
