@@ -39,8 +39,8 @@ const STAGES_BEFORE_MAIL = ['connect', 'helo'];
 
 /**
  * Splits the plugin's own keys (`offline`, `resolver`, as the CLI's `--offline`/`--resolver`) from
- * the policy config (docs/cli.md). Throws on a config that is not a JSON object, so a broken file
- * stops Haraka at start instead of letting mail through unjudged.
+ * the policy config (docs/cli.md). Throws on a config that is not a JSON object or names no
+ * `ourDomains`, so a broken file stops Haraka at start instead of judging mail for the wrong site.
  */
 function settingsOf(raw) {
   if (raw === undefined || raw === null) raw = {};
@@ -56,6 +56,13 @@ function settingsOf(raw) {
   }
   if (offline && resolver) {
     throw new Error('mxguard: config/mxguard.json: "offline" and "resolver" exclude each other');
+  }
+  // haraka-config reads a missing file and one that is not valid JSON alike as `{}` (logging the
+  // parse error): without our domains the plugin would judge mail for the wrong site, so stop.
+  if (!Array.isArray(policy.ourDomains) || policy.ourDomains.length === 0) {
+    throw new Error(
+      'mxguard: config/mxguard.json needs "ourDomains" (the domains this Haraka receives mail for); a missing file or one that is not valid JSON reads as empty',
+    );
   }
   return { policy, offline: offline === true, resolver };
 }

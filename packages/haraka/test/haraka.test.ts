@@ -47,7 +47,12 @@ const instances: Instance[] = [];
  * rest), links this package in as node_modules/haraka-plugin-mxguard, writes config/mxguard.json
  * and starts it on a free loopback port. Resolves once it listens and the plugin's runtime is built.
  */
-async function startHaraka(name: string, mxguard: object, smtpIni = ''): Promise<Instance> {
+async function startHaraka(
+  name: string,
+  mxguard: object | string,
+  smtpIni = '',
+  ready = '[mxguard] checks:',
+): Promise<Instance> {
   const dir = join(tmp, name);
   const install = spawnSync(process.execPath, [harakaBin, '-i', dir], { encoding: 'utf8', timeout: 30_000 });
   if (install.status !== 0) throw new Error(`haraka -i failed: ${install.stdout}${install.stderr}`);
@@ -57,7 +62,10 @@ async function startHaraka(name: string, mxguard: object, smtpIni = ''): Promise
   writeFileSync(join(config, 'me'), 'mx.example.com\n');
   writeFileSync(join(config, 'plugins'), 'mxguard\nqueue/discard\n');
   writeFileSync(join(config, 'log.ini'), '[main]\nlevel=info\n');
-  writeFileSync(join(config, 'mxguard.json'), JSON.stringify(mxguard));
+  writeFileSync(
+    join(config, 'mxguard.json'),
+    typeof mxguard === 'string' ? mxguard : JSON.stringify(mxguard),
+  );
   const port = await freePort();
   writeFileSync(join(config, 'smtp.ini'), `listen=127.0.0.1:${port}\n${smtpIni}`);
   const child = spawn(process.execPath, [harakaBin, '-c', dir], {
@@ -74,7 +82,7 @@ async function startHaraka(name: string, mxguard: object, smtpIni = ''): Promise
     const timer = setTimeout(() => reject(new Error(`Haraka did not start:\n${h.log}`)), 30_000);
     const onData = (b: Buffer) => {
       h.log += b.toString();
-      if (h.log.includes(`Listening on 127.0.0.1:${port}`) && h.log.includes('[mxguard] checks:')) {
+      if (h.log.includes(`Listening on 127.0.0.1:${port}`) && h.log.includes(ready)) {
         clearTimeout(timer);
         resolve();
       }
@@ -261,6 +269,36 @@ describe('the data stage, in a single-process Haraka (nodes=0)', () => {
   });
 });
 
+describe('a policy that cannot be built', () => {
+  it('is logged at CRIT and every transaction is deferred 451 4.3.0: Haraka stays up, no mail is lost', async () => {
+    const broken = await startHaraka(
+      'broken',
+      { ourDomains: ['example.com'], offline: true, checks: ['relay', 'received'] },
+      'nodes=0\n',
+      'cannot build the policy',
+    );
+    expect(broken.log).toMatch(
+      /\[CRIT\] \[-\] \[mxguard\] cannot build the policy: config checks\[1\]: received/,
+    );
+    const out = swaksTo(broken, [
+      '--helo',
+      'mail.example.net',
+      '--from',
+      'alice@example.net',
+      '--to',
+      'postmaster@example.com',
+    ]);
+    expect(out).toMatch(/<\*\*\s+451 4\.3\.0 Temporary local problem, try again later/);
+    expect(broken.child.exitCode).toBeNull();
+  });
+
+  it('a config/mxguard.json that is not valid JSON stops Haraka at start, saying why', async () => {
+    await expect(startHaraka('bad-json', '{"ourDomains": ["example.com"],', 'nodes=0\n')).rejects.toThrow(
+      /Haraka exited 1:[\s\S]*mxguard: config\/mxguard\.json needs "ourDomains"/,
+    );
+  });
+});
+
 describe('the mapping to Haraka', () => {
   it('puts the verdict code and enhanced code in a DSN, DENY for 5xx and DENYSOFT for 4xx', () => {
     const [deny, dsn] = plugin._internals.haraka({ code: 554, enhanced: '5.7.1', text: 'no' });
@@ -271,11 +309,14 @@ describe('the mapping to Haraka', () => {
     expect(disc).toBe(909);
   });
 
-  it('refuses a config that is not an object, or offline with a resolver', () => {
+  it('refuses a config that is not an object, names no ourDomains, or has offline with a resolver', () => {
     expect(() => plugin._internals.settingsOf([1])).toThrow(/JSON object/);
     expect(() => plugin._internals.settingsOf({ offline: true, resolver: '127.0.0.1:53' })).toThrow(
       /exclude/,
     );
+    // haraka-config gives {} for a missing file and for one that is not valid JSON.
+    expect(() => plugin._internals.settingsOf({})).toThrow(/needs "ourDomains"/);
+    expect(() => plugin._internals.settingsOf({ offline: true })).toThrow(/needs "ourDomains"/);
     expect(plugin._internals.settingsOf({ offline: true, ourDomains: ['example.com'] })).toEqual({
       policy: { ourDomains: ['example.com'] },
       offline: true,
