@@ -300,6 +300,23 @@ exports.hook_init_child = function (next) {
   );
 };
 
+/**
+ * Haraka: answers Haraka's own reverse-DNS step with mxguard's lookup (its resolver, cache and
+ * timeouts), so there is one PTR query a client, and none at all offline: without this hook
+ * Haraka asks the system resolver itself. `remote.host` becomes the forward-confirmed name, else
+ * the first PTR name, else `NXDOMAIN` / `DNSERROR` as Haraka writes them, or `Unknown` offline.
+ */
+exports.hook_lookup_rdns = function (next, connection) {
+  enrichmentOf(this, connection).then(
+    (extra) => {
+      const r = extra.rdns;
+      const host = r ? (r.verified ?? r.names[0] ?? (r.error ? 'DNSERROR' : 'NXDOMAIN')) : 'Unknown';
+      next(constants.ok, host);
+    },
+    () => next(constants.ok, 'Unknown'),
+  );
+};
+
 /** Haraka: starts the PTR/DNS-list lookups so they run while the client reads our greeting. */
 exports.hook_connect = function (next, connection) {
   enrichmentOf(this, connection);

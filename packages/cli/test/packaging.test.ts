@@ -31,16 +31,28 @@ describe('every package builds to what its exports map promises', () => {
   }
 
   it('CommonJS code (a Haraka plugin) can require() every package on this Node', () => {
+    // Each package is required by its name through its own exports map (Node's self-reference),
+    // with no NODE_PATH: what an installed copy gives a CommonJS caller.
     const script = packages
-      .map((d) => JSON.parse(readFileSync(join(packagesDir, d, 'package.json'), 'utf8')) as Manifest)
-      .filter((m) => m.name !== 'mxguard')
-      .map((m) => `n += Object.keys(require(${JSON.stringify(m.name)})).length;`)
+      .map((d) => ({
+        d,
+        m: JSON.parse(readFileSync(join(packagesDir, d, 'package.json'), 'utf8')) as Manifest,
+      }))
+      .filter(({ m }) => m.name !== 'mxguard')
+      .map(
+        ({ d, m }) =>
+          `n += Object.keys(createRequire(${JSON.stringify(join(packagesDir, d, 'package.json'))})(${JSON.stringify(m.name)})).length;`,
+      )
       .join('\n');
-    const out = execFileSync(process.execPath, ['-e', `let n = 0;\n${script}\nconsole.log(n);`], {
-      cwd: join(packagesDir, 'cli'),
-      encoding: 'utf8',
-      env: { ...process.env, NODE_NO_WARNINGS: '1' },
-    });
+    const out = execFileSync(
+      process.execPath,
+      ['-e', `const { createRequire } = require('node:module');\nlet n = 0;\n${script}\nconsole.log(n);`],
+      {
+        cwd: join(packagesDir, 'cli'),
+        encoding: 'utf8',
+        env: { ...process.env, NODE_PATH: '', NODE_NO_WARNINGS: '1' },
+      },
+    );
     expect(Number(out.trim())).toBeGreaterThan(20);
   });
 

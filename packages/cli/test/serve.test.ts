@@ -24,7 +24,7 @@ async function serve(args: string[]): Promise<Served> {
   const s: Served = { child, banner: '', server: '' };
   started.push(s);
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gateway did not start: ${s.banner}`)), 15_000);
+    const timer = setTimeout(() => reject(new Error(`gateway did not start: ${s.banner}`)), 45_000);
     child.stdout.on('data', (b: Buffer) => {
       s.banner += b.toString();
       const m = /listening on (127\.0\.0\.1:\d+)/.exec(s.banner);

@@ -160,6 +160,9 @@ describe('haraka-plugin-mxguard in a real Haraka', () => {
     ]);
     expect(out).toMatch(/<-\s+250 .*recipient <postmaster@example\.com> OK/);
     expect(out).toMatch(/<-\s+250 .*Message Queued/);
+    // Haraka's reverse-DNS step was answered by the plugin (offline: no lookup, "Unknown"), so
+    // Haraka never asked the system resolver.
+    expect(out).toMatch(/<-\s+250-\S+ Hello Unknown \[127\.0\.0\.1\]/);
     const re = /"event":"decision","stage":"data","client":"127\.0\.0\.1".*"action":"next"/;
     expect(await logMatching(main, re)).toMatch(re);
   });
