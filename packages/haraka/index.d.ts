@@ -10,6 +10,8 @@ export declare function register(this: unknown): void;
 export declare function hook_init_master(this: unknown, next: Next, server?: unknown): void;
 /** Haraka: builds the runtime in each cluster worker. */
 export declare function hook_init_child(this: unknown, next: Next): void;
+/** Haraka: answers Haraka's reverse-DNS step with mxguard's own PTR lookup (none offline). */
+export declare function hook_lookup_rdns(this: unknown, next: Next, connection: unknown): void;
 /** Haraka: starts the PTR lookup and the DNS-list prefetch. */
 export declare function hook_connect(this: unknown, next: Next, connection: unknown): void;
 /** Haraka: judges the connect (once), helo and mail stages. */

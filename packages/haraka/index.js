@@ -131,7 +131,8 @@ function runtimeOf(plugin) {
   const st = plugin.mxguard;
   if (!st.runtime) {
     st.runtime = (async () => {
-      const { runtimeFor } = await import('mxguard');
+      const { runtimeFor, decisionRecord } = await import('mxguard');
+      st.decisionRecord = decisionRecord;
       const rt = await runtimeFor(st.settings.policy, {
         offline: st.settings.offline,
         ...(st.settings.resolver ? { resolver: st.settings.resolver } : {}),
@@ -215,25 +216,12 @@ async function sessionAt(plugin, connection, stage, fields = {}) {
   return session;
 }
 
-/** One line per decision in Haraka's log, as the smtp-server adapter's `decision` event. */
+/**
+ * One line per decision in Haraka's log, with the fields of the smtp-server adapter's `decision`
+ * event (core's `decisionRecord`, loaded with the runtime).
+ */
 function logDecision(plugin, connection, session, d) {
-  connection.loginfo(
-    plugin,
-    JSON.stringify({
-      event: 'decision',
-      stage: session.stage,
-      client: session.clientAddress,
-      helo: session.helo,
-      from: session.mailFrom,
-      to: session.rcptTo,
-      action: d.action,
-      code: d.reply?.code,
-      enhanced: d.reply?.enhanced,
-      check: d.check,
-      reason: d.reason,
-      trace: d.trace,
-    }),
-  );
+  connection.loginfo(plugin, JSON.stringify(plugin.mxguard.decisionRecord(session, d)));
 }
 
 /** Evaluates the chain; a throw of the chain itself is a temporary failure, never a crash. */
@@ -277,7 +265,7 @@ exports.register = function () {
   const raw = this.config.get('mxguard.json', () => {
     this.lognotice('config/mxguard.json changed: restart Haraka to apply it');
   });
-  this.mxguard = { settings: settingsOf(raw), runtime: undefined };
+  this.mxguard = { settings: settingsOf(raw), runtime: undefined, decisionRecord: undefined };
 };
 
 /**

@@ -1,3 +1,5 @@
+// For adapters written in plain JavaScript over this runtime (the Haraka plugin): one log format.
+export { decisionRecord } from '@mxguard/core';
 export * from './check.js';
 export * from './runtime.js';
 export * from './serve.js';

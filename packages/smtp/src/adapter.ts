@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { PassThrough } from 'node:stream';
 import type { Chain, Clock, Decision, Finding, Logger, Session, Stage } from '@mxguard/core';
-import { reply as makeReply, systemClock } from '@mxguard/core';
+import { decisionRecord, reply as makeReply, systemClock } from '@mxguard/core';
 import type { SMTPServer, SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { PipeliningTap } from './pipelining.js';
 import { replyError, startsWithEnhanced } from './reply.js';
@@ -262,22 +262,7 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
   const pendingFrom = new Map<string, string>();
 
   function logDecision(session: Session, d: Decision, cid: string): void {
-    log.info({
-      event: 'decision',
-      time: clock.now(),
-      stage: session.stage,
-      client: session.clientAddress,
-      cid,
-      helo: session.helo,
-      from: session.mailFrom,
-      to: session.rcptTo,
-      action: d.action,
-      code: d.reply?.code,
-      enhanced: d.reply?.enhanced,
-      check: d.check,
-      reason: d.reason,
-      trace: d.trace,
-    });
+    log.info({ ...decisionRecord(session, d), time: clock.now(), cid });
   }
 
   async function evaluate(
