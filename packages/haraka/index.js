@@ -211,6 +211,17 @@ async function sessionAt(plugin, connection, stage, fields = {}) {
     session.mailFrom = addressOf(txn.mail_from);
   if (fields.rcptTo !== undefined) session.rcptTo = fields.rcptTo;
   if (fields.headers !== undefined) session.headers = fields.headers;
+  // Haraka's own finding: a client that sent commands while Haraka was not reading them (before the
+  // banner, or a pipelined group without PIPELINING). The `pipelining` check judges it; the
+  // reputation hears of it once a connection, as from the smtp-server adapter's flags.
+  if (connection.early_talker) {
+    session.flags.earlyTalker = true;
+    if (!connection.notes.mxguard_flagged) {
+      connection.notes.mxguard_flagged = true;
+      const rt = await runtimeOf(plugin);
+      rt.onFlag?.(session, 'earlyTalker');
+    }
+  }
   const authUser = connection.notes?.auth_user;
   if (typeof authUser === 'string' && authUser) session.authUser = authUser;
   return session;

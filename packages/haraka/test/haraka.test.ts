@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,6 +52,7 @@ async function startHaraka(
   mxguard: object | string,
   smtpIni = '',
   ready = '[mxguard] checks:',
+  localPlugins: Record<string, string> = {},
 ): Promise<Instance> {
   const dir = join(tmp, name);
   const install = spawnSync(process.execPath, [harakaBin, '-i', dir], { encoding: 'utf8', timeout: 30_000 });
@@ -60,7 +61,14 @@ async function startHaraka(
   symlinkSync(pluginDir, join(dir, 'node_modules', 'haraka-plugin-mxguard'), 'dir');
   const config = join(dir, 'config');
   writeFileSync(join(config, 'me'), 'mx.example.com\n');
-  writeFileSync(join(config, 'plugins'), 'mxguard\nqueue/discard\n');
+  // Local plugins of the test (Haraka's plugins/ folder) run before mxguard.
+  mkdirSync(join(dir, 'plugins'), { recursive: true });
+  for (const [n, source] of Object.entries(localPlugins))
+    writeFileSync(join(dir, 'plugins', `${n}.js`), source);
+  writeFileSync(
+    join(config, 'plugins'),
+    [...Object.keys(localPlugins), 'mxguard', 'queue/discard'].map((p) => `${p}\n`).join(''),
+  );
   writeFileSync(join(config, 'log.ini'), '[main]\nlevel=info\n');
   writeFileSync(
     join(config, 'mxguard.json'),
@@ -325,5 +333,71 @@ describe('the mapping to Haraka', () => {
       offline: true,
       resolver: undefined,
     });
+  });
+});
+
+describe('an early talker, as Haraka sees it', () => {
+  let early: Instance;
+  beforeAll(async () => {
+    // A test plugin holds the banner until Haraka has seen the client talk (at most 5 s), so the
+    // client below is an early talker whatever the machine's speed.
+    const holdBanner = `exports.hook_connect = function (next, connection) {
+  let waited = 0;
+  const tick = () => {
+    if (connection.early_talker || waited >= 5000) return next();
+    waited += 10;
+    setTimeout(tick, 10);
+  };
+  tick();
+};
+`;
+    early = await startHaraka(
+      'early',
+      { ourDomains: ['example.com'], offline: true },
+      'nodes=0\n',
+      undefined,
+      {
+        hold_banner: holdBanner,
+      },
+    );
+  });
+
+  it("Haraka's early_talker flag reaches the chain: the pipelining check refuses at RCPT", async () => {
+    const [host, port] = early.server.split(':');
+    const lines: string[] = [];
+    const socket = connect({ host, port: Number(port) });
+    socket.setEncoding('latin1');
+    let buffer = '';
+    const waiters: (() => void)[] = [];
+    socket.on('data', (d: string) => {
+      buffer += d;
+      for (let nl = buffer.indexOf('\r\n'); nl >= 0; nl = buffer.indexOf('\r\n')) {
+        lines.push(buffer.slice(0, nl));
+        buffer = buffer.slice(nl + 2);
+      }
+      for (const w of waiters.splice(0)) w();
+    });
+    /** The next final reply line (`NNN text`), skipping continuation lines. */
+    let read = 0;
+    const reply = async (): Promise<string> => {
+      for (;;) {
+        while (read < lines.length) {
+          const l = lines[read++] as string;
+          if (/^\d{3} /.test(l)) return l;
+        }
+        await new Promise<void>((r) => waiters.push(r));
+      }
+    };
+    // Talks at once, before the banner.
+    socket.write('EHLO early.example.net\r\n');
+    expect(await reply()).toMatch(/^220 /);
+    expect(await reply()).toMatch(/^250 /);
+    socket.write('MAIL FROM:<a@example.net>\r\n');
+    expect(await reply()).toMatch(/^250 /);
+    socket.write('RCPT TO:<postmaster@example.com>\r\n');
+    expect(await reply()).toMatch(/^554 5\.5\.0 Error: SMTP protocol violation: talked before the greeting/);
+    socket.end('QUIT\r\n');
+    const re = /"stage":"rcpt".*"action":"reject","code":554,"enhanced":"5\.5\.0","check":"pipelining"/;
+    expect(await logMatching(early, re)).toMatch(re);
   });
 });
