@@ -401,3 +401,31 @@ describe('an early talker, as Haraka sees it', () => {
     expect(await logMatching(early, re)).toMatch(re);
   });
 });
+
+describe('greylisting through Haraka', () => {
+  let grey: Instance;
+  beforeAll(async () => {
+    // Every client greylisted (mode "all") for one second, so the retry is quick.
+    grey = await startHaraka(
+      'grey',
+      { ourDomains: ['example.com'], offline: true, options: { greylist: { mode: 'all', delay: 1 } } },
+      'nodes=0\n',
+    );
+  });
+
+  it('defers a new triplet with 450 4.2.0 on the wire, and accepts it retried after the delay', async () => {
+    const send = () =>
+      swaksTo(grey, ['--helo', 'mail.example.net', '--from', 'a@example.net', '--to', 'someone@example.com']);
+    const first = Date.now();
+    expect(send()).toMatch(/<\*\*\s+450 4\.2\.0 Greylisted, please retry in 1 seconds/);
+    await new Promise((r) => setTimeout(r, Math.max(0, first + 1_100 - Date.now())));
+    // Retried as an MTA would; one that comes too early is simply greylisted again.
+    let retry = send();
+    for (let i = 0; i < 5 && !/Message Queued/.test(retry); i += 1) {
+      await new Promise((r) => setTimeout(r, 500));
+      retry = send();
+    }
+    expect(retry).toMatch(/<-\s+250 .*recipient <someone@example\.com> OK/);
+    expect(retry).toMatch(/<-\s+250 .*Message Queued/);
+  });
+});
