@@ -10,28 +10,17 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import nodemailer from 'nodemailer';
+import { freePort } from '../testing/net.js';
 
 const total = Number(process.argv[2] ?? 2000);
 const connections = Number(process.argv[3] ?? 8);
 const root = fileURLToPath(new URL('../', import.meta.url));
 const harakaBin = join(root, 'node_modules', 'Haraka', 'bin', 'haraka');
 const tmp = mkdtempSync(join(tmpdir(), 'mxguard-bench-haraka-'));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
 
 /** An installed Haraka with `plugins` on a free loopback port; resolves once it listens. */
 async function haraka(name: string, plugins: string[]): Promise<{ port: number; child: ChildProcess }> {

@@ -27,7 +27,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -44,6 +44,7 @@ import {
 } from '../packages/core/src/index.js';
 import { greylistCheck, memoryStore } from '../packages/greylist/src/index.js';
 import { formatRequest, startPolicyServer } from '../packages/postfix/src/index.js';
+import { freePort } from '../testing/net.js';
 
 const POSTGREY = '/usr/sbin/postgrey';
 
@@ -212,17 +213,6 @@ async function drive(port: number, requests: string[], connections: number): Pro
     max: sorted.at(-1) ?? 0,
     actions,
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
 }
 
 async function waitFor(port: number, child: ChildProcess, what: string): Promise<void> {

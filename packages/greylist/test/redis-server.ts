@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from '../../../testing/net.js';
 
 /** A real redis-server (Debian's /usr/bin/redis-server) on a free loopback port, with its own data dir. */
 export interface RedisServer {
@@ -20,18 +20,6 @@ export interface RedisServer {
 }
 
 const REDIS = process.env.REDIS_SERVER ?? '/usr/bin/redis-server';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * Starts redis-server with persistence on (AOF, by default fsync at every write, so even a SIGKILL

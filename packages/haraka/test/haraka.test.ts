@@ -1,11 +1,12 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../../testing/net.js';
 
 // A real Haraka (the root devDependency) on loopback, with this plugin loaded the way an operator
 // installs it (node_modules/haraka-plugin-mxguard in Haraka's directory, `mxguard` in
@@ -18,18 +19,6 @@ const cliDist = join(root, 'packages', 'cli', 'dist', 'index.js');
 
 // The plugin as Haraka loads it: require() of the package directory.
 const plugin = createRequire(import.meta.url)(pluginDir) as typeof import('../index.js');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** One Haraka under test: its directory, process, log so far and `host:port`. */
 interface Instance {

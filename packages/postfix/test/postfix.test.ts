@@ -8,30 +8,19 @@
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chain, type Session } from '@mxguard/core';
 import { type PolicyServer, startPolicyServer } from '@mxguard/postfix';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../../testing/net.js';
 import { byRecipient, memoryLogger } from './helpers.js';
 
 const POSTFIX = '/usr/sbin/postfix';
 const SWAKS = '/usr/bin/swaks';
 const isRoot = process.getuid?.() === 0;
 const available = existsSync(POSTFIX) && existsSync(SWAKS) && isRoot;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function accepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
