@@ -1,4 +1,5 @@
-import { Redis } from 'ioredis';
+import { closeRedis, failFastRedis } from '@mxguard/redis';
+import type { Redis } from 'ioredis';
 import type { CalloutRecord, CalloutStatus, CalloutStore } from '../types.js';
 
 /** Options of the Redis callout cache. */
@@ -29,23 +30,12 @@ export class RedisCalloutStore implements CalloutStore {
       this.redis = options.client;
       this.owned = false;
     } else {
-      // Commands wait for the first connection (up to a second each), then fail at once while
-      // Redis is down, so a dead store becomes its failure outcome without slowing every session;
-      // ioredis reconnects in the background with a capped backoff.
-      this.redis = new Redis(options.url ?? 'redis://127.0.0.1:6379', {
-        maxRetriesPerRequest: 0,
-        enableOfflineQueue: true,
-        commandTimeout: 1000,
-        retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 10), 5000),
-        lazyConnect: false,
-      });
-      const redis = this.redis;
-      redis.once('ready', () => {
-        redis.options.enableOfflineQueue = false;
+      // Commands wait for the first connection, then fail at once while Redis is down.
+      this.redis = failFastRedis({
+        ...(options.url !== undefined ? { url: options.url } : {}),
+        queueUntilFirstConnection: true,
       });
       this.owned = true;
-      // Errors surface on each call as rejected promises; without a listener ioredis prints them.
-      this.redis.on('error', () => {});
     }
   }
 
@@ -66,17 +56,7 @@ export class RedisCalloutStore implements CalloutStore {
   }
 
   async close(): Promise<void> {
-    if (!this.owned) return;
-    // QUIT needs a live connection; when Redis is down, drop the socket and stop reconnecting.
-    if (this.redis.status !== 'ready') {
-      this.redis.disconnect();
-      return;
-    }
-    try {
-      await this.redis.quit();
-    } catch {
-      this.redis.disconnect();
-    }
+    if (this.owned) await closeRedis(this.redis);
   }
 }
 

@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import type { Logger } from '@mxguard/core';
 import { silentLogger } from '@mxguard/core';
-import { Redis, type RedisOptions } from 'ioredis';
+import { closeRedis, failFastRedis, luaScript, runLua } from '@mxguard/redis';
+import type { Redis, RedisOptions } from 'ioredis';
 import type { ClientRecord, GreylistDecision, TripletRecord } from '../machine.js';
 import type { DecideRequest, GreylistStore } from './types.js';
 
@@ -78,7 +78,7 @@ end
 return {'passed', 0, 1, t - first, cw}
 `;
 
-const DECIDE_SHA = createHash('sha1').update(DECIDE_LUA).digest('hex');
+const DECIDE = luaScript(DECIDE_LUA);
 
 /** Options of the Redis store. */
 export interface RedisStoreOptions {
@@ -124,15 +124,12 @@ export function redisStore(options: RedisStoreOptions = {}): RedisStore {
   const own = options.client === undefined;
   const client =
     options.client ??
-    new Redis(options.url ?? 'redis://127.0.0.1:6379/0', {
-      enableOfflineQueue: false,
-      commandTimeout: options.commandTimeout ?? 1000,
-      maxRetriesPerRequest: 0,
-      autoResendUnfulfilledCommands: false,
-      connectTimeout: 2000,
-      retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 10), maxDelay),
-      lazyConnect: false,
-      ...options.redis,
+    failFastRedis({
+      ...(options.url !== undefined ? { url: options.url } : {}),
+      ...(options.commandTimeout !== undefined ? { commandTimeout: options.commandTimeout } : {}),
+      reconnectMaxDelay: maxDelay,
+      // A decision is not idempotent: never resend a command that may have run.
+      redis: { autoResendUnfulfilledCommands: false, connectTimeout: 2000, ...options.redis },
     });
   let errors = 0;
   let down = false;
@@ -163,17 +160,6 @@ export function redisStore(options: RedisStoreOptions = {}): RedisStore {
     return [`${prefix}t:${tag}:${req.triplet}`, `${prefix}c:${tag}`];
   };
 
-  const run = async (k: [string, string], args: (string | number)[]): Promise<unknown> => {
-    try {
-      return await client.evalsha(DECIDE_SHA, 2, ...k, ...args);
-    } catch (err) {
-      // NOSCRIPT: Redis restarted or SCRIPT FLUSH ran; EVAL loads the script again.
-      if (err instanceof Error && err.message.startsWith('NOSCRIPT'))
-        return client.eval(DECIDE_LUA, 2, ...k, ...args);
-      throw err;
-    }
-  };
-
   return {
     kind: 'redis',
     client,
@@ -197,7 +183,14 @@ export function redisStore(options: RedisStoreOptions = {}): RedisStore {
     },
     async decide(req: DecideRequest, now: number): Promise<GreylistDecision> {
       const p = req.policy;
-      const res = await run(keys(req), [now, p.delay, p.retryWindow, p.maxAge, p.awlClients, p.awlInterval]);
+      const res = await runLua(client, DECIDE, keys(req), [
+        now,
+        p.delay,
+        p.retryWindow,
+        p.maxAge,
+        p.awlClients,
+        p.awlInterval,
+      ]);
       if (!Array.isArray(res) || res.length !== 5)
         throw new Error(`greylist script returned ${JSON.stringify(res)}`);
       const [outcome, retryIn, firstPass, delayedMs, cw] = res as [
@@ -234,11 +227,7 @@ export function redisStore(options: RedisStoreOptions = {}): RedisStore {
         return;
       }
       // Keep the error listener: a late socket error after quit must not become an unhandled event.
-      try {
-        await client.quit();
-      } catch {
-        client.disconnect();
-      }
+      await closeRedis(client);
     },
   };
 }

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { closeRedis, failFastRedis, luaScript, runLua } from '@mxguard/redis';
+import type { Redis } from 'ioredis';
 import type { ReputationStore, ScoreBounds } from '../types.js';
 import { decayed } from '../types.js';
 
@@ -18,7 +18,7 @@ export interface RedisReputationStoreOptions {
 
 // Scores live in a hash {s: score, u: updated ms, e: expires ms}. `now` is passed in (never Redis's
 // TIME) so every MX host and the tests share one notion of time; PEXPIRE only collects garbage.
-const ADD_SCORE = `
+const ADD_SCORE = luaScript(`
 local now = tonumber(ARGV[1])
 local delta = tonumber(ARGV[2])
 local hl = tonumber(ARGV[3])
@@ -40,10 +40,10 @@ local out = string.format('%.17g', s)
 redis.call('HSET', KEYS[1], 's', out, 'u', ARGV[1], 'e', tostring(now + ttl))
 redis.call('PEXPIRE', KEYS[1], math.max(1, math.floor(ttl)))
 return out
-`;
+`);
 
 // A sliding window kept as a comma-separated list of event times (at most `cap`, which is small).
-const HIT = `
+const HIT = luaScript(`
 local now = tonumber(ARGV[1])
 local win = tonumber(ARGV[2])
 local cap = tonumber(ARGV[3])
@@ -58,9 +58,9 @@ kept[#kept + 1] = ARGV[1]
 while #kept > cap do table.remove(kept, 1) end
 redis.call('SET', KEYS[1], table.concat(kept, ','), 'PX', math.max(1, math.floor(win)))
 return #kept
-`;
+`);
 
-const LOCK = `
+const LOCK = luaScript(`
 local now = tonumber(ARGV[1])
 local untilMs = tonumber(ARGV[2])
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -69,7 +69,7 @@ if untilMs > now then
   redis.call('SET', KEYS[1], string.format('%d', untilMs), 'PX', math.max(1, math.floor(untilMs - now)))
 end
 return 1
-`;
+`);
 
 /**
  * Reputation in Redis, shared by several MX hosts and surviving restarts. Each update is one Lua
@@ -86,36 +86,12 @@ export class RedisReputationStore implements ReputationStore {
       this.redis = options.client;
       this.owned = false;
     } else {
-      // Fail fast rather than queue forever: a store that is down must become a verdict quickly.
-      // Commands wait for the first connection (up to a second each), then fail at once while
-      // Redis is down, so a dead store becomes its failure outcome without slowing every session;
-      // ioredis reconnects in the background with a capped backoff.
-      this.redis = new Redis(options.url ?? 'redis://127.0.0.1:6379', {
-        maxRetriesPerRequest: 0,
-        enableOfflineQueue: true,
-        commandTimeout: 1000,
-        retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 10), 5000),
-        lazyConnect: false,
-      });
-      const redis = this.redis;
-      redis.once('ready', () => {
-        redis.options.enableOfflineQueue = false;
+      // Commands wait for the first connection, then fail at once while Redis is down.
+      this.redis = failFastRedis({
+        ...(options.url !== undefined ? { url: options.url } : {}),
+        queueUntilFirstConnection: true,
       });
       this.owned = true;
-      // Errors surface on each call as rejected promises; without a listener ioredis prints them.
-      this.redis.on('error', () => {});
-    }
-  }
-
-  private async script(src: string, keys: string[], args: (string | number)[]): Promise<unknown> {
-    const sha = sha1(src);
-    try {
-      return await this.redis.evalsha(sha, keys.length, ...keys, ...args);
-    } catch (err) {
-      if (err instanceof Error && err.message.includes('NOSCRIPT')) {
-        return this.redis.eval(src, keys.length, ...keys, ...args);
-      }
-      throw err;
     }
   }
 
@@ -132,7 +108,8 @@ export class RedisReputationStore implements ReputationStore {
     halfLifeMs: number,
     bounds: ScoreBounds,
   ): Promise<number> {
-    const out = await this.script(
+    const out = await runLua(
+      this.redis,
       ADD_SCORE,
       [`${this.prefix}s:${key}`],
       [now, delta, halfLifeMs, bounds.min, bounds.max, bounds.ttlMs],
@@ -141,11 +118,11 @@ export class RedisReputationStore implements ReputationStore {
   }
 
   async hit(key: string, now: number, windowMs: number, cap: number): Promise<number> {
-    return Number(await this.script(HIT, [`${this.prefix}w:${key}`], [now, windowMs, cap]));
+    return Number(await runLua(this.redis, HIT, [`${this.prefix}w:${key}`], [now, windowMs, cap]));
   }
 
   async lock(key: string, until: number, now: number): Promise<void> {
-    await this.script(LOCK, [`${this.prefix}l:${key}`], [now, until]);
+    await runLua(this.redis, LOCK, [`${this.prefix}l:${key}`], [now, until]);
   }
 
   async lockedUntil(key: string, now: number): Promise<number> {
@@ -155,26 +132,6 @@ export class RedisReputationStore implements ReputationStore {
   }
 
   async close(): Promise<void> {
-    if (!this.owned) return;
-    // QUIT needs a live connection; when Redis is down, drop the socket and stop reconnecting.
-    if (this.redis.status !== 'ready') {
-      this.redis.disconnect();
-      return;
-    }
-    try {
-      await this.redis.quit();
-    } catch {
-      this.redis.disconnect();
-    }
+    if (this.owned) await closeRedis(this.redis);
   }
-}
-
-const shas = new Map<string, string>();
-function sha1(src: string): string {
-  let s = shas.get(src);
-  if (!s) {
-    s = createHash('sha1').update(src).digest('hex');
-    shas.set(src, s);
-  }
-  return s;
 }
