@@ -160,5 +160,9 @@ describe('rdnsFactories', () => {
     const s = site();
     expect(() => rdnsFactories['rdns-dynamic']?.({ action: 'drop' }, s, undefined)).toThrow(TypeError);
     expect(() => rdnsFactories['rdns-missing']?.({ score: 'high' }, s, undefined)).toThrow(TypeError);
+    // A misspelt option is a config error, as for every other check, not silently the default.
+    expect(() => rdnsFactories['rdns-dynamic']?.({ actoin: 'reject' }, s, undefined)).toThrow(
+      /rdns-dynamic: unknown option "actoin"/,
+    );
   });
 });

@@ -80,6 +80,21 @@ export function heloRequired(options: HeloCheckOptions = {}): Check {
   };
 }
 
+/**
+ * A malformed address literal (`[999.1.1.1]`, `[IPv6:zz]`), as Postfix's reject_invalid_hostaddr
+ * answers it in both reject_invalid_helo_hostname and reject_non_fqdn_helo_hostname.
+ */
+function invalidLiteral(name: string, action: HitAction, score: number, helo: string, why: string) {
+  return hit(
+    name,
+    action,
+    reply(501, '5.5.2', `<${showHelo(helo)}>: Helo command rejected: invalid ip address`),
+    `HELO ${why}`,
+    'invalid-literal',
+    score,
+  );
+}
+
 /** Options of {@link heloSyntax}. */
 export interface HeloSyntaxOptions extends HeloCheckOptions {
   /**
@@ -115,17 +130,7 @@ export function heloSyntax(options: HeloSyntaxOptions = {}): Check {
       const helo = heloOf(session);
       if (helo === undefined) return next('no HELO');
       const f = heloForm(helo);
-      if (f.kind === 'literal') {
-        if (f.valid) return next();
-        return hit(
-          name,
-          action,
-          reply(501, '5.5.2', `<${showHelo(helo)}>: Helo command rejected: invalid ip address`),
-          `HELO ${f.reason}`,
-          'invalid-literal',
-          score,
-        );
-      }
+      if (f.kind === 'literal') return f.valid ? next() : invalidLiteral(name, action, score, helo, f.reason);
       if (f.kind === 'ip' || isValidHostname(f.name, { utf8 })) return next();
       return hit(
         name,
@@ -187,17 +192,7 @@ export function heloFqdn(options: HeloFqdnOptions = {}): Check {
       const helo = heloOf(session);
       if (helo === undefined) return next('no HELO');
       const f = heloForm(helo);
-      if (f.kind === 'literal') {
-        if (f.valid) return next();
-        return hit(
-          name,
-          action,
-          reply(501, '5.5.2', `<${showHelo(helo)}>: Helo command rejected: invalid ip address`),
-          `HELO ${f.reason}`,
-          'invalid-literal',
-          score,
-        );
-      }
+      if (f.kind === 'literal') return f.valid ? next() : invalidLiteral(name, action, score, helo, f.reason);
       if (f.kind === 'ip')
         return bareIp === 'fail' ? nonFqdn(helo, 'HELO is a bare IP address', 'bare-ip') : next();
       if (!isValidHostname(f.name, { utf8 }))

@@ -5,9 +5,10 @@
  * and the small honest sender on a home line deserves a delay it can read, not a ban (principle 6).
  */
 import ipaddr from 'ipaddr.js';
+import { commonOptions } from '../checks/names.js';
 import type { Check, Session, Verdict } from '../model.js';
 import type { HitAction } from '../reply.js';
-import { HIT_ACTIONS, hit, next, reply } from '../reply.js';
+import { hit, next, reply } from '../reply.js';
 import type { CheckFactory, CommonCheckOptions, Site } from '../site.js';
 import { classifyPtr } from './classify.js';
 
@@ -35,21 +36,6 @@ export interface RdnsMissingOptions extends CommonCheckOptions {
   readonly score?: number;
 }
 
-function actionOf(check: string, value: unknown): HitAction {
-  if (value === undefined) return 'defer';
-  if (typeof value === 'string' && (HIT_ACTIONS as readonly string[]).includes(value))
-    return value as HitAction;
-  throw new TypeError(
-    `${check}: action must be one of ${HIT_ACTIONS.join(', ')}, got ${JSON.stringify(value)}`,
-  );
-}
-
-function scoreOf(check: string, value: unknown): number {
-  if (value === undefined) return 1;
-  if (typeof value === 'number' && Number.isFinite(value)) return value;
-  throw new TypeError(`${check}: score must be a finite number, got ${JSON.stringify(value)}`);
-}
-
 /** The client address as it may appear in a reply: an IP address, else `unknown` (never a line break). */
 function printable(address: string): string {
   return typeof address === 'string' && address.length <= 64 && ipaddr.isValid(address) ? address : 'unknown';
@@ -73,8 +59,10 @@ function nameToJudge(session: Session): string | undefined {
  */
 export function rdnsDynamic(options: RdnsDynamicOptions = {}): Check {
   const name = 'rdns-dynamic';
-  const action = actionOf(name, options.action);
-  const score = scoreOf(name, options.score);
+  const { action, score } = commonOptions(name, options as Record<string, unknown>, {
+    action: 'defer',
+    score: 1,
+  });
   return {
     name,
     stage: 'connect',
@@ -106,8 +94,10 @@ export function rdnsDynamic(options: RdnsDynamicOptions = {}): Check {
  */
 export function rdnsMissing(options: RdnsMissingOptions = {}): Check {
   const name = 'rdns-missing';
-  const action = actionOf(name, options.action);
-  const score = scoreOf(name, options.score);
+  const { action, score } = commonOptions(name, options as Record<string, unknown>, {
+    action: 'defer',
+    score: 1,
+  });
   return {
     name,
     stage: 'connect',
