@@ -45,6 +45,7 @@ import {
 import { greylistCheck, memoryStore } from '../packages/greylist/src/index.js';
 import { formatRequest, startPolicyServer } from '../packages/postfix/src/index.js';
 import { freePort } from '../testing/net.js';
+import { rcptRequest } from '../testing/postfix.js';
 
 const POSTGREY = '/usr/sbin/postgrey';
 
@@ -107,33 +108,18 @@ function stream(n: number, seed: number): string[] {
     const net = c % 500;
     const ip = `198.${18 + (net >> 8)}.${net & 255}.${1 + (c % 250)}`;
     const host = `mail${c}.sender${c % 700}.example.net`;
-    const req = formatRequest({
-      request: 'smtpd_access_policy',
-      protocol_state: 'RCPT',
-      protocol_name: 'ESMTP',
-      client_address: ip,
-      client_name: host,
-      reverse_client_name: host,
-      client_port: String(1024 + pick(60000)),
-      helo_name: host,
-      sender: `user${pick(5000)}@sender${c % 700}.example.net`,
-      recipient: `rcpt${pick(300)}@example.com`,
-      recipient_count: '0',
-      queue_id: '',
-      instance: `${c.toString(16)}.${i.toString(16)}.0`,
-      size: '0',
-      etrn_domain: '',
-      stress: '',
-      sasl_method: '',
-      sasl_username: '',
-      sasl_sender: '',
-      ccert_subject: '',
-      ccert_issuer: '',
-      ccert_fingerprint: '',
-      encryption_protocol: '',
-      encryption_cipher: '',
-      encryption_keysize: '0',
-    });
+    const req = formatRequest(
+      rcptRequest({
+        client_address: ip,
+        client_name: host,
+        reverse_client_name: host,
+        client_port: String(1024 + pick(60000)),
+        helo_name: host,
+        sender: `user${pick(5000)}@sender${c % 700}.example.net`,
+        recipient: `rcpt${pick(300)}@example.com`,
+        instance: `${c.toString(16)}.${i.toString(16)}.0`,
+      }),
+    );
     out.push(req);
     recent.push(req);
     if (recent.length > 500) recent.shift();

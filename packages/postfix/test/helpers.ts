@@ -3,6 +3,8 @@ import { accept, type Check, chain, defer, type Logger, next, reject, reply } fr
 import type { PolicyServer } from '@mxguard/postfix';
 import { formatRequest } from '@mxguard/postfix';
 
+export { rcptRequest } from '../../../testing/postfix.js';
+
 /** A logger that keeps its lines, to assert what was logged. */
 export function memoryLogger(): Logger & { lines: { level: string; obj: object; msg?: string }[] } {
   const lines: { level: string; obj: object; msg?: string }[] = [];
@@ -42,38 +44,6 @@ export const byRecipient: Check = {
 };
 
 export const testChain = chain([byRecipient]);
-
-/** A request as Postfix 3.7 sends it at RCPT. */
-export function rcptRequest(over: Record<string, string> = {}): Record<string, string> {
-  return {
-    request: 'smtpd_access_policy',
-    protocol_state: 'RCPT',
-    protocol_name: 'ESMTP',
-    client_address: '192.0.2.10',
-    client_name: 'mail.example.net',
-    reverse_client_name: 'mail.example.net',
-    client_port: '40000',
-    helo_name: 'mail.example.net',
-    sender: 'alice@example.net',
-    recipient: 'bob@example.com',
-    recipient_count: '0',
-    queue_id: '',
-    instance: 'a1b2.5f0c1d2e.1234.0',
-    size: '0',
-    etrn_domain: '',
-    stress: '',
-    sasl_method: '',
-    sasl_username: '',
-    sasl_sender: '',
-    ccert_subject: '',
-    ccert_issuer: '',
-    ccert_fingerprint: '',
-    encryption_protocol: '',
-    encryption_cipher: '',
-    encryption_keysize: '0',
-    ...over,
-  };
-}
 
 /** A policy client that sends one request at a time and reads `action=...` answers, as Postfix does. */
 export class PolicyClient {
