@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import nodemailer from 'nodemailer';
 import { recommended, silentLogger } from '../packages/core/src/index.js';
 import { startGateway } from '../packages/smtp/src/index.js';
+import { percentile, sendAll } from '../testing/mail-load.js';
 
 const total = Number(process.argv[2] ?? 2000);
 const connections = Number(process.argv[3] ?? 8);
@@ -29,36 +30,12 @@ const transport = nodemailer.createTransport({
   maxMessages: Number.POSITIVE_INFINITY,
 });
 const body = `From: a@sender.example.net\r\nTo: user@example.com\r\nSubject: bench\r\n\r\n${'The quick brown fox jumps over the lazy dog.\r\n'.repeat(40)}`;
-const latencies: number[] = [];
-let failed = 0;
-const started = performance.now();
-let left = total;
-// One sender per connection, each waiting for its previous message: latency is one transaction.
-await Promise.all(
-  Array.from({ length: connections }, async () => {
-    while (left > 0) {
-      left--;
-      const t0 = performance.now();
-      try {
-        await transport.sendMail({
-          envelope: { from: 'a@sender.example.net', to: ['user@example.com'] },
-          raw: body,
-        });
-        latencies.push(performance.now() - t0);
-      } catch {
-        failed++;
-      }
-    }
-  }),
-);
-const elapsed = (performance.now() - started) / 1000;
+const { latencies, failed, seconds: elapsed } = await sendAll(transport, total, connections, body);
 transport.close();
 await gw.close();
 const spooled = (await readdir(dir)).filter((f) => f.endsWith('.msg')).length;
 await rm(dir, { recursive: true, force: true });
-latencies.sort((a, b) => a - b);
-const pct = (p: number) =>
-  (latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0).toFixed(1);
+const pct = (p: number) => percentile(latencies, p);
 console.log(`machine: ${cpus()[0]?.model ?? 'unknown'} x${cpus().length}, node ${process.version}`);
 console.log(
   `messages: ${total} over ${connections} connections, ${body.length} bytes each; failed ${failed}; spooled ${spooled}`,

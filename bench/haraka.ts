@@ -14,6 +14,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import nodemailer from 'nodemailer';
+import { percentile, sendAll } from '../testing/mail-load.js';
 import { freePort } from '../testing/net.js';
 
 const total = Number(process.argv[2] ?? 2000);
@@ -78,33 +79,10 @@ async function run(name: string, plugins: string[]) {
     maxConnections: connections,
     maxMessages: Number.POSITIVE_INFINITY,
   });
-  const latencies: number[] = [];
-  let failed = 0;
-  let left = total;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: connections }, async () => {
-      while (left > 0) {
-        left--;
-        const t0 = performance.now();
-        try {
-          await transport.sendMail({
-            envelope: { from: 'a@sender.example.net', to: ['user@example.com'] },
-            raw: body,
-          });
-          latencies.push(performance.now() - t0);
-        } catch {
-          failed++;
-        }
-      }
-    }),
-  );
-  const elapsed = (performance.now() - started) / 1000;
+  const { latencies, failed, seconds: elapsed } = await sendAll(transport, total, connections, body);
   transport.close();
   await stop(child);
-  latencies.sort((a, b) => a - b);
-  const pct = (p: number) =>
-    (latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0).toFixed(1);
+  const pct = (p: number) => percentile(latencies, p);
   console.log(
     `${name.padEnd(28)} ${(latencies.length / elapsed).toFixed(0).padStart(5)} messages/s  ` +
       `p50 ${pct(50)}  p90 ${pct(90)}  p99 ${pct(99)}  max ${pct(100)} ms  (failed ${failed})`,
