@@ -5,8 +5,11 @@
  */
 import type { Check, CheckContext, Session, Verdict } from '@mxguard/core';
 import {
+  DEFAULT_MAX_LOCAL_PART_OCTETS,
   hasFqdnDomain,
   isValidReply,
+  MAX_ADDRESS_OCTETS,
+  MAX_LOCAL_PART_OCTETS,
   ManualClock,
   parseAddress,
   recipientFqdn,
@@ -85,8 +88,7 @@ describe('parseAddress (RFC 5321 4.1.2, RFC 6531)', () => {
     'a\u0085b@example.com', // C1 control
     '<user@example.com>',
     '@relay:',
-    `${'a'.repeat(65)}@example.com`, // local part > 64 octets
-    `${'é'.repeat(33)}@example.com`, // 66 octets in UTF-8
+    `${'a'.repeat(253)}@x`, // address > 254 octets: the path limit bounds a long local part
     `u@${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(60)}.com`, // address > 254 octets
     'x'.repeat(1_000_000),
   ])('refuses %j', (s) => {
@@ -98,9 +100,25 @@ describe('parseAddress (RFC 5321 4.1.2, RFC 6531)', () => {
     expect(parseAddress(`${'a'.repeat(80)}@example.com`, { maxLocalPart: 128 }).ok).toBe(true);
   });
   it('counts octets, not characters: 64 ASCII octets pass, 32 two-octet characters pass, 33 do not', () => {
-    expect(parseAddress(`${'a'.repeat(64)}@example.com`).ok).toBe(true);
-    expect(parseAddress(`${'é'.repeat(32)}@example.com`).ok).toBe(true);
-    expect(parseAddress(`${'é'.repeat(33)}@example.com`).ok).toBe(false);
+    const strict = { maxLocalPart: MAX_LOCAL_PART_OCTETS };
+    expect(parseAddress(`${'a'.repeat(64)}@example.com`, strict).ok).toBe(true);
+    expect(parseAddress(`${'é'.repeat(32)}@example.com`, strict).ok).toBe(true);
+    expect(parseAddress(`${'é'.repeat(33)}@example.com`, strict).ok).toBe(false);
+    expect(parseAddress(`${'a'.repeat(65)}@example.com`, strict).ok).toBe(false);
+  });
+  it('by default bounds a local part only by the RFC 5321 4.5.3.1.3 path limit (254 octets), as Postfix', () => {
+    // RFC 5321 4.5.3.1: 64 is the least a server must accept; Postfix enforces no local-part limit.
+    expect(DEFAULT_MAX_LOCAL_PART_OCTETS).toBe(MAX_ADDRESS_OCTETS);
+    const longest = `${'a'.repeat(MAX_ADDRESS_OCTETS - 4)}@x.y`;
+    expect(longest.length).toBe(254);
+    expect(parseAddress(longest).ok).toBe(true);
+    expect(parseAddress(`a${longest}`)).toMatchObject({
+      ok: false,
+      reason: 'address longer than 254 octets',
+    });
+    // The same bound in UTF-8 octets: 125 two-octet characters are 250 octets, 126 are 252 + 4.
+    expect(parseAddress(`${'é'.repeat(125)}@x.y`).ok).toBe(true);
+    expect(parseAddress(`${'é'.repeat(126)}@x.y`).ok).toBe(false);
   });
 });
 
@@ -113,11 +131,24 @@ describe('sender-syntax (smtpd: 501 5.1.7 Bad sender address syntax)', () => {
     expect(run(c, { mailFrom: undefined }).action).toBe('next');
   });
   it('rejects bad ones with 501 5.1.7', () => {
-    for (const mailFrom of ['a..b@example.org', 'no-domain', 'a@[1.2.3]', `${'a'.repeat(65)}@example.org`]) {
+    for (const mailFrom of ['a..b@example.org', 'no-domain', 'a@[1.2.3]', `${'a'.repeat(255)}@example.org`]) {
       const v = run(c, { mailFrom });
       expect(codeOf(v), mailFrom).toBe('501 5.1.7');
       expect(v.action !== 'next' && v.reply.text).toBe('Bad sender address syntax');
     }
+  });
+  it('accepts VERP, SRS and BATV return paths with local parts over 64 octets (RFC 5321 4.5.3.1)', () => {
+    const verp = `list-return-67-${'u'.repeat(40)}=example.org@lists.example.com`;
+    const srs = `SRS1=HHH=forwarder.example==HHH=TT=original-sender.example=${'n'.repeat(30)}@fwd.example`;
+    const batv = `prvs=1234567890=${'l'.repeat(60)}@batv.example`;
+    for (const mailFrom of [verp, srs, batv]) {
+      expect(mailFrom.slice(0, mailFrom.lastIndexOf('@')).length, mailFrom).toBeGreaterThan(64);
+      expect(run(c, { mailFrom }).action, mailFrom).toBe('next');
+      expect(run(recipientSyntax(), { rcptTo: mailFrom }).action, mailFrom).toBe('next');
+    }
+    expect(verp.indexOf('@')).toBe(67);
+    // The strict RFC minimum stays one option away.
+    expect(codeOf(run(senderSyntax({ maxLocalPart: 64 }), { mailFrom: verp }))).toBe('501 5.1.7');
   });
   it('checks maxLocalPart', () => {
     expect(

@@ -18,13 +18,25 @@ import {
 } from './names.js';
 import { clientTrust, oneLine } from './relay.js';
 
-/** RFC 5321 4.5.3.1.1: the maximum total length of a local part is 64 octets. */
+/**
+ * RFC 5321 4.5.3.1.1: the maximum total length of a local part is 64 octets. Not enforced by
+ * default (see {@link DEFAULT_MAX_LOCAL_PART_OCTETS}); `maxLocalPart: 64` asks for it.
+ */
 export const MAX_LOCAL_PART_OCTETS = 64;
 /** RFC 5321 4.5.3.1.2: the maximum total length of a domain is 255 octets. */
 export const MAX_DOMAIN_OCTETS = 255;
 /** RFC 5321 4.5.3.1.3: a path, angle brackets included, is at most 256 octets: 254 for the address. */
 export const MAX_ADDRESS_OCTETS = 254;
-
+/**
+ * The local-part limit applied by default: none beyond the path limit (254 octets for the whole
+ * address). RFC 5321 4.5.3.1 lets a server accept objects longer than its minimum maximums ("To
+ * the maximum extent possible, implementation techniques that impose no limits on the length of
+ * these objects should be used") and Postfix enforces no local-part limit; VERP, SRS and BATV
+ * return paths (`list-return-67-user=example.org@lists.example.com`, `SRS0=HHH=TT=orig.example=
+ * user@fwd.example`) routinely exceed 64 octets. The path limit stays as the hard bound on what a
+ * stranger can make us parse and store.
+ */
+export const DEFAULT_MAX_LOCAL_PART_OCTETS = MAX_ADDRESS_OCTETS;
 /** The result of {@link parseAddress}: never thrown, always one of these. */
 export type ParsedAddress =
   | {
@@ -44,7 +56,11 @@ export type ParsedAddress =
 
 /** Limits for {@link parseAddress}, in octets. */
 export interface AddressLimits {
-  /** @default 64 (RFC 5321 4.5.3.1.1) */
+  /**
+   * Longest local part, in octets. RFC 5321 4.5.3.1.1's 64 is a minimum servers must support,
+   * not a limit they must enforce; see {@link DEFAULT_MAX_LOCAL_PART_OCTETS}.
+   * @default 254 (only the path limit)
+   */
   readonly maxLocalPart?: number;
 }
 
@@ -63,8 +79,8 @@ function fail(reason: string): ParsedAddress {
 /**
  * Parses an envelope address (without angle brackets) by RFC 5321 4.1.2, extended by RFC 6531 for
  * UTF-8 (SMTPUTF8) local parts and domains: `Local-part "@" ( Domain / address-literal )`, where the
- * local part is a dot-string or a quoted string, plus the limits of 4.5.3.1 (local part 64 octets,
- * domain 255, path 256). A leading source route (`@relay:user@example.com`) is accepted and reported,
+ * local part is a dot-string or a quoted string, plus the limits of 4.5.3.1 that bound our work
+ * (domain 255 octets, path 256; a local part only within the path unless `maxLocalPart` says less). A leading source route (`@relay:user@example.com`) is accepted and reported,
  * as servers must accept and ignore it. One trailing dot on the domain is tolerated, as Postfix
  * does. The null sender `''` and a bare `postmaster` are not addresses: callers handle them.
  * Never throws.
@@ -138,7 +154,7 @@ export function parseAddress(s: string, limits: AddressLimits = {}): ParsedAddre
   }
   if (i >= n || rest.charCodeAt(i) !== 64) return fail('no domain');
   const local = rest.slice(0, i);
-  const maxLocal = limits.maxLocalPart ?? MAX_LOCAL_PART_OCTETS;
+  const maxLocal = limits.maxLocalPart ?? DEFAULT_MAX_LOCAL_PART_OCTETS;
   if (utf8Length(local) > maxLocal) return fail(`local part longer than ${maxLocal} octets`);
   const rawDomain = rest.slice(i + 1);
   if (rawDomain.length === 0) return fail('empty domain');
@@ -187,15 +203,17 @@ export interface AddressCheckOptions {
 /** Options of {@link senderSyntax} and {@link recipientSyntax}. */
 export interface AddressSyntaxOptions extends AddressCheckOptions {
   /**
-   * Longest local part accepted, in octets. RFC 5321 4.5.3.1.1 says 64; long SRS or VERP senders
-   * from forwarders sometimes exceed it, and a site that sees them may raise this.
-   * @default 64
+   * Longest local part accepted, in octets. RFC 5321 4.5.3.1.1 names 64 as the least a server
+   * must support, and 4.5.3.1 lets it accept more; Postfix enforces no limit. VERP, SRS and BATV
+   * return paths of mailing lists and forwarders routinely exceed 64, so by default only the path
+   * limit applies (254 octets for the address). `64` gives the strict RFC minimum.
+   * @default 254
    */
   readonly maxLocalPart?: number;
 }
 
 function limitsOf(check: string, o: AddressSyntaxOptions): AddressLimits {
-  const m = o.maxLocalPart ?? MAX_LOCAL_PART_OCTETS;
+  const m = o.maxLocalPart ?? DEFAULT_MAX_LOCAL_PART_OCTETS;
   if (typeof m !== 'number' || !Number.isInteger(m) || m < 1 || m > MAX_ADDRESS_OCTETS) {
     throw new TypeError(`${check}: maxLocalPart must be an integer from 1 to ${MAX_ADDRESS_OCTETS}`);
   }

@@ -12,6 +12,7 @@ export type { AccessEntries, AccessKey, AccessTableOptions } from './access.js';
 export { accessTable } from './access.js';
 export type { AddressCheckOptions, AddressLimits, AddressSyntaxOptions, ParsedAddress } from './address.js';
 export {
+  DEFAULT_MAX_LOCAL_PART_OCTETS,
   hasFqdnDomain,
   isBarePostmaster,
   MAX_ADDRESS_OCTETS,
