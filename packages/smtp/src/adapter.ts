@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { PassThrough } from 'node:stream';
-import type { Chain, Clock, Decision, Finding, Logger, Session, Stage } from '@mxguard/core';
+import type { Chain, Clock, Decision, Finding, Logger, Reply, Session, Stage } from '@mxguard/core';
 import { decisionRecord, reply as makeReply, systemClock } from '@mxguard/core';
 import type { SMTPServer, SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { PipeliningTap } from './pipelining.js';
@@ -79,6 +79,13 @@ export interface SmtpAdapterOptions {
    * Default: read and discard (useful only in tests).
    */
   readonly deliver?: (stream: SMTPServerDataStream, delivery: Delivery) => Promise<string | undefined>;
+  /**
+   * Asked about each recipient the chain let through (accept or no opinion), before the client
+   * hears 250: a reply refuses the recipient (e.g. an unknown user at the mail server behind us,
+   * see `downstreamRecipientCheck`), `undefined` lets it through. A throw lets it through too (the
+   * downstream still decides at DATA).
+   */
+  readonly verifyRecipient?: (session: Session) => Promise<Reply | undefined>;
   /** Told about each finding on a client (early talker, unauthorized pipelining): feed reputation here. */
   readonly onFlag?: (session: Session, flag: string) => void;
 }
@@ -310,6 +317,33 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
     );
   }
 
+  /** The downstream's word on a recipient the chain let through; logged when it refuses. */
+  async function verify(session: Session, cid: string): Promise<Reply | undefined> {
+    if (!options.verifyRecipient) return undefined;
+    let r: Reply | undefined;
+    try {
+      r = await options.verifyRecipient(session);
+    } catch (err) {
+      log.warn({ event: 'verify-recipient-failed', err: err instanceof Error ? err.message : String(err) });
+      return undefined;
+    }
+    if (r) {
+      log.info({
+        ...decisionRecord(session, {
+          action: 'reject',
+          reply: r,
+          check: 'downstream-recipient',
+          reason: 'the mail server behind us does not know the recipient',
+          trace: [],
+          findings: [],
+        }),
+        time: clock.now(),
+        cid,
+      });
+    }
+    return r;
+  }
+
   /** Stages before `stage` whose links would otherwise never run (smtp-server has no HELO hook). */
   async function earlier(state: ConnState, s: SMTPServerSession): Promise<Error | null> {
     const stages: Stage[] = [];
@@ -390,9 +424,11 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
       settle(
         sessionAt(state, s, 'rcpt', rcpt).then(async (session) => {
           const d = await evaluate(session, state.cid);
-          if (d.action === 'accept' || d.action === 'next')
-            state.rcptFindings = d.findings.filter((f) => f.score);
-          return answer(d);
+          if (d.action !== 'accept' && d.action !== 'next') return answer(d);
+          const refused = await verify(session, state.cid);
+          if (refused) return replyError(refused);
+          state.rcptFindings = d.findings.filter((f) => f.score);
+          return null;
         }),
         callback,
         'rcpt',

@@ -4,6 +4,8 @@ import { systemClock } from '@mxguard/core';
 import { SMTPServer } from 'smtp-server';
 import type { SmtpAdapterOptions, SmtpGuard } from './adapter.js';
 import { attach } from './adapter.js';
+import { receivedHeader } from './received.js';
+import { downstreamRecipientCheck, parseRelayTarget, type RelayTarget, relayDelivery } from './relay.js';
 import { spoolMessage } from './spool.js';
 
 /** Options of {@link startGateway}. */
@@ -11,8 +13,24 @@ export interface GatewayOptions {
   /** The chain evaluated at each stage (e.g. core's `recommended(...)`). */
   readonly chain: Chain;
   readonly log: Logger;
-  /** Folder for accepted messages (must exist, same file system for tmp and final names). */
-  readonly spoolDir: string;
+  /**
+   * Folder for accepted messages (must exist, same file system for tmp and final names). Either
+   * this or `relay` says where accepted mail goes.
+   */
+  readonly spoolDir?: string;
+  /**
+   * The mail server behind us: `smtp://HOST:PORT`, `lmtp://HOST:PORT` or `lmtp:/path/to/socket`.
+   * Each accepted message is handed on within the client's session, and the client gets its 250
+   * only once that server has the message (a before-queue proxy, see `relayDelivery`).
+   */
+  readonly relay?: string | RelayTarget;
+  /**
+   * With an `smtp://` relay, ask it about each recipient at RCPT time, so an unknown user is refused
+   * before DATA (see `downstreamRecipientCheck`). @default true for smtp://, false for lmtp
+   */
+  readonly verifyRecipients?: boolean;
+  /** Time to connect to the relay and for each of its replies, ms. @default 30000 */
+  readonly relayTimeoutMs?: number;
   /** Address to listen on. @default '127.0.0.1' */
   readonly host?: string;
   /** Port to listen on; 0 picks a free one. @default 2525 */
@@ -74,6 +92,41 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const clock = options.clock ?? systemClock;
   const hostname = options.hostname ?? 'mx.example.com';
   const maxMessageBytes = options.maxMessageBytes ?? 25 * 1024 * 1024;
+  if ((options.spoolDir === undefined) === (options.relay === undefined))
+    throw new TypeError('startGateway: give exactly one of spoolDir and relay');
+  const target = typeof options.relay === 'string' ? parseRelayTarget(options.relay) : options.relay;
+  const verifyRecipients = options.verifyRecipients ?? target?.protocol === 'smtp';
+  if (verifyRecipients && target?.protocol !== 'smtp')
+    throw new TypeError('startGateway: verifyRecipients needs an smtp:// relay');
+  const deliver: SmtpAdapterOptions['deliver'] = target
+    ? relayDelivery({
+        target,
+        hostname,
+        ...(options.relayTimeoutMs !== undefined ? { timeoutMs: options.relayTimeoutMs } : {}),
+        header: ({ session, cid }) =>
+          receivedHeader(session, {
+            hostname,
+            id: cid,
+            time: clock.now(),
+            ...(session.tls ? { tls: {} } : {}),
+          }),
+      })
+    : async (stream, { session, cid }) => {
+        const spooled = await spoolMessage(stream, session, cid, {
+          dir: options.spoolDir as string,
+          clock,
+          hostname,
+          ...(options.random ? { random: options.random } : {}),
+        });
+        options.log.info({
+          event: 'spooled',
+          cid,
+          id: spooled.id,
+          bytes: spooled.bytes,
+          rcpt: session.recipients,
+        });
+        return spooled.id;
+      };
   const disabled = ['AUTH'];
   if (!options.tls) disabled.push('STARTTLS');
   const server = new SMTPServer({
@@ -105,22 +158,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     ...(options.earlyTalkers ? { earlyTalkers: options.earlyTalkers } : {}),
     ...(options.maxHeaderBytes !== undefined ? { maxHeaderBytes: options.maxHeaderBytes } : {}),
     ...(options.onFlag ? { onFlag: options.onFlag } : {}),
-    deliver: async (stream, { session, cid }) => {
-      const spooled = await spoolMessage(stream, session, cid, {
-        dir: options.spoolDir,
-        clock,
-        hostname,
-        ...(options.random ? { random: options.random } : {}),
-      });
-      options.log.info({
-        event: 'spooled',
-        cid,
-        id: spooled.id,
-        bytes: spooled.bytes,
-        rcpt: session.recipients,
-      });
-      return spooled.id;
-    },
+    deliver,
+    ...(verifyRecipients && target
+      ? {
+          verifyRecipient: downstreamRecipientCheck({
+            target,
+            hostname,
+            ...(options.relayTimeoutMs !== undefined ? { timeoutMs: options.relayTimeoutMs } : {}),
+          }),
+        }
+      : {}),
   });
   server.on('error', (err: Error) => options.log.error({ event: 'server-error', err: err.message }));
 

@@ -1,5 +1,7 @@
 export * from './adapter.js';
 export * from './gateway.js';
 export * from './pipelining.js';
+export * from './received.js';
+export * from './relay.js';
 export * from './reply.js';
 export * from './spool.js';
