@@ -1,6 +1,7 @@
 export * from './chain.js';
 export * from './checks/index.js';
 export * from './config.js';
+export * from './deadline.js';
 export * from './decision-log.js';
 export * from './model.js';
 export * from './pipelining.js';

@@ -3,10 +3,17 @@
  * timeout, bounded concurrency (p-limit), a TTL-honouring cache with negative caching (lru-cache),
  * and coalescing of identical in-flight queries. Every cache and map is bounded; time comes from
  * the injected clock, so tests never sleep.
+ *
+ * Deadlines (DESIGN principle 9): a lookup made inside a decision's deadline (`withDeadline`,
+ * `withinBudget` of @mxguard/core) answers `temporary` (detail `DEADLINE`) when the deadline passes
+ * first. A query every one of whose askers has given up is never sent if it is still queued, and
+ * is cancelled if it is on the wire (each concurrency slot is its own c-ares channel, so cancelling
+ * one query leaves the others alone). A query asked for by a decision without a deadline runs to
+ * its own timeout.
  */
 import { Resolver as NodeResolver } from 'node:dns/promises';
 import type { Clock, Logger } from '@mxguard/core';
-import { silentLogger, systemClock } from '@mxguard/core';
+import { currentDeadline, settleBy, silentLogger, systemClock } from '@mxguard/core';
 import { LRUCache } from 'lru-cache';
 import pLimit from 'p-limit';
 import { canonicalName, ptrName } from './names.js';
@@ -21,7 +28,13 @@ export interface DnsResolverOptions {
    * public resolvers are refused by Spamhaus and answer 127.255.255.254.
    */
   readonly servers?: readonly string[];
-  /** Per-try timeout in milliseconds (c-ares `timeout`). @default 2000 */
+  /**
+   * The time budget of the decisions this resolver serves, in milliseconds: `timeout` and `tries`
+   * default from it (see {@link dnsTimingFor}) so that a dependent pair of lookups (PTR then its
+   * A, MX then its hosts) fits in it, retry included. Absent: the c-ares-like defaults below.
+   */
+  readonly budget?: number;
+  /** Per-try timeout in milliseconds (c-ares `timeout`). @default 2000, or from `budget` */
   readonly timeout?: number;
   /** Tries per server before giving up (c-ares `tries`). @default 2 */
   readonly tries?: number;
@@ -72,6 +85,49 @@ export interface ResolverStats {
   failures: number;
   /** Queries that ended in NXDOMAIN / NODATA. */
   notFound: number;
+  /** Lookups answered `temporary` DEADLINE because their decision's deadline passed first. */
+  expired: number;
+  /** Queries never sent (still queued when all who asked had given up) or cancelled on the wire. */
+  abandoned: number;
+}
+
+/** Per-try timeout and tries sized from a decision's time budget. */
+export interface DnsTiming {
+  readonly timeout: number;
+  readonly tries: number;
+}
+
+/**
+ * The resolver timing for a decision budget of `budgetMs`: two tries, and a per-try timeout of an
+ * eighth of the budget (at most c-ares' 2000 ms, at least 100 ms). c-ares (1.34, Node 20) doubles
+ * the timeout at each retry, so one unanswered query gives up after about three timeouts (measured
+ * on loopback with a server that drops everything: 500 ms, 2 tries: 2.0 s): three eighths of the
+ * budget, and the second lookup of a dependent pair still has its retry within the budget.
+ */
+export function dnsTimingFor(budgetMs: number): DnsTiming {
+  if (!Number.isFinite(budgetMs) || budgetMs <= 0)
+    throw new TypeError(`DnsResolver: budget must be a number of milliseconds > 0, got ${budgetMs}`);
+  return { timeout: Math.max(100, Math.min(2000, Math.floor(budgetMs / 8))), tries: 2 };
+}
+
+/** The answer of a lookup cut short by its decision's deadline. Temporary: never cached. */
+const DEADLINE = 'DEADLINE';
+
+/** One query in flight (queued or on the wire), shared by every lookup that asked for it. */
+interface Flight {
+  readonly key: string;
+  readonly promise: Promise<Answer>;
+  /** Settles the flight (first call wins). */
+  settle(answer: Answer): void;
+  settled: boolean;
+  /** Askers whose deadline has not passed yet. */
+  live: number;
+  /** An asker without a deadline joined: the query runs to its own timeout. */
+  unbounded: boolean;
+  /** The c-ares channel carrying the query once it is sent. */
+  channel: NodeResolver | undefined;
+  /** Undo the abort listeners on the askers' deadlines. */
+  readonly detach: (() => void)[];
 }
 
 type Answer = DnsResult<unknown>;
@@ -110,11 +166,22 @@ export function classifyDnsError(err: unknown): { error: 'notfound' | 'temporary
  * what makes the cache and the coalescing pay (N sessions from one IP: one query a list).
  */
 export class DnsResolver implements Resolver {
-  readonly #node: NodeResolver;
+  /** Idle c-ares channels; one per concurrency slot at most, made when first needed. */
+  readonly #channels: NodeResolver[] = [];
+  readonly #channelOptions: { timeout: number; tries: number };
+  readonly #servers: string[] | undefined;
   readonly #limit: ReturnType<typeof pLimit>;
   readonly #cache: LRUCache<string, Answer>;
-  readonly #inflight = new Map<string, Promise<Answer>>();
-  readonly #stats: ResolverStats = { queries: 0, cacheHits: 0, coalesced: 0, failures: 0, notFound: 0 };
+  readonly #inflight = new Map<string, Flight>();
+  readonly #stats: ResolverStats = {
+    queries: 0,
+    cacheHits: 0,
+    coalesced: 0,
+    failures: 0,
+    notFound: 0,
+    expired: 0,
+    abandoned: 0,
+  };
   readonly #minTtl: number;
   readonly #maxTtl: number;
   readonly #negativeTtl: number;
@@ -124,8 +191,12 @@ export class DnsResolver implements Resolver {
   readonly #log: Logger;
 
   constructor(options: DnsResolverOptions = {}) {
-    const timeout = positiveNumber('timeout', options.timeout, 2000, 1);
-    const tries = positiveNumber('tries', options.tries, 2, 1);
+    const timing =
+      options.budget === undefined
+        ? { timeout: 2000, tries: 2 }
+        : dnsTimingFor(positiveNumber('budget', options.budget, 0, 1));
+    const timeout = positiveNumber('timeout', options.timeout, timing.timeout, 1);
+    const tries = positiveNumber('tries', options.tries, timing.tries, 1);
     const concurrency = positiveNumber('concurrency', options.concurrency, 32, 1);
     this.#maxPending = positiveNumber('maxPending', options.maxPending, 2000, 1);
     const cacheSize = positiveNumber('cacheSize', options.cacheSize, 10_000, 1);
@@ -137,8 +208,10 @@ export class DnsResolver implements Resolver {
     this.#temporaryTtl = positiveNumber('temporaryTtl', options.temporaryTtl, 0);
     this.#log = options.log ?? silentLogger;
     const clock = options.clock ?? systemClock;
-    this.#node = new NodeResolver({ timeout: Math.round(timeout), tries: Math.round(tries) });
-    if (options.servers && options.servers.length > 0) this.#node.setServers([...options.servers]);
+    this.#channelOptions = { timeout: Math.round(timeout), tries: Math.round(tries) };
+    this.#servers = options.servers && options.servers.length > 0 ? [...options.servers] : undefined;
+    // Fails here, not at the first query, on a server that is not an address.
+    this.#channels.push(this.#newChannel());
     this.#limit = pLimit(Math.round(concurrency));
     // The injected clock drives expiry; no timers (ttlAutopurge off), exact expiry (ttlResolution 0).
     this.#cache = new LRUCache<string, Answer>({
@@ -147,6 +220,17 @@ export class DnsResolver implements Resolver {
       // +1: lru-cache takes a start time of 0 to mean "no TTL", and a ManualClock may read 0.
       perf: { now: () => clock.now() + 1 },
     });
+  }
+
+  #newChannel(): NodeResolver {
+    const channel = new NodeResolver(this.#channelOptions);
+    if (this.#servers) channel.setServers(this.#servers);
+    return channel;
+  }
+
+  /** The per-try timeout and tries in use (sized from `budget` unless given). */
+  get timing(): DnsTiming {
+    return { ...this.#channelOptions };
   }
 
   /** A copy of the counters. */
@@ -165,8 +249,8 @@ export class DnsResolver implements Resolver {
   }
 
   a(name: string): Promise<DnsResult<string>> {
-    return this.#lookup('A', name, async (n) => {
-      const rs = await this.#node.resolve4(n, { ttl: true });
+    return this.#lookup('A', name, async (node, n) => {
+      const rs = await node.resolve4(n, { ttl: true });
       return found(
         rs.map((r) => r.address),
         Math.min(...rs.map((r) => r.ttl)),
@@ -175,8 +259,8 @@ export class DnsResolver implements Resolver {
   }
 
   aaaa(name: string): Promise<DnsResult<string>> {
-    return this.#lookup('AAAA', name, async (n) => {
-      const rs = await this.#node.resolve6(n, { ttl: true });
+    return this.#lookup('AAAA', name, async (node, n) => {
+      const rs = await node.resolve6(n, { ttl: true });
       return found(
         rs.map((r) => r.address),
         Math.min(...rs.map((r) => r.ttl)),
@@ -185,8 +269,8 @@ export class DnsResolver implements Resolver {
   }
 
   mx(name: string): Promise<DnsResult<MxRecord>> {
-    return this.#lookup('MX', name, async (n) => {
-      const rs = await this.#node.resolveMx(n);
+    return this.#lookup('MX', name, async (node, n) => {
+      const rs = await node.resolveMx(n);
       const records: MxRecord[] = rs
         .map((r) => ({ priority: r.priority, exchange: r.exchange.toLowerCase().replace(/\.$/, '') }))
         .sort((x, y) => x.priority - y.priority);
@@ -197,8 +281,8 @@ export class DnsResolver implements Resolver {
   ptr(ip: string): Promise<DnsResult<string>> {
     const name = ptrName(ip);
     if (name === undefined) return Promise.resolve(failed('notfound', `invalid address ${String(ip)}`));
-    return this.#lookup('PTR', name, async (n) => {
-      const rs = await this.#node.resolvePtr(n);
+    return this.#lookup('PTR', name, async (node, n) => {
+      const rs = await node.resolvePtr(n);
       return found(
         rs.map((r) => r.toLowerCase().replace(/\.$/, '')),
         this.#defaultTtl,
@@ -207,8 +291,8 @@ export class DnsResolver implements Resolver {
   }
 
   txt(name: string): Promise<DnsResult<string>> {
-    return this.#lookup('TXT', name, async (n) => {
-      const rs = await this.#node.resolveTxt(n);
+    return this.#lookup('TXT', name, async (node, n) => {
+      const rs = await node.resolveTxt(n);
       return found(
         rs.map((chunks) => chunks.join('')),
         this.#defaultTtl,
@@ -216,7 +300,11 @@ export class DnsResolver implements Resolver {
     }) as Promise<DnsResult<string>>;
   }
 
-  #lookup(type: RecordType, name: string, query: (name: string) => Promise<Answer>): Promise<Answer> {
+  #lookup(
+    type: RecordType,
+    name: string,
+    query: (node: NodeResolver, name: string) => Promise<Answer>,
+  ): Promise<Answer> {
     const n = canonicalName(name);
     // A name that is not a valid DNS name is never sent: no query, no cache entry.
     if (n === undefined) return Promise.resolve(failed('notfound', `invalid name ${JSON.stringify(name)}`));
@@ -226,36 +314,98 @@ export class DnsResolver implements Resolver {
       this.#stats.cacheHits++;
       return Promise.resolve(cached);
     }
-    const pending = this.#inflight.get(key);
-    if (pending) {
-      this.#stats.coalesced++;
-      return pending;
+    const deadline = currentDeadline();
+    const expired = (): Answer => {
+      this.#stats.expired++;
+      return failed('temporary', DEADLINE);
+    };
+    if (deadline?.aborted) return Promise.resolve(expired());
+    let flight = this.#inflight.get(key);
+    if (flight) this.#stats.coalesced++;
+    else {
+      // Queries queued or on the wire, including abandoned ones whose turn has not come yet.
+      const pending = Math.max(this.#inflight.size, this.#limit.activeCount + this.#limit.pendingCount);
+      if (pending >= this.#maxPending) {
+        this.#stats.failures++;
+        return Promise.resolve(failed('temporary', 'OVERLOAD'));
+      }
+      flight = this.#start(key, n, query);
     }
-    if (this.#inflight.size >= this.#maxPending) {
-      this.#stats.failures++;
-      return Promise.resolve(failed('temporary', 'OVERLOAD'));
-    }
-    const p = this.#limit(async (): Promise<Answer> => {
+    this.#join(flight, deadline);
+    return settleBy(flight.promise, deadline, expired);
+  }
+
+  /** Queues the query of `key`; it is sent when a slot is free, unless every asker gave up. */
+  #start(key: string, n: string, query: (node: NodeResolver, name: string) => Promise<Answer>): Flight {
+    let settle!: (a: Answer) => void;
+    const promise = new Promise<Answer>((resolve) => {
+      settle = resolve;
+    });
+    const flight: Flight = {
+      key,
+      promise,
+      settled: false,
+      live: 0,
+      unbounded: false,
+      channel: undefined,
+      detach: [],
+      settle: (answer) => {
+        if (flight.settled) return;
+        flight.settled = true;
+        for (const undo of flight.detach.splice(0)) undo();
+        if (this.#inflight.get(key) === flight) this.#inflight.delete(key);
+        if (answer.ok || answer.detail !== DEADLINE) this.#store(key, answer);
+        if (!answer.ok) {
+          if (answer.error === 'temporary') {
+            this.#stats.failures++;
+            this.#log.warn({ dns: key, error: answer.detail }, 'DNS lookup failed temporarily');
+          } else this.#stats.notFound++;
+        }
+        settle(answer);
+      },
+    };
+    this.#inflight.set(key, flight);
+    void this.#limit(async (): Promise<void> => {
+      // Everyone who asked has given up while this waited in the queue: never sent.
+      if (flight.settled) return;
+      const channel = this.#channels.pop() ?? this.#newChannel();
+      flight.channel = channel;
       this.#stats.queries++;
+      let answer: Answer;
       try {
-        return await query(n);
+        answer = await query(channel, n);
       } catch (err) {
         const { error, detail } = classifyDnsError(err);
-        return failed(error, detail);
+        answer = failed(error, detail === 'ECANCELLED' ? DEADLINE : detail);
+      } finally {
+        flight.channel = undefined;
+        this.#channels.push(channel);
       }
-    }).then((answer) => {
-      this.#inflight.delete(key);
-      this.#store(key, answer);
-      if (!answer.ok) {
-        if (answer.error === 'temporary') {
-          this.#stats.failures++;
-          this.#log.warn({ dns: key, error: answer.detail }, 'DNS lookup failed temporarily');
-        } else this.#stats.notFound++;
-      }
-      return answer;
+      flight.settle(answer);
     });
-    this.#inflight.set(key, p);
-    return p;
+    return flight;
+  }
+
+  /** Counts an asker of `flight`; when the last asker's deadline passes, the query is abandoned. */
+  #join(flight: Flight, deadline: AbortSignal | undefined): void {
+    if (!deadline) {
+      flight.unbounded = true;
+      return;
+    }
+    flight.live++;
+    const onAbort = () => {
+      flight.live--;
+      if (flight.live > 0 || flight.unbounded || flight.settled) return;
+      this.#stats.abandoned++;
+      // A later asker starts afresh rather than joining a query being given up.
+      if (this.#inflight.get(flight.key) === flight) this.#inflight.delete(flight.key);
+      // On the wire: cancel it (its channel carries no other query). Queued: settle now, and the
+      // queue skips it when its turn comes.
+      if (flight.channel) flight.channel.cancel();
+      else flight.settle(failed('temporary', DEADLINE));
+    };
+    deadline.addEventListener('abort', onAbort, { once: true });
+    flight.detach.push(() => deadline.removeEventListener('abort', onAbort));
   }
 
   #store(key: string, answer: Answer): void {

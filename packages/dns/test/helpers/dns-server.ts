@@ -1,14 +1,14 @@
 /**
  * A small programmable DNS server for tests, on UDP and TCP at the same loopback port: answers from
  * a table, injects faults (SERVFAIL, drop = timeout, truncation so the client retries over TCP,
- * delay), and counts the queries it receives per (name, type), so tests can prove coalescing and
+ * an answer with the wrong query ID, which a resolver must ignore, delay), and counts the queries it receives per (name, type), so tests can prove coalescing and
  * caching at the wire.
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
 import * as packet from 'dns-packet';
 
-export type Fault = 'servfail' | 'drop' | 'truncate' | 'refused' | 'nxdomain';
+export type Fault = 'servfail' | 'drop' | 'truncate' | 'refused' | 'nxdomain' | 'wrongid';
 
 export interface ZoneRecord {
   readonly type: 'A' | 'AAAA' | 'MX' | 'PTR' | 'TXT';
@@ -20,7 +20,7 @@ export class TestDnsServer {
   readonly counts = new Map<string, number>();
   readonly records = new Map<string, ZoneRecord[]>();
   readonly faults = new Map<string, Fault>();
-  /** Milliseconds every answer waits (benchmarks; tests never depend on it). */
+  /** Milliseconds every answer waits (a slow server; tests bound answer times, never rely on it). */
   delay = 0;
   /** A fault for every query (overrides per-name faults). */
   fault: Fault | undefined;
@@ -148,7 +148,9 @@ export class TestDnsServer {
     const key = `${name} ${type}`;
     this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
     const fault = this.fault ?? this.faults.get(key) ?? this.faults.get(`${name} *`);
-    const base = { id: q.id, type: 'response' as const, questions: q.questions };
+    // A wrong ID: the real answer, as if to another query (spoofing attempt or a confused server).
+    const id = fault === 'wrongid' ? ((q.id ?? 0) + 1) & 0xffff : q.id;
+    const base = { id, type: 'response' as const, questions: q.questions };
     const RD = 1 << 8;
     const RA = 1 << 7;
     if (fault === 'drop') return undefined;

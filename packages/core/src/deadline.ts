@@ -1,0 +1,116 @@
+/**
+ * A deadline for every answer (DESIGN principle 9). An adapter gives each decision (a policy
+ * request, an SMTP command's reply, a Haraka hook) a time budget with {@link withinBudget}; the
+ * decision's deadline travels with its asynchronous context (AsyncLocalStorage), so every DNS
+ * lookup a check makes, however deep, learns it without each check passing it on. When the budget
+ * runs out, the signal aborts: the resolver answers every lookup of that decision that has not
+ * finished as a temporary failure (and never sends one still queued), so the checks finish with
+ * what they have, under their own rule for a temporary failure (at most a 4xx).
+ *
+ * The deadline is wall-clock time, an I/O deadline like a socket timeout: it uses real timers, not
+ * the injected clock that drives the state machines.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+
+const current = new AsyncLocalStorage<AbortSignal>();
+
+/** The deadline of the decision being made here, as a signal that aborts when its budget runs out. */
+export function currentDeadline(): AbortSignal | undefined {
+  return current.getStore();
+}
+
+/**
+ * Runs `fn` with `signal` as the deadline of everything it starts. Inside another deadline, the
+ * earlier of the two applies.
+ */
+export function withDeadline<T>(signal: AbortSignal, fn: () => T): T {
+  const outer = current.getStore();
+  return current.run(outer ? AbortSignal.any([outer, signal]) : signal, fn);
+}
+
+/**
+ * `p`, or `fallback()` once `signal` has aborted, whichever comes first. `p` is not cancelled: a
+ * lookup shared with another decision goes on for it. No signal: `p` itself.
+ */
+export function settleBy<T>(p: Promise<T>, signal: AbortSignal | undefined, fallback: () => T): Promise<T> {
+  if (!signal) return p;
+  if (signal.aborted) return Promise.resolve(fallback());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => resolve(fallback());
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
+/** Options of {@link withinBudget}. */
+export interface BudgetOptions {
+  /**
+   * Milliseconds after the budget that `work` may still take to finish with what it has (its
+   * lookups are answered at once as temporary failures, so a DNS check needs microseconds); past
+   * it `late()` answers. Covers what does not watch the deadline (a store that hangs).
+   * @default 250
+   */
+  readonly graceMs?: number;
+}
+
+/** The answer of {@link withinBudget}. */
+export interface Budgeted<T> {
+  readonly value: T;
+  /** True when the budget ran out before `work` finished (some lookups were cut short). */
+  readonly expired: boolean;
+  /** True when `work` did not finish within budget plus grace and `late()` answered instead. */
+  readonly late: boolean;
+}
+
+/** The default grace of {@link withinBudget}, in milliseconds. */
+export const DEADLINE_GRACE_MS = 250;
+
+/**
+ * Runs `work` with a deadline `budgetMs` from now (see {@link withDeadline}). At the budget the
+ * deadline's signal aborts; if `work` has still not finished `graceMs` later, `late()` answers
+ * (and `work`'s eventual result is dropped). So the answer comes within `budgetMs + graceMs`, plus
+ * whatever the event loop is late by.
+ */
+export async function withinBudget<T>(
+  budgetMs: number,
+  work: () => Promise<T>,
+  late: () => T,
+  options: BudgetOptions = {},
+): Promise<Budgeted<T>> {
+  if (!Number.isFinite(budgetMs) || budgetMs <= 0)
+    throw new TypeError(`time budget must be a number of milliseconds > 0, got ${budgetMs}`);
+  const graceMs = options.graceMs ?? DEADLINE_GRACE_MS;
+  const controller = new AbortController();
+  let budgetTimer: NodeJS.Timeout | undefined;
+  let graceTimer: NodeJS.Timeout | undefined;
+  const tooLate = new Promise<'late'>((resolve) => {
+    budgetTimer = setTimeout(() => {
+      controller.abort(new Error(`time budget of ${budgetMs} ms exhausted`));
+      graceTimer = setTimeout(() => resolve('late'), graceMs);
+    }, budgetMs);
+  });
+  try {
+    const done = withDeadline(controller.signal, () => Promise.resolve().then(work)).then((value) => ({
+      value,
+    }));
+    const outcome = await Promise.race([done, tooLate]);
+    if (outcome === 'late') {
+      // work's own failure, if it ever comes, must not be an unhandled rejection.
+      done.catch(() => {});
+      return { value: late(), expired: true, late: true };
+    }
+    return { value: outcome.value, expired: controller.signal.aborted, late: false };
+  } finally {
+    clearTimeout(budgetTimer);
+    clearTimeout(graceTimer);
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * withinBudget / withDeadline / settleBy: the deadline a decision hands down to its lookups.
+ * Timings bound answers from above only, with a stated MARGIN of 1000 ms for a loaded machine.
+ */
+import { currentDeadline, settleBy, withDeadline, withinBudget } from '@mxguard/core';
+import { describe, expect, it } from 'vitest';
+
+const MARGIN = 1000;
+const never = <T>() => new Promise<T>(() => {});
+
+describe('withinBudget', () => {
+  it('work that finishes in time: its value, not expired', async () => {
+    const r = await withinBudget(
+      1000,
+      async () => 'done',
+      () => 'late',
+    );
+    expect(r).toEqual({ value: 'done', expired: false, late: false });
+  });
+
+  it('work that watches the deadline finishes with what it has once the budget runs out', async () => {
+    const started = performance.now();
+    const r = await withinBudget(
+      100,
+      () => settleBy(never<string>(), currentDeadline(), () => 'what it had'),
+      () => 'late',
+    );
+    expect(r).toEqual({ value: 'what it had', expired: true, late: false });
+    expect(performance.now() - started).toBeLessThan(100 + MARGIN);
+  });
+
+  it('work that ignores the deadline is answered by late() after the grace', async () => {
+    const started = performance.now();
+    const r = await withinBudget(100, never<string>, () => 'late', { graceMs: 50 });
+    expect(r).toEqual({ value: 'late', expired: true, late: true });
+    expect(performance.now() - started).toBeLessThan(150 + MARGIN);
+  });
+
+  it('a failure of the work is the caller’s to handle', async () => {
+    await expect(
+      withinBudget(
+        1000,
+        async () => {
+          throw new Error('boom');
+        },
+        () => 'late',
+      ),
+    ).rejects.toThrow('boom');
+  });
+
+  it('refuses a budget that is not a positive number of milliseconds', async () => {
+    for (const b of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
+      await expect(
+        withinBudget(
+          b,
+          async () => 1,
+          () => 0,
+        ),
+      ).rejects.toThrow(TypeError);
+    }
+  });
+});
+
+describe('withDeadline', () => {
+  it('the deadline travels with the async context, and is absent outside it', async () => {
+    const c = new AbortController();
+    expect(currentDeadline()).toBeUndefined();
+    const seen = await withDeadline(c.signal, async () => {
+      await Promise.resolve();
+      await new Promise((r) => setImmediate(r));
+      return currentDeadline();
+    });
+    expect(seen).toBe(c.signal);
+    expect(currentDeadline()).toBeUndefined();
+  });
+
+  it('nested: the earlier deadline applies', async () => {
+    const outer = new AbortController();
+    const inner = new AbortController();
+    const signal = withDeadline(outer.signal, () => withDeadline(inner.signal, () => currentDeadline()));
+    expect(signal?.aborted).toBe(false);
+    outer.abort();
+    expect(signal?.aborted).toBe(true);
+  });
+});
+
+describe('settleBy', () => {
+  it('the promise when it settles first; the fallback when the signal aborts first', async () => {
+    const c = new AbortController();
+    expect(await settleBy(Promise.resolve(1), c.signal, () => 2)).toBe(1);
+    const p = settleBy(never<number>(), c.signal, () => 2);
+    c.abort();
+    expect(await p).toBe(2);
+    expect(await settleBy(never<number>(), AbortSignal.abort(), () => 3)).toBe(3);
+    expect(await settleBy(Promise.resolve(4), undefined, () => 5)).toBe(4);
+  });
+});
