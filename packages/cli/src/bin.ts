@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { ConfigError } from '@mxguard/core';
+import { parseRelayTarget } from '@mxguard/smtp';
 import { runCheck } from './check.js';
 import { jsonLogger, loadConfig } from './runtime.js';
 import { runPolicy, runServe } from './serve.js';
@@ -11,8 +12,9 @@ const USAGE = `mxguard: SMTP-time anti-spam checks
 Usage:
   mxguard check  [--config FILE] [--offline | --resolver HOST:PORT]
       Reads JSON sessions on stdin, one a line, writes one JSON verdict a line on stdout.
-  mxguard serve  [--listen 127.0.0.1:2525] [--config FILE] [--spool DIR] [--offline | --resolver HOST:PORT]
-      The example inbound MX: smtp-server with the recommended preset, spooling accepted mail.
+  mxguard serve  [--listen 127.0.0.1:2525] [--config FILE] [--spool DIR | --relay URL] [--offline | --resolver HOST:PORT]
+      A filtering inbound MX: smtp-server with the recommended preset, handing accepted mail to the
+      MTA behind it (--relay smtp://HOST:PORT, lmtp://HOST:PORT or lmtp:/SOCKET) or to a spool folder.
   mxguard policy [--listen 127.0.0.1:10023 | --socket PATH] [--config FILE] [--offline | --resolver HOST:PORT]
       A Postfix policy server (check_policy_service inet:127.0.0.1:10023).
 
@@ -20,6 +22,8 @@ Options:
   --config FILE        JSON config: ourDomains, ourHosts, ourNetworks, trustedForwarders, helpUrl, checks, ...
   --offline            no DNS at all: DNS checks are skipped and say so in the trace
   --resolver HOST:PORT the DNS server to ask (default: the system's)
+  --relay URL          serve: the MTA behind us; the client's 250 comes after that MTA's (default: spool)
+  --spool DIR          serve: folder for accepted mail when there is no relay (default: ./spool)
   --log-level LEVEL    debug | info | warn | error (default info; logs go to stderr)
 `;
 
@@ -38,6 +42,7 @@ async function main(argv: string[]): Promise<number> {
       listen: { type: 'string' },
       socket: { type: 'string' },
       spool: { type: 'string' },
+      relay: { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
     },
     strict: true,
@@ -65,7 +70,20 @@ async function main(argv: string[]): Promise<number> {
       }
     }
     case 'serve':
-      return runServe(config, { ...common, listen: values.listen ?? '127.0.0.1:2525', spool: values.spool });
+      if (values.relay && values.spool) throw new UsageError('--relay and --spool exclude each other');
+      if (values.relay) {
+        try {
+          parseRelayTarget(values.relay);
+        } catch (err) {
+          throw new UsageError(`--relay: ${(err as Error).message}`);
+        }
+      }
+      return runServe(config, {
+        ...common,
+        listen: values.listen ?? '127.0.0.1:2525',
+        spool: values.spool,
+        relay: values.relay,
+      });
     case 'policy':
       return runPolicy(config, { ...common, listen: values.listen, socket: values.socket });
     default:

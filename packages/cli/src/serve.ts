@@ -10,6 +10,8 @@ import { createRuntime, DNS_CHECKS } from './wiring.js';
 export interface ServeOptions {
   readonly listen: string;
   readonly spool?: string | undefined;
+  /** The MTA behind us (`smtp://HOST:PORT`, `lmtp://HOST:PORT`, `lmtp:/SOCKET`); else the spool. */
+  readonly relay?: string | undefined;
   readonly offline: boolean;
   readonly resolver?: string;
   readonly log: Logger;
@@ -111,14 +113,14 @@ function untilSignal(): Promise<void> {
  */
 export function gatewayOptions(
   rt: Runtime,
-  where: { spoolDir: string; host: string; port: number },
+  where: { spoolDir?: string; relay?: string; host: string; port: number },
 ): GatewayOptions {
   const site = rt.policy.site;
   const enrich = enrichOf(rt);
   return {
     chain: rt.policy.chain,
     log: rt.log,
-    spoolDir: where.spoolDir,
+    ...(where.relay ? { relay: where.relay } : { spoolDir: where.spoolDir as string }),
     host: where.host,
     port: where.port,
     clock: rt.clock,
@@ -133,15 +135,18 @@ export function gatewayOptions(
 export async function runServe(config: PolicyConfig, options: ServeOptions): Promise<number> {
   const out = options.out ?? ((l: string) => process.stdout.write(`${l}\n`));
   const { host, port } = parseListen(options.listen);
-  const spoolDir = resolve(options.spool ?? 'spool');
-  await mkdir(spoolDir, { recursive: true });
+  const relay = options.relay;
+  const spoolDir = relay ? undefined : resolve(options.spool ?? 'spool');
+  if (spoolDir) await mkdir(spoolDir, { recursive: true });
   const rt = await runtimeFor(config, options);
   const site = rt.policy.site;
-  const gw = await startGateway(gatewayOptions(rt, { spoolDir, host, port }));
+  const gw = await startGateway(
+    gatewayOptions(rt, { ...(relay ? { relay } : { spoolDir: spoolDir as string }), host, port }),
+  );
   const where = gw.host.includes(':') ? `[${gw.host}]:${gw.port}` : `${gw.host}:${gw.port}`;
   const domain = site.ourDomains[0] ?? 'example.com';
   out(`mxguard gateway listening on ${where} (our domains: ${site.ourDomains.join(', ')})`);
-  out(`spool: ${spoolDir}`);
+  out(relay ? `relay: ${relay} (the client's 250 comes after its 250)` : `spool: ${spoolDir}`);
   out(`checks: ${rt.policy.chain.links.map((l) => l.check.name).join(', ')}`);
   for (const n of rt.notes) out(`note: ${n}`);
   if (!options.offline && rt.lookupRdns) {

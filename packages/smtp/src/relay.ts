@@ -203,6 +203,8 @@ export function downstreamRecipientCheck(options: RecipientCheckOptions) {
       signal: AbortSignal.timeout(timeoutMs),
     });
     if (r.status !== 'unknown-user') return undefined;
-    return makeReply(550, '5.1.1', `<${rcpt}>: Recipient address rejected: ${r.text}`);
+    // The downstream's own words (`host h[a] said: 550 5.1.1 TEXT (in reply to RCPT TO command)`).
+    const said = /said: \d{3} (?:5\.\d{1,3}\.\d{1,3} )?(.*?)(?: \(in reply to [^)]*\))?$/.exec(r.text)?.[1];
+    return makeReply(550, '5.1.1', said || `<${rcpt}>: Recipient address rejected: unknown downstream`);
   };
 }
