@@ -3,7 +3,7 @@
  * a stranger must not be able to make us query an empty label, an over-long name, or a name with
  * an injected suffix (`evil.example.zen.spamhaus.org.` is a different zone once joined).
  */
-import ipaddr from 'ipaddr.js';
+import { parseIp } from '@mxguard/core';
 
 /** RFC 1035 2.3.4: a label is 1..63 octets, a name at most 253 characters in text form. */
 const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
@@ -33,18 +33,13 @@ export function joinName(name: string, zone: string): string | undefined {
   return canonicalName(`${a}.${z}`);
 }
 
-/** The address as the client really is: IPv4-mapped IPv6 (`::ffff:192.0.2.1`) becomes IPv4. */
+/**
+ * The address as the client really is: IPv4-mapped IPv6 (`::ffff:192.0.2.1`) becomes IPv4, IPv6 is
+ * RFC 5952 compressed; `undefined` when not an address. One parser for all packages: core's
+ * `parseIp` (strict dotted quad, no `127.1` shorthand).
+ */
 export function normaliseIp(ip: string): string | undefined {
-  if (typeof ip !== 'string' || !ipaddr.isValid(ip)) return undefined;
-  const a = ipaddr.parse(ip);
-  if (a.kind() === 'ipv6') {
-    const v6 = a as ipaddr.IPv6;
-    if (v6.isIPv4MappedAddress()) return v6.toIPv4Address().toString();
-    return v6.toNormalizedString();
-  }
-  // ipaddr.isValid accepts shorthand like "127.1"; only the four-part dotted quad is an address here.
-  if (!ipaddr.IPv4.isValidFourPartDecimal(ip)) return undefined;
-  return a.toString();
+  return parseIp(ip)?.address;
 }
 
 /**
@@ -53,11 +48,10 @@ export function normaliseIp(ip: string): string | undefined {
  * queried as IPv4. `undefined` for anything that is not an IP address.
  */
 export function reversedIp(ip: string): string | undefined {
-  const n = normaliseIp(ip);
-  if (n === undefined) return undefined;
-  const a = ipaddr.parse(n);
-  if (a.kind() === 'ipv4') return (a as ipaddr.IPv4).octets.slice().reverse().join('.');
-  const bytes = (a as ipaddr.IPv6).toByteArray();
+  const p = parseIp(ip);
+  if (!p) return undefined;
+  const bytes = p.ip.toByteArray();
+  if (p.family === 4) return bytes.reverse().join('.');
   const nibbles: string[] = [];
   for (const b of bytes) nibbles.push((b >> 4).toString(16), (b & 15).toString(16));
   return nibbles.reverse().join('.');
@@ -96,9 +90,8 @@ const NON_PUBLIC = new Set([
  * (Documentation ranges such as 192.0.2.0/24 are not in the list: tests use them as public.)
  */
 export function isNonPublicAddress(ip: string): boolean {
-  const n = normaliseIp(ip);
-  if (n === undefined) return false;
-  return NON_PUBLIC.has(ipaddr.parse(n).range());
+  const p = parseIp(ip);
+  return p !== null && NON_PUBLIC.has(p.ip.range());
 }
 
 /** The domain part of an address (after the last `@`), lower case; `undefined` if none. */

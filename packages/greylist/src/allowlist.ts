@@ -1,5 +1,6 @@
+import { parseClientIp, parseNetwork } from '@mxguard/core';
+import type { IPv4, IPv6 } from 'ipaddr.js';
 import ipaddr from 'ipaddr.js';
-import { parseAddress } from './key.js';
 
 /**
  * Allowlists: clients the greylist never delays (by address, network, forward-confirmed host name
@@ -20,7 +21,7 @@ export interface ClientAllowlist {
   readonly size: number;
 }
 
-type Net = [ipaddr.IPv4 | ipaddr.IPv6, number];
+type Net = [IPv4 | IPv6, number];
 
 /** Compiles client allowlist entries; throws TypeError naming a bad entry. */
 export function clientAllowlist(entries: readonly string[]): ClientAllowlist {
@@ -53,7 +54,7 @@ export function clientAllowlist(entries: readonly string[]): ClientAllowlist {
   return {
     size: nets.length + suffixes.size + patterns.length,
     match(address, name) {
-      const ip = parseAddress(address);
+      const ip = parseClientIp(address)?.ip;
       if (ip) {
         for (const { net, entry } of nets) {
           if (ip.kind() === net[0].kind() && ip.match(net)) return entry;
@@ -76,14 +77,10 @@ export function clientAllowlist(entries: readonly string[]): ClientAllowlist {
 
 /** `a.b.c.d`, `a.b.c.d/n`, IPv6 forms, or a partial IPv4 address `a.b.c` (a /24), `a.b` (a /16). */
 function parseNet(e: string): Net | undefined {
-  if (ipaddr.isValidCIDR(e)) {
-    const [addr, bits] = ipaddr.parseCIDR(e);
-    return [addr, bits];
-  }
-  if (ipaddr.isValid(e) && (ipaddr.IPv6.isValid(e) || ipaddr.IPv4.isValidFourPartDecimal(e))) {
-    const addr = ipaddr.process(e);
-    return [addr, addr.kind() === 'ipv4' ? 32 : 128];
-  }
+  // Addresses and CIDRs as every mxguard network list reads them (core's parseNetwork: IPv4-mapped
+  // IPv6 is IPv4, a CIDR with host bits set is refused as the typo it almost always is).
+  if (e.includes(':') || /^\d{1,3}(?:\.\d{1,3}){3}(?:\/\d{1,3})?$/.test(e))
+    return parseNetwork(e, 'allowlist entry');
   const partial = /^(\d{1,3})\.(\d{1,3})(?:\.(\d{1,3}))?\.?$/.exec(e);
   if (partial) {
     const octets = [partial[1], partial[2], partial[3]]

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import ipaddr from 'ipaddr.js';
+import { ipNetwork, parseClientIp } from '@mxguard/core';
 
 /**
  * Greylist keys: (client network, normalised sender, recipient), lower case, as postgrey's
@@ -16,44 +16,17 @@ export interface KeyOptions {
 }
 
 /**
- * Parses a client address; an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`, as Node's sockets
- * report IPv4 clients on a dual-stack listener) becomes the IPv4 address. `undefined` when it is
- * not an address.
+ * The client's network in CIDR form (`192.0.2.0/24`, `2001:db8:1:2::/64`), or `undefined` for a
+ * non-address. IPv4-mapped IPv6 (`::ffff:192.0.2.1`, as Node's sockets report IPv4 clients on a
+ * dual-stack listener) counts as IPv4. TypeError when a prefix length is out of range.
  */
-export function parseAddress(address: string): ipaddr.IPv4 | ipaddr.IPv6 | undefined {
-  const a = address
-    .trim()
-    .replace(/^\[|\]$/g, '')
-    .replace(/^ipv6:/i, '');
-  if (!ipaddr.isValid(a)) return undefined;
-  try {
-    return ipaddr.process(a);
-  } catch {
-    return undefined;
-  }
-}
-
-/** The client's network in CIDR form (`192.0.2.0/24`, `2001:db8:1:2::/64`), or `undefined` for a non-address. */
 export function clientNetwork(address: string, options: KeyOptions = {}): string | undefined {
-  const ip = parseAddress(address);
-  if (!ip) return undefined;
-  const v4 = ip.kind() === 'ipv4';
-  const prefix = v4 ? (options.ipv4Prefix ?? 24) : (options.ipv6Prefix ?? 64);
-  const bits = v4 ? 32 : 128;
-  if (!Number.isInteger(prefix) || prefix < 0 || prefix > bits) {
-    throw new TypeError(`prefix length ${prefix} is out of range for ${ip.kind()}`);
-  }
-  const bytes = ip.toByteArray();
-  for (let i = 0; i < bytes.length; i++) {
-    const keep = Math.max(0, Math.min(8, prefix - i * 8));
-    bytes[i] = (bytes[i] ?? 0) & ((0xff << (8 - keep)) & 0xff);
-  }
-  return `${ipaddr.fromByteArray(bytes).toString()}/${prefix}`;
+  return ipNetwork(address, options.ipv4Prefix ?? 24, options.ipv6Prefix ?? 64);
 }
 
 /** The client address in canonical form: the auto-whitelist key (postgrey keys it by address). */
 export function clientAddressKey(address: string): string | undefined {
-  return parseAddress(address)?.toString();
+  return parseClientIp(address)?.address;
 }
 
 /**

@@ -111,6 +111,12 @@ describe('allowlists', () => {
     expect(() => clientAllowlist(['not a host!'])).toThrow(/not an address/);
     expect(() => clientAllowlist(['/(unclosed/'])).toThrow(TypeError);
   });
+  it('reads addresses and CIDRs as every network list does: host bits refused, v4-mapped as IPv4', () => {
+    expect(() => clientAllowlist(['192.0.2.1/24'])).toThrow(/host bits set \(did you mean 192.0.2.0\/24\?\)/);
+    const mapped = clientAllowlist(['::ffff:192.0.2.0/120']);
+    expect(mapped.match('192.0.2.9', undefined)).toBe('::ffff:192.0.2.0/120');
+    expect(mapped.match('[192.0.2.9]', undefined)).toBe('::ffff:192.0.2.0/120');
+  });
   it('reads postgrey whitelist_clients format', () => {
     const entries = parsePostgreyWhitelist(
       '# comment\n\ngoogle.com\n/^smtp\\d+\\.orange\\.fr$/\n195.235.39\n51.4.72.0/24 # pool\n',

@@ -1,4 +1,4 @@
-import ipaddr from 'ipaddr.js';
+import { ipNetwork } from '@mxguard/core';
 
 /** How client addresses are grouped into networks: one record a network, as spammers rotate addresses. */
 export interface NetworkOptions {
@@ -22,30 +22,5 @@ export interface NetworkOptions {
  * that is not an IP address: the caller then has no record to consult.
  */
 export function networkOf(address: string, options: NetworkOptions = {}): string | undefined {
-  const v4 = options.ipv4Prefix ?? 24;
-  const v6 = options.ipv6Prefix ?? 64;
-  if (!Number.isInteger(v4) || v4 < 0 || v4 > 32) throw new TypeError(`ipv4Prefix ${v4} is not in 0..32`);
-  if (!Number.isInteger(v6) || v6 < 0 || v6 > 128) throw new TypeError(`ipv6Prefix ${v6} is not in 0..128`);
-  let ip: ipaddr.IPv4 | ipaddr.IPv6;
-  try {
-    ip = ipaddr.parse(address.trim());
-  } catch {
-    return undefined;
-  }
-  if (ip.kind() === 'ipv6' && (ip as ipaddr.IPv6).isIPv4MappedAddress())
-    ip = (ip as ipaddr.IPv6).toIPv4Address();
-  if (ip.kind() === 'ipv4') {
-    const bytes = ip.toByteArray();
-    return `${maskBytes(bytes, v4).join('.')}/${v4}`;
-  }
-  const bytes = maskBytes(ip.toByteArray(), v6);
-  const net = ipaddr.fromByteArray(bytes) as ipaddr.IPv6;
-  return `${net.toString()}/${v6}`;
-}
-
-function maskBytes(bytes: number[], prefix: number): number[] {
-  return bytes.map((b, i) => {
-    const bits = Math.max(0, Math.min(8, prefix - i * 8));
-    return bits === 0 ? 0 : b & ((0xff << (8 - bits)) & 0xff);
-  });
+  return ipNetwork(address, options.ipv4Prefix ?? 24, options.ipv6Prefix ?? 64);
 }

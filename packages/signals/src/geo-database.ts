@@ -14,8 +14,8 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import type { Logger } from '@mxguard/core';
 import { silentLogger } from '@mxguard/core';
+import { LRUCache } from 'lru-cache';
 import { Reader } from 'mmdb-lib';
-import { BoundedMap } from './bounded.js';
 import { isPublic, parseAddress } from './ip.js';
 
 /** What the database says about an address. */
@@ -119,7 +119,9 @@ interface Loaded {
 function parse(buf: Buffer, path: string, cacheSize: number): Omit<Loaded, 'signature'> {
   let reader: Reader<Record<string, unknown>>;
   try {
-    reader = new Reader<Record<string, unknown>>(buf, { cache: new BoundedMap(cacheSize) });
+    reader = new Reader<Record<string, unknown>>(buf, {
+      cache: new LRUCache<number, object>({ max: cacheSize }),
+    });
   } catch (err) {
     throw new Error(`${path}: not a MaxMind DB file (${err instanceof Error ? err.message : String(err)})`);
   }

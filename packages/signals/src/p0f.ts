@@ -21,7 +21,7 @@ import { createConnection } from 'node:net';
 import { endianness } from 'node:os';
 import type { Clock, Logger } from '@mxguard/core';
 import { silentLogger, systemClock } from '@mxguard/core';
-import { BoundedMap } from './bounded.js';
+import { LRUCache } from 'lru-cache';
 import { parseAddress } from './ip.js';
 
 /** Query magic, `P0F_QUERY_MAGIC` in p0f's api.h. */
@@ -171,7 +171,7 @@ export class P0fClient implements P0fLookup {
   readonly #maxConcurrent: number;
   readonly #maxQueued: number;
   readonly #cacheMs: number;
-  readonly #cache: BoundedMap<string, { at: number; answer: P0fAnswer }>;
+  readonly #cache: LRUCache<string, { at: number; answer: P0fAnswer }>;
   readonly #clock: Clock;
   readonly #log: Logger;
   #active = 0;
@@ -192,7 +192,7 @@ export class P0fClient implements P0fLookup {
     this.#maxConcurrent = positive(options.maxConcurrent, 8, 'maxConcurrent');
     this.#maxQueued = positive(options.maxQueued, 256, 'maxQueued', true);
     this.#cacheMs = positive(options.cacheMs, 30_000, 'cacheMs', true);
-    this.#cache = new BoundedMap(positive(options.cacheSize, 10_000, 'cacheSize'));
+    this.#cache = new LRUCache({ max: positive(options.cacheSize, 10_000, 'cacheSize') });
     this.#clock = options.clock ?? systemClock;
     this.#log = options.log ?? silentLogger;
   }

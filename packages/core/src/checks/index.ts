@@ -27,14 +27,17 @@ export {
 } from './address.js';
 export type { HeloCheckOptions, HeloFqdnOptions, HeloSyntaxOptions } from './helo.js';
 export { heloBareIp, heloClaimsUs, heloFqdn, heloLiteralMismatch, heloRequired, heloSyntax } from './helo.js';
-export type { HeloLiteral, HostnameOptions, NetworkList, ParsedIp } from './names.js';
+export type { HeloLiteral, HostnameOptions, NetworkList, NetworkRange, ParsedIp } from './names.js';
 export {
   compileNetworks,
   inNetworks,
+  ipNetwork,
   isValidHostname,
   normaliseIp,
+  parseClientIp,
   parseHeloLiteral,
   parseIp,
+  parseNetwork,
 } from './names.js';
 export type { ClientTrust, RelayOptions, TrustedOptions } from './relay.js';
 export { clientTrust, relayCheck, trustedCheck } from './relay.js';

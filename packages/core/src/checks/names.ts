@@ -4,6 +4,7 @@
  * stranger's input. Only configuration (a network list of our own) throws, at construction.
  */
 import { domainToASCII } from 'node:url';
+import type { IPv4, IPv6 } from 'ipaddr.js';
 import ipaddr from 'ipaddr.js';
 import type { HitAction } from '../reply.js';
 import { HIT_ACTIONS } from '../reply.js';
@@ -97,8 +98,10 @@ export function stripRootDot(name: string): string {
 export interface ParsedIp {
   /** Canonical text: dotted quad, or RFC 5952 compressed IPv6; IPv4-mapped IPv6 becomes IPv4. */
   readonly address: string;
+  /** 4 or 6, after IPv4-mapped IPv6 became IPv4. */
   readonly family: 4 | 6;
-  readonly ip: ipaddr.IPv4 | ipaddr.IPv6;
+  /** The ipaddr.js object, for byte, range and CIDR operations. */
+  readonly ip: IPv4 | IPv6;
 }
 
 const DOTTED_QUAD = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
@@ -108,7 +111,7 @@ const IPV6_CHARS = /^[0-9A-Fa-f:.]{2,45}$/;
  * Parses a strict dotted quad (four decimal octets, leading zeros read as decimal as RFC 5321's
  * Snum does; no `127.1`, no hex, no octal).
  */
-function parseDottedQuad(s: string): ipaddr.IPv4 | null {
+function parseDottedQuad(s: string): IPv4 | null {
   const m = DOTTED_QUAD.exec(s);
   if (!m) return null;
   const octets = [Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4])];
@@ -137,6 +140,52 @@ export function parseIp(s: string): ParsedIp | null {
   } catch {
     return null;
   }
+}
+
+/** Longest text {@link parseClientIp} looks at: a bracketed, tagged IPv6 address with a zone index fits. */
+const MAX_CLIENT_IP_TEXT = 64;
+
+/**
+ * Parses an address as sockets, logs, configs and address literals write it: surrounding spaces,
+ * brackets (`[192.0.2.1]`), an RFC 5321 `IPv6:` tag and a zone index (`fe80::1%eth0`) are dropped,
+ * then {@link parseIp} decides (strict dotted quad or IPv6; IPv4-mapped IPv6 becomes IPv4). The one
+ * address parser every mxguard package uses for a client address. `null` when it is not an address.
+ */
+export function parseClientIp(text: string): ParsedIp | null {
+  if (typeof text !== 'string' || text.length === 0 || text.length > MAX_CLIENT_IP_TEXT) return null;
+  let s = text.trim();
+  if (s.startsWith('[') && s.endsWith(']')) s = s.slice(1, -1);
+  if (/^ipv6:/i.test(s)) s = s.slice(5);
+  const zone = s.indexOf('%');
+  if (zone >= 0) s = s.slice(0, zone);
+  return parseIp(s);
+}
+
+/**
+ * The network of a client address in CIDR form (`192.0.2.0/24`, `2001:db8:1:2::/64`): the address
+ * masked to `ipv4Prefix` or `ipv6Prefix` bits. Greylisting and reputation key a client by its
+ * network, as postgrey's `--ipv4cidr`/`--ipv6cidr` do, because large senders and spam operations
+ * rotate addresses inside one. `undefined` when `address` is not an address ({@link parseClientIp});
+ * TypeError when a prefix length is out of range (a configuration error).
+ */
+export function ipNetwork(
+  address: string | ParsedIp,
+  ipv4Prefix: number,
+  ipv6Prefix: number,
+): string | undefined {
+  if (!Number.isInteger(ipv4Prefix) || ipv4Prefix < 0 || ipv4Prefix > 32)
+    throw new TypeError(`ipv4Prefix ${ipv4Prefix} is not in 0..32`);
+  if (!Number.isInteger(ipv6Prefix) || ipv6Prefix < 0 || ipv6Prefix > 128)
+    throw new TypeError(`ipv6Prefix ${ipv6Prefix} is not in 0..128`);
+  const p = typeof address === 'string' ? parseClientIp(address) : address;
+  if (!p) return undefined;
+  const prefix = p.family === 4 ? ipv4Prefix : ipv6Prefix;
+  const bytes = p.ip.toByteArray();
+  for (let i = 0; i < bytes.length; i++) {
+    const keep = Math.max(0, Math.min(8, prefix - i * 8));
+    bytes[i] = (bytes[i] ?? 0) & ((0xff << (8 - keep)) & 0xff);
+  }
+  return `${ipaddr.fromByteArray(bytes).toString()}/${prefix}`;
 }
 
 /** The normalised text of an IP address, or `null` (see {@link parseIp}). */
@@ -186,14 +235,15 @@ export interface NetworkList {
   has(ip: string): boolean;
 }
 
-type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
+/** A network as {@link parseNetwork} reads it: the address and the prefix length. */
+export type NetworkRange = [IPv4 | IPv6, number];
 
 /**
  * Parses one address or CIDR of a configuration list. Throws TypeError naming the entry when it is
  * neither, or when a CIDR has host bits set (as Postfix's cidr_table refuses "non-null host address
  * bits": `192.0.2.1/24` is almost always a typo for `/32` or `192.0.2.0/24`).
  */
-export function parseNetwork(entry: string, what = 'network list'): Range {
+export function parseNetwork(entry: string, what = 'network list'): NetworkRange {
   const s = entry.trim();
   const slash = s.indexOf('/');
   if (slash < 0) {
@@ -224,8 +274,8 @@ export function parseNetwork(entry: string, what = 'network list'): Range {
 
 /** Compiles a list of addresses and CIDRs once (throws TypeError on a bad entry). */
 export function compileNetworks(entries: readonly string[], what = 'network list'): NetworkList {
-  const v4: Range[] = [];
-  const v6: Range[] = [];
+  const v4: NetworkRange[] = [];
+  const v6: NetworkRange[] = [];
   for (const e of entries) {
     const r = parseNetwork(e, what);
     (r[0].kind() === 'ipv4' ? v4 : v6).push(r);
@@ -236,16 +286,16 @@ export function compileNetworks(entries: readonly string[], what = 'network list
       const p = parseIp(ip);
       if (!p) return false;
       if (p.family === 4) {
-        const a = p.ip as ipaddr.IPv4;
-        for (const r of v4) if (a.match(r as [ipaddr.IPv4, number])) return true;
+        const a = p.ip as IPv4;
+        for (const r of v4) if (a.match(r as [IPv4, number])) return true;
         if (v6.length > 0) {
           const m = a.toIPv4MappedAddress();
-          for (const r of v6) if (m.match(r as [ipaddr.IPv6, number])) return true;
+          for (const r of v6) if (m.match(r as [IPv6, number])) return true;
         }
         return false;
       }
-      const a = p.ip as ipaddr.IPv6;
-      for (const r of v6) if (a.match(r as [ipaddr.IPv6, number])) return true;
+      const a = p.ip as IPv6;
+      for (const r of v6) if (a.match(r as [IPv6, number])) return true;
       return false;
     },
   };

@@ -4,8 +4,7 @@
  * Both default to `defer`: a dynamic-looking or missing name is doubt, not proof (DESIGN principle 1),
  * and the small honest sender on a home line deserves a delay it can read, not a ban (principle 6).
  */
-import ipaddr from 'ipaddr.js';
-import { commonOptions } from '../checks/names.js';
+import { commonOptions, parseClientIp } from '../checks/names.js';
 import type { Check, Session, Verdict } from '../model.js';
 import type { HitAction } from '../reply.js';
 import { hit, next, reply } from '../reply.js';
@@ -38,7 +37,7 @@ export interface RdnsMissingOptions extends CommonCheckOptions {
 
 /** The client address as it may appear in a reply: an IP address, else `unknown` (never a line break). */
 function printable(address: string): string {
-  return typeof address === 'string' && address.length <= 64 && ipaddr.isValid(address) ? address : 'unknown';
+  return parseClientIp(address)?.address ?? 'unknown';
 }
 
 /** The name to judge: the forward-confirmed one when known, else the first PTR name. */

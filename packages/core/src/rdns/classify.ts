@@ -14,8 +14,9 @@
  * - Precedence: mail role > pool word > static/hosting word > embedded address > access/customer
  *   word > partial address with a generic word > nothing (static).
  */
-import ipaddr from 'ipaddr.js';
+import type { IPv4, IPv6 } from 'ipaddr.js';
 import { parse as parseDomain } from 'tldts';
+import { parseClientIp } from '../checks/names.js';
 
 /**
  * What a PTR name looks like.
@@ -190,17 +191,10 @@ function unknown(why: string, registrable: string | null = null): PtrClassificat
 
 /** The address as octets (IPv4, including IPv4-mapped IPv6) or 16-bit groups (IPv6); null when invalid. */
 function parseIp(ip: string): { v4: number[] } | { v6: number[] } | null {
-  if (typeof ip !== 'string' || ip.length === 0 || ip.length > MAX_IP) return null;
-  const s = ip.trim().replace(/^\[|\]$/g, '');
-  try {
-    if (ipaddr.IPv4.isValidFourPartDecimal(s)) return { v4: ipaddr.IPv4.parse(s).octets };
-    if (!ipaddr.IPv6.isValid(s)) return null;
-    const a = ipaddr.IPv6.parse(s);
-    if (a.isIPv4MappedAddress()) return { v4: a.toIPv4Address().octets };
-    return { v6: a.parts };
-  } catch {
-    return null;
-  }
+  if (typeof ip !== 'string' || ip.length > MAX_IP) return null;
+  const p = parseClientIp(ip);
+  if (!p) return null;
+  return p.family === 4 ? { v4: (p.ip as IPv4).octets } : { v6: (p.ip as IPv6).parts };
 }
 
 /** True when `needle` occurs as consecutive elements of `hay`. */
