@@ -542,7 +542,7 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
           raw.once('close', () => release(false));
         }
 
-        const tap = hidePipelining ? new PipeliningTap() : undefined;
+        const tap = new PipeliningTap({ offered: !hidePipelining });
         state.tap = tap;
         // First in line, so the flag is set before the parser dispatches the commands of this read.
         raw.prependListener('data', (chunk: Buffer) => {

@@ -1,5 +1,9 @@
 /**
- * Detection of command pipelining by a client that was not offered PIPELINING (RFC 2920).
+ * Detection of command pipelining where it is not allowed (RFC 2920), as Postfix's
+ * `reject_unauth_pipelining`: commands sent ahead by a client that was not offered PIPELINING (it
+ * said HELO, or we do not offer it), commands sent ahead of the reply to EHLO, HELO or STARTTLS
+ * even when PIPELINING is offered (the client could not know yet), and message content sent before
+ * our 354 (RFC 2920 section 3.1: DATA ends a group and the client waits for its reply).
  *
  * Without PIPELINING a client must wait for the reply to each command before it sends the next
  * (RFC 5321 section 4.3.1 / RFC 2920 section 3). Bytes of a second command that arrive in the same
@@ -11,6 +15,21 @@
  * looks at its input buffer when it replies and sees somewhat more); detection stops after STARTTLS
  * (the plaintext socket's listeners are gone, and the TLS socket carries no early data by design).
  */
+/** Commands after which a client must wait for our reply even with PIPELINING (RFC 2920 section 3.1). */
+const GROUP_ENDS = new Set([
+  'EHLO',
+  'HELO',
+  'DATA',
+  'STARTTLS',
+  'QUIT',
+  'NOOP',
+  'VRFY',
+  'EXPN',
+  'TURN',
+  'AUTH',
+  'BDAT',
+]);
+
 export class PipeliningTap {
   private mode: 'command' | 'data' = 'command';
   /** Partial command line carried over from the previous read. */
@@ -19,10 +38,20 @@ export class PipeliningTap {
   private tail = '';
   /** Set after a DATA line until we know whether the server answered 354. */
   private awaiting354 = false;
+  /** Content before our 354 was already counted for this DATA. */
+  private contentEarly = false;
   /** How many violations were seen. */
   violations = 0;
   /** The command after which a violation was first seen, for the log. */
   firstAfter: string | undefined;
+  /** PIPELINING is in our EHLO reply. */
+  private readonly offered: boolean;
+  /** The client said EHLO and PIPELINING was offered: it may send commands ahead (but not content). */
+  private allowed = false;
+
+  constructor(options: { offered?: boolean } = {}) {
+    this.offered = options.offered ?? false;
+  }
 
   /** Feeds one read; returns true when it proved a violation. */
   feed(chunk: Buffer): boolean {
@@ -45,6 +74,12 @@ export class PipeliningTap {
     let s = input;
     while (s.length > 0) {
       if (this.mode === 'data') {
+        // Content before our 354 (in a later read than the DATA line: the same read is caught
+        // below, as bytes after the DATA line).
+        if (this.awaiting354 && !this.contentEarly && s.length > 0) {
+          this.contentEarly = true;
+          this.violation('DATA');
+        }
         const hay = this.tail + s;
         const end = hay.indexOf('\r\n.\r\n');
         if (end < 0) {
@@ -74,10 +109,16 @@ export class PipeliningTap {
         const line = text.slice(pos, nl).replace(/\r$/, '');
         pos = nl + 1;
         const verb = line.trim().split(/\s+/, 1)[0]?.toUpperCase() ?? '';
-        if (pos < text.length) this.violation(verb);
+        if (pos < text.length && (!this.allowed || GROUP_ENDS.has(verb))) {
+          this.violation(verb);
+          if (verb === 'DATA') this.contentEarly = true;
+        }
+        if (verb === 'EHLO') this.allowed = this.offered;
+        else if (verb === 'HELO') this.allowed = false;
         if (verb === 'DATA' && line.trim().length === 4) {
           this.mode = 'data';
           this.awaiting354 = true;
+          this.contentEarly = pos < text.length;
           // The marker may be the first line of the body: an empty message is ".\r\n" at once.
           this.tail = '\r\n';
           this.rest = '';

@@ -64,6 +64,45 @@ describe('PipeliningTap', () => {
   });
 });
 
+describe('PipeliningTap with PIPELINING offered (reject_unauth_pipelining)', () => {
+  it('lets an EHLO client pipeline MAIL, RCPT and DATA as RFC 2920 allows', () => {
+    const t = new PipeliningTap({ offered: true });
+    expect(t.feed(b('EHLO a.example\r\n'))).toBe(false);
+    expect(t.feed(b('MAIL FROM:<>\r\nRCPT TO:<a@b.example>\r\nRCPT TO:<c@b.example>\r\nDATA\r\n'))).toBe(
+      false,
+    );
+    t.replied(354);
+    expect(t.feed(b('Subject: x\r\n\r\nbody\r\n.\r\n'))).toBe(false);
+  });
+
+  it('catches commands sent ahead after HELO (no PIPELINING for a HELO client)', () => {
+    const t = new PipeliningTap({ offered: true });
+    expect(t.feed(b('HELO a.example\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.example>\r\nDATA\r\n'))).toBe(true);
+    expect(t.firstAfter).toBe('HELO');
+    const u = new PipeliningTap({ offered: true });
+    expect(u.feed(b('HELO a.example\r\n'))).toBe(false);
+    expect(u.feed(b('MAIL FROM:<>\r\nRCPT TO:<a@b.example>\r\n'))).toBe(true);
+  });
+
+  it('catches commands sent before the reply to EHLO', () => {
+    const t = new PipeliningTap({ offered: true });
+    expect(t.feed(b('EHLO a.example\r\nMAIL FROM:<>\r\n'))).toBe(true);
+    expect(t.firstAfter).toBe('EHLO');
+  });
+
+  it('catches message content sent before the 354, in the same read or the next', () => {
+    const t = new PipeliningTap({ offered: true });
+    t.feed(b('EHLO a.example\r\n'));
+    expect(t.feed(b('MAIL FROM:<>\r\nRCPT TO:<a@b.example>\r\nDATA\r\nSubject: x\r\n'))).toBe(true);
+    expect(t.firstAfter).toBe('DATA');
+    const u = new PipeliningTap({ offered: true });
+    u.feed(b('EHLO a.example\r\n'));
+    expect(u.feed(b('MAIL FROM:<>\r\nRCPT TO:<a@b.example>\r\nDATA\r\n'))).toBe(false);
+    expect(u.feed(b('Subject: x\r\n\r\nbody\r\n.\r\n'))).toBe(true);
+    expect(u.violations).toBe(1);
+  });
+});
+
 describe('replies', () => {
   it('carry our enhanced code in the message for smtp-server', () => {
     const e = replyError({ code: 550, enhanced: '5.7.1', text: 'No\r\nway' });
