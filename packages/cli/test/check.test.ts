@@ -175,13 +175,20 @@ describe('mxguard check', () => {
     });
     const t0 = 1_700_000_000;
     const lines: unknown[] = Array.from({ length: 16 }, (_, i) => bad(i + 1, t0 + i * 10));
-    // A well-behaved host of the same /24 right after, and again four days later.
+    // A well-behaved host of the same /24 right after, then one of the offenders with a good HELO;
+    // both again four days later.
     lines.push({ ...good, ip: '198.51.100.200', rcptTo: 'b@example.com', time: t0 + 200 });
+    lines.push({ ...good, ip: '198.51.100.3', rcptTo: 'b@example.com', time: t0 + 300 });
     lines.push({ ...good, ip: '198.51.100.200', rcptTo: 'b@example.com', time: t0 + 4 * 86_400 });
+    lines.push({ ...good, ip: '198.51.100.3', rcptTo: 'b@example.com', time: t0 + 4 * 86_400 + 10 });
     const { out } = run(lines);
     expect(out[0]).toMatchObject({ action: 'reject', check: 'helo-claims-us' });
-    expect(out[16]).toMatchObject({ action: 'defer', check: 'reputation' });
-    expect(out[16]?.code).toBeLessThan(500);
-    expect(out[17]?.check).not.toBe('reputation');
+    // Its neighbour never offended: at most doubted (greylisted), never refused by reputation.
+    expect(out[16]).toMatchObject({ action: 'defer', code: 450, check: 'greylist' });
+    // The offender is deferred at once by its network's record.
+    expect(out[17]).toMatchObject({ action: 'defer', code: 450, check: 'reputation' });
+    // Four days later both are forgiven.
+    expect(out[18]?.check).not.toBe('reputation');
+    expect(out[19]?.check).not.toBe('reputation');
   });
 });

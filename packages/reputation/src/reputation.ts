@@ -53,10 +53,28 @@ export interface ReputationOptions extends NetworkOptions {
    * @default 5
    */
   readonly doubt?: number;
-  /** From this score on, every command gets 450 4.7.1. @default 15 */
+  /**
+   * From this score on, every command of an address that itself offended (see `offender`) gets
+   * 450 4.7.1, as Postfix's DEFER_IF_PERMIT: the later checks still run, so a client that keeps
+   * offending is still refused by them, each refusal still counts, and the network climbs to
+   * `reject`. An address that never offended is only doubted.
+   * @default 15
+   */
   readonly defer?: number;
-  /** From this score on, every command gets 554 5.7.1. @default 30 */
+  /**
+   * From this score on, every command of an address that itself offended gets 554 5.7.1. An
+   * address of the network that never offended is only doubted (greylisted): reputation alone
+   * never refuses a client for what its neighbours did (principle 6).
+   * @default 30
+   */
   readonly reject?: number;
+  /**
+   * An address counts as an offender while its own score (kept beside its network's, with the same
+   * points and half-life) is at least this: by default one rejection, or one protocol violation,
+   * in the last half-life. Below it the client is at most doubted, whatever its network's score.
+   * @default 0.5
+   */
+  readonly offender?: number;
   /**
    * Greylist delay hint (seconds) carried by the doubt finding; postgrey's default delay is 300 s,
    * a doubted reoffender waits longer.
@@ -120,6 +138,7 @@ interface Resolved {
   doubt: number;
   defer: number;
   reject: number;
+  offender: number;
   greylistDelay: number;
   points: Required<ReputationPoints>;
   bounds: { min: number; max: number; ttlMs: number };
@@ -139,6 +158,10 @@ function resolve(o: ReputationOptions): Resolved {
   if (!(doubt > 0 && doubt <= deferAt && deferAt <= rejectAt)) {
     throw new TypeError('reputation: thresholds must satisfy 0 < doubt <= defer <= reject');
   }
+  const offender = o.offender ?? 0.5;
+  if (typeof offender !== 'number' || !(offender > 0) || !Number.isFinite(offender)) {
+    throw new TypeError('reputation: offender must be a positive number');
+  }
   const min = o.minScore ?? -10;
   const max = o.maxScore ?? 100;
   if (!(min <= 0 && max >= rejectAt))
@@ -154,6 +177,7 @@ function resolve(o: ReputationOptions): Resolved {
     doubt,
     defer: deferAt,
     reject: rejectAt,
+    offender,
     greylistDelay: o.greylistDelay ?? 900,
     points: {
       rejection: p.rejection ?? 1,
@@ -191,8 +215,10 @@ export interface Reputation {
 
 /**
  * Reoffender escalation (principle 6: hit harder on reoffenders, forgive slowly). Each network's
- * score rises with rejections and falls with accepted mail, and decays with a half-life; the check
- * escalates by thresholds: doubt (longer greylisting), then 450 4.7.1, then 554 5.7.1.
+ * score, and each address's own, rises with rejections and falls with accepted mail, and decays
+ * with a half-life; the check escalates by the network's thresholds: doubt (longer greylisting),
+ * then 450 4.7.1 (if permit), then 554 5.7.1. The 450 and the 554 go only to an address that
+ * itself offended; its never-offending neighbours are doubted, never refused.
  */
 export function createReputation(options: ReputationOptions): Reputation {
   const r = resolve(options);
@@ -201,15 +227,27 @@ export function createReputation(options: ReputationOptions): Reputation {
   const rejectReply = reply(554, '5.7.1', 'Too many errors from your network');
   const failReply = reply(451, '4.3.0', 'Temporary reputation lookup failure');
 
+  /** The keys of a client: its network's record and its own (one key when the prefix is a host). */
+  function keysOf(clientAddress: string): { net: string; addr: string } | undefined {
+    const net = networkOf(clientAddress, r.net);
+    if (!net) return undefined;
+    const addr = networkOf(clientAddress, { ipv4Prefix: 32, ipv6Prefix: 128 }) ?? net;
+    return { net, addr };
+  }
+
   async function add(clientAddress: string, delta: number, why: string): Promise<void> {
     if (delta === 0) return;
-    const key = networkOf(clientAddress, r.net);
-    if (!key) return;
+    const keys = keysOf(clientAddress);
+    if (!keys) return;
+    const now = r.clock.now();
     try {
-      const s = await r.store.addScore(key, delta, r.clock.now(), r.halfLifeMs, r.bounds);
-      r.log.debug({ check: 'reputation', network: key, delta, score: s, why }, 'reputation updated');
+      const [s] = await Promise.all([
+        r.store.addScore(keys.net, delta, now, r.halfLifeMs, r.bounds),
+        keys.addr === keys.net ? undefined : r.store.addScore(keys.addr, delta, now, r.halfLifeMs, r.bounds),
+      ]);
+      r.log.debug({ check: 'reputation', network: keys.net, delta, score: s, why }, 'reputation updated');
     } catch (err) {
-      r.log.error({ check: 'reputation', network: key, err: String(err) }, 'reputation store failed');
+      r.log.error({ check: 'reputation', network: keys.net, err: String(err) }, 'reputation store failed');
     }
   }
 
@@ -217,23 +255,40 @@ export function createReputation(options: ReputationOptions): Reputation {
     name: 'reputation',
     stage: 'connect',
     async run(session): Promise<Verdict> {
-      const key = networkOf(session.clientAddress, r.net);
-      if (!key) return next('client address is not an IP address');
-      let score: number;
+      const keys = keysOf(session.clientAddress);
+      if (!keys) return next('client address is not an IP address');
+      let net: number;
+      let own: number;
       try {
-        score = await r.store.score(key, r.clock.now(), r.halfLifeMs);
+        const now = r.clock.now();
+        [net, own] = await Promise.all([
+          r.store.score(keys.net, now, r.halfLifeMs),
+          keys.addr === keys.net ? 0 : r.store.score(keys.addr, now, r.halfLifeMs),
+        ]);
+        if (keys.addr === keys.net) own = net;
       } catch (err) {
-        r.log.error({ check: 'reputation', network: key, err: String(err) }, 'reputation store failed');
+        r.log.error({ check: 'reputation', network: keys.net, err: String(err) }, 'reputation store failed');
         return r.onStoreError === 'defer'
           ? defer(failReply, `reputation store failed: ${String(err)}`)
           : next('reputation store failed');
       }
-      const s = Math.round(score * 100) / 100;
+      // The network's record escalates; the address's own record decides whether this client may be
+      // refused at all. A neighbour that never offended is at most doubted.
+      const score = Math.max(net, own);
       if (score < r.doubt) return next();
-      const why = `network ${key} scored ${s}`;
-      if (score >= r.reject) return reject(rejectReply, `${why} >= reject ${r.reject}`);
-      if (score >= r.defer) return defer(deferReply, `${why} >= defer ${r.defer}`);
-      return next(`${why} >= doubt ${r.doubt}`, [
+      const round = (n: number) => Math.round(n * 100) / 100;
+      const why = `network ${keys.net} scored ${round(net)}, address ${round(own)}`;
+      const offended = own >= r.offender;
+      if (offended && score >= r.reject) return reject(rejectReply, `${why} >= reject ${r.reject}`);
+      if (offended && score >= r.defer) {
+        // DEFER_IF_PERMIT: the later checks still judge this client, so its next offence is still
+        // refused by them and still counts; otherwise the record would stop at `defer` forever.
+        return defer(deferReply, `${why} >= defer ${r.defer}`, true);
+      }
+      const doubtWhy = offended
+        ? `${why} >= doubt ${r.doubt}`
+        : `${why} >= doubt ${r.doubt}; this address never offended: doubted only`;
+      return next(doubtWhy, [
         { check: 'reputation', tag: `${REPUTATION_DELAY_TAG}${r.greylistDelay}`, doubt: true, score: 1 },
       ]);
     },

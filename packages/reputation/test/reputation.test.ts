@@ -69,15 +69,20 @@ describe('reputation check', () => {
     const { rep, clock } = setup();
     const s = session('192.0.2.1');
     const levels: string[] = [];
+    const neighbour: string[] = [];
     for (let i = 1; i <= 30; i++) {
-      await rep.recordOutcome(s, rejected());
-      const v = await rep.check.run(session('192.0.2.200'), ctx(clock)); // same /24
-      levels.push(v.action === 'next' ? (v.findings?.[0]?.doubt ? 'doubt' : 'clean') : String(v.reply.code));
+      await rep.recordOutcome(session(`192.0.2.${i}`), rejected()); // a new address of the /24 each time
+      const level = (v: Awaited<ReturnType<typeof rep.check.run>>) =>
+        v.action === 'next' ? (v.findings?.[0]?.doubt ? 'doubt' : 'clean') : String(v.reply.code);
+      levels.push(level(await rep.check.run(session('192.0.2.1'), ctx(clock)))); // an offender
+      // A neighbour in the same /24 that never offended is at most doubted.
+      neighbour.push(level(await rep.check.run(session('192.0.2.200'), ctx(clock))));
     }
     expect(levels.slice(0, 4)).toEqual(['clean', 'clean', 'clean', 'clean']);
     expect(levels.slice(4, 14)).toEqual(Array(10).fill('doubt'));
     expect(levels.slice(14, 29)).toEqual(Array(15).fill('450'));
     expect(levels[29]).toBe('554');
+    expect(neighbour.slice(4)).toEqual(Array(26).fill('doubt'));
     const v = await rep.check.run(s, ctx(clock));
     expect(v.action).toBe('reject');
     if (v.action !== 'next') {
@@ -203,12 +208,17 @@ describe('reputation check', () => {
     const early = chain([check], { clock, delayReject: false });
     const late = chain([check], { clock });
     for (const d of [
-      await early.evaluate(session('192.0.2.9', 'connect')),
-      await late.evaluate(session('192.0.2.9')),
+      await early.evaluate(session('192.0.2.1', 'connect')),
+      await late.evaluate(session('192.0.2.1')),
     ]) {
       expect(d.action).toBe('defer');
       expect(d.reply?.text).toContain('Too many errors from your network; try later (reputation)');
+      expect(d.trace[0]?.ifPermit).toBe(true); // DEFER_IF_PERMIT: later checks still judge it
     }
+    // Its neighbour 192.0.2.9 never offended: doubted (a greylist finding), not deferred.
+    const n = await late.evaluate(session('192.0.2.9'));
+    expect(n.action).toBe('next');
+    expect(n.findings).toEqual([expect.objectContaining({ check: 'reputation', doubt: true })]);
   });
 
   it('the factory refuses unknown or mistyped options', () => {
