@@ -125,6 +125,8 @@ export function gatewayOptions(
     port: where.port,
     clock: rt.clock,
     recipientDomains: site.ourDomains,
+    // Our own networks are exempt from the per-client connection limits.
+    ourNetworks: site.ourNetworks,
     ...(site.ourHosts[0] ? { hostname: site.ourHosts[0] } : {}),
     ...(enrich ? { enrich } : {}),
     ...(rt.onFlag ? { onFlag: rt.onFlag } : {}),

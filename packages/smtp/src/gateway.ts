@@ -1,11 +1,13 @@
 import type { AddressInfo } from 'node:net';
 import type { Chain, Clock, Logger, Session } from '@mxguard/core';
-import { systemClock } from '@mxguard/core';
+import { decisionRecord, reply as makeReply, systemClock } from '@mxguard/core';
 import { SMTPServer } from 'smtp-server';
 import type { SmtpAdapterOptions, SmtpGuard } from './adapter.js';
-import { attach } from './adapter.js';
+import { attach, stripMapped } from './adapter.js';
+import { type ConnectionLimitOptions, ConnectionLimits, limitReply } from './anvil.js';
 import { receivedHeader } from './received.js';
 import { downstreamRecipientCheck, parseRelayTarget, type RelayTarget, relayDelivery } from './relay.js';
+import { replyError } from './reply.js';
 import { spoolMessage } from './spool.js';
 
 /** Options of {@link startGateway}. */
@@ -70,8 +72,31 @@ export interface GatewayOptions {
   readonly maxClients?: number;
   /** Idle time before `421 Timeout`, ms. @default 300000 (RFC 5321 section 4.5.3.2: 5 minutes) */
   readonly socketTimeoutMs?: number;
-  /** Told about each finding on a client (early talker, pipelining). */
+  /** Told about each finding on a client (early talker, pipelining, a connection limit hit). */
   readonly onFlag?: SmtpAdapterOptions['onFlag'];
+  /**
+   * Per-client and total connection limits (Postfix's anvil); `total` defaults to `maxClients`,
+   * `exempt` to `ourNetworks`. Past a limit: `421 4.7.0`, logged as a decision of the check
+   * `connection-limit` and told to `onFlag` (so the reputation counts it).
+   */
+  readonly connectionLimits?: ConnectionLimitOptions;
+  /** Our own networks: exempt from the per-client connection limits. */
+  readonly ourNetworks?: readonly string[];
+  /**
+   * Most transactions (MAIL commands) in one connection; the next MAIL gets
+   * `421 4.7.0 Error: too many messages in one session` and the connection is closed (the client
+   * goes on in a new one). 0: no limit. @default 1000
+   */
+  readonly maxMessagesPerConnection?: number;
+  /**
+   * Waits this long before the greeting, so that clients that talk first are caught (postscreen's
+   * pregreet test with `postscreen_greet_wait`): for every client, or (`doubted` given) only for
+   * those it says are doubtful, e.g. without forward-confirmed reverse DNS.
+   */
+  readonly greetPause?: {
+    readonly ms: number;
+    readonly doubted?: (session: Session) => Promise<boolean>;
+  };
 }
 
 /** A running gateway. */
@@ -142,7 +167,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     disabledCommands: disabled,
     authOptional: true,
     size: maxMessageBytes,
-    maxClients: options.maxClients ?? 100,
+    // Our own total limit answers first, with Postfix's words; this is smtp-server's backstop.
+    maxClients: 2 * (options.connectionLimits?.total ?? options.maxClients ?? 100) + 1,
     socketTimeout: options.socketTimeoutMs ?? 300_000,
     logger: false,
     ...(options.tls ? { key: options.tls.key, cert: options.tls.cert } : {}),
@@ -169,6 +195,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         }
       : {}),
   });
+  defend(server, guard, options, hostname, clock);
   server.on('error', (err: Error) => options.log.error({ event: 'server-error', err: err.message }));
 
   const host = options.host ?? '127.0.0.1';
@@ -188,5 +215,99 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     server,
     guard,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/**
+ * The connection defence around the adapter's hooks: per-client and total connection limits, the
+ * messages-per-connection limit and the greeting pause. Composed here, beside the adapter, so the
+ * adapter stays about judging commands.
+ */
+function defend(
+  server: SMTPServer,
+  guard: SmtpGuard,
+  options: GatewayOptions,
+  hostname: string,
+  clock: Clock,
+): void {
+  const limits = new ConnectionLimits(
+    {
+      total: options.maxClients ?? 100,
+      exempt: options.ourNetworks ?? [],
+      ...options.connectionLimits,
+    },
+    clock,
+  );
+  const maxMessages = options.maxMessagesPerConnection ?? 1000;
+  if (!Number.isInteger(maxMessages) || maxMessages < 0)
+    throw new TypeError('startGateway: maxMessagesPerConnection must be a whole number >= 0');
+  const pause = options.greetPause;
+  if (pause && (!Number.isFinite(pause.ms) || pause.ms < 0 || pause.ms > 60_000))
+    throw new TypeError('startGateway: greetPause.ms must be within 0..60000');
+  // One entry per open connection, removed on close.
+  const messages = new Map<string, number>();
+  const refuse = (session: Session, r: ReturnType<typeof makeReply>, reason: string, cid: string) => {
+    options.log.info({
+      ...decisionRecord(session, {
+        action: 'defer',
+        reply: r,
+        check: 'connection-limit',
+        reason,
+        trace: [],
+        findings: [],
+      }),
+      time: clock.now(),
+      cid,
+    });
+    try {
+      options.onFlag?.(session, 'connectionLimit');
+    } catch (err) {
+      options.log.error({ event: 'onFlag-failed', err: String(err) });
+    }
+    return replyError(r);
+  };
+  const { onConnect, onClose, onMailFrom } = guard;
+  server.onConnect = (s, callback) => {
+    const address = stripMapped(s.remoteAddress);
+    const session: Session = { clientAddress: address, clientPort: s.remotePort, stage: 'connect' };
+    const hit = limits.admit(s.id, address);
+    if (hit) {
+      const why =
+        hit === 'total' ? 'all connection slots are taken' : `client over its ${hit} connection limit`;
+      return callback(refuse(session, limitReply(hit, hostname, address), why, s.id));
+    }
+    onConnect(s, (err) => {
+      if (err || !pause || pause.ms === 0) return callback(err);
+      const wait = () => {
+        const t = setTimeout(() => callback(), pause.ms);
+        t.unref();
+      };
+      if (!pause.doubted) return wait();
+      pause.doubted(session).then(
+        (d) => (d ? wait() : callback()),
+        () => wait(),
+      );
+    });
+  };
+  server.onClose = (s) => {
+    limits.close(s.id);
+    messages.delete(s.id);
+    onClose(s);
+  };
+  server.onMailFrom = (address, s, callback) => {
+    const n = (messages.get(s.id) ?? 0) + 1;
+    messages.set(s.id, n);
+    if (maxMessages > 0 && n > maxMessages) {
+      const session: Session = { clientAddress: stripMapped(s.remoteAddress), stage: 'mail' };
+      return callback(
+        refuse(
+          session,
+          makeReply(421, '4.7.0', `${hostname} Error: too many messages in one session`),
+          `more than ${maxMessages} transactions in one connection`,
+          s.id,
+        ),
+      );
+    }
+    onMailFrom(address, s, callback);
   };
 }

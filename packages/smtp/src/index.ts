@@ -1,4 +1,5 @@
 export * from './adapter.js';
+export * from './anvil.js';
 export * from './gateway.js';
 export * from './pipelining.js';
 export * from './received.js';
