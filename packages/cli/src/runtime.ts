@@ -32,6 +32,11 @@ export interface Runtime {
    * talks early and hangs up before any command is judged still counts.
    */
   readonly onFlag?: (session: Session, flag: string) => void;
+  /**
+   * Looks at every table file the checks read (access tables, rdns-dynamic patterns) now, instead
+   * of at their next use: for a SIGHUP. A table that no longer parses keeps the old one (logged).
+   */
+  readonly reloadTables?: () => void;
   /** What is off and why, for the user. */
   readonly notes: readonly string[];
   readonly log: Logger;

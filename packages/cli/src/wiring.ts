@@ -1,3 +1,4 @@
+import { readFileSync, statSync } from 'node:fs';
 import type { CalloutStoreConfig } from '@mxguard/callout';
 import { calloutFactories, calloutStoreFromConfig } from '@mxguard/callout';
 import type {
@@ -9,8 +10,9 @@ import type {
   Registry,
   ReverseDns,
   Session,
+  TableEnv,
 } from '@mxguard/core';
-import { bindFactories, ConfigError, next, recommended } from '@mxguard/core';
+import { bindFactories, ConfigError, coreFactories, next, rdnsFactories, recommended } from '@mxguard/core';
 import { DnsResolver, dnsFactories, dnsSettingsFromConfig, lookupRdns, prefetch } from '@mxguard/dns';
 import {
   type GreylistStore,
@@ -190,6 +192,31 @@ export async function createRuntime(config: PolicyConfig, options: RuntimeOption
     registry.callout = () => offlineCheck('callout');
   }
 
+  // Table files (access tables, rdns-dynamic patterns) read through node:fs and followed on disk;
+  // each check that reads one is kept so a SIGHUP can make it look at its file at once.
+  const tableEnv: TableEnv = { fs: { statSync, readFileSync }, clock, log };
+  const reloadable: { reload(): unknown }[] = [];
+  const withTables =
+    (f: (o: Record<string, unknown>, s: Parameters<Registry[string]>[1], e: TableEnv) => Check) =>
+    (o: Record<string, unknown>, s: Parameters<Registry[string]>[1]) => {
+      const c = f(o, s, tableEnv) as Check & { reload?: () => unknown };
+      if (typeof c.reload === 'function') reloadable.push(c as { reload(): unknown });
+      return c;
+    };
+  for (const n of [
+    'access',
+    'client-access',
+    'rdns-access',
+    'helo-access',
+    'sender-access',
+    'recipient-access',
+  ]) {
+    const f = coreFactories[n];
+    if (f) registry[n] = withTables(f);
+  }
+  const dyn = rdnsFactories['rdns-dynamic'];
+  if (dyn) registry['rdns-dynamic'] = withTables(dyn);
+
   // Opt-in signals (geo, os-fingerprint, received): used only when `checks` names them. Offline,
   // `received` has no resolver and says so in its trace.
   const signals = createSignalsEnv({ clock, log, ...(resolver ? { resolver } : {}) });
@@ -219,6 +246,9 @@ export async function createRuntime(config: PolicyConfig, options: RuntimeOption
     log,
     notes,
     onFlag,
+    reloadTables: () => {
+      for (const c of reloadable) c.reload();
+    },
     async close() {
       // Closing must not fail the run: a store that never came up cannot quit cleanly.
       for (const c of closers) {

@@ -9,5 +9,6 @@ export * from './presets.js';
 export * from './rdns/index.js';
 export * from './reply.js';
 export * from './site.js';
+export * from './tables/index.js';
 export * from './weigh.js';
 export * from './weigh-config.js';

@@ -3,8 +3,19 @@
  * check_helo_access, check_sender_access and check_recipient_access with access(5) semantics.
  * See docs/checks/access.md.
  */
-import type { Check, Session, Stage, Verdict } from '../model.js';
+import type { Check, Finding, Session, Stage, Verdict } from '../model.js';
 import { accept, defer, next, reject, reply } from '../reply.js';
+import { type TableEnv, type TableFile, tableFile } from '../tables/file.js';
+import {
+  type Captures,
+  logicalLines,
+  matchPatternTable,
+  type PatternTable,
+  parsePatternTable,
+  parseTableRef,
+  substitute,
+  type TableType,
+} from '../tables/postfix.js';
 import { showAddress } from './address.js';
 import { showHelo } from './helo.js';
 import {
@@ -29,19 +40,28 @@ export type AccessEntries =
   | Readonly<Record<string, string>>
   | readonly (readonly [string, string])[];
 
-/** Options of {@link accessTable}. */
+/** Options of {@link accessTable}. Exactly one of `entries` and `table`. */
 export interface AccessTableOptions {
   /** Check name (config key and trace label). @default `${key}-access` */
   readonly name?: string;
   /** What is looked up. */
   readonly key: AccessKey;
-  readonly entries: AccessEntries;
+  /** The table inline, in access(5) form. */
+  readonly entries?: AccessEntries;
+  /**
+   * A table file in one of Postfix's formats, `type:/absolute/path`: `regexp:`, `pcre:`, `cidr:`, or
+   * the `key value` source text of `hash:` (also `btree:`, `lmdb:`, `cdb:`, `texthash:`). Needs a
+   * {@link TableEnv} (the CLI gives one). The file is followed: see `tableFile`.
+   */
+  readonly table?: string;
 }
 
 type Result =
   | { readonly kind: 'accept' }
   | { readonly kind: 'dunno' }
   | { readonly kind: 'warn'; readonly text: string }
+  | { readonly kind: 'doubt'; readonly delay?: number; readonly text: string }
+  | { readonly kind: 'score'; readonly score: number; readonly text: string }
   | {
       readonly kind: 'reject' | 'defer';
       readonly code: number;
@@ -65,6 +85,12 @@ function dsnSplit(text: string, dflt: string, codeClass: string): { enhanced: st
   return { enhanced: `${codeClass}.${m[2]}.${m[3]}`, text: text.slice(m[0].length) };
 }
 
+/** Postfix time units (`300s`, `5m`, `1h`, `2d`, `1w`); a bare number is seconds. */
+const TIME = /^(\d{1,7})([smhdw]?)$/;
+const UNIT: Record<string, number> = { '': 1, s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 };
+/** Longest greylist delay a table may ask for: a week, as a longer one is a reject in disguise. */
+const MAX_DELAY_S = 604_800;
+
 /** Parses an access(5) right-hand side. Throws TypeError naming `where` on anything else. */
 function parseAction(value: string, where: string): Result {
   const v = value.trim();
@@ -81,6 +107,26 @@ function parseAction(value: string, where: string): Result {
       return { kind: 'dunno' };
     case 'WARN':
       return { kind: 'warn', text };
+    case 'GREYLIST': {
+      // GREYLIST [delay] [text]: a doubt for the selective greylist, as the reputation check leaves.
+      const sp2 = text.search(/\s/);
+      const first = sp2 < 0 ? text : text.slice(0, sp2);
+      const t = TIME.exec(first);
+      if (!t) return { kind: 'doubt', text };
+      const delay = Number(t[1]) * (UNIT[t[2] as string] as number);
+      if (delay < 1 || delay > MAX_DELAY_S)
+        throw new TypeError(`${where}: GREYLIST delay "${first}" must be 1s to 1w`);
+      return { kind: 'doubt', delay, text: sp2 < 0 ? '' : text.slice(sp2).trim() };
+    }
+    case 'SCORE': {
+      // SCORE points [text]: points for weigh(), no verdict.
+      const sp2 = text.search(/\s/);
+      const first = sp2 < 0 ? text : text.slice(0, sp2);
+      const score = /^[+-]?\d{1,4}(\.\d{1,3})?$/.test(first) ? Number(first) : Number.NaN;
+      if (!Number.isFinite(score))
+        throw new TypeError(`${where}: SCORE needs a number of points (e.g. "SCORE 2.5"), got "${first}"`);
+      return { kind: 'score', score, text: sp2 < 0 ? '' : text.slice(sp2).trim() };
+    }
     case 'REJECT': {
       const d = dsnSplit(text, '5.7.1', '5');
       return { kind: 'reject', code: MAP_REJECT_CODE, ...d, ifPermit: false };
@@ -100,7 +146,7 @@ function parseAction(value: string, where: string): Result {
     return { kind: code >= 500 ? 'reject' : 'defer', code, ...d, ifPermit: false };
   }
   throw new TypeError(
-    `${where}: action "${value}" is not one of OK, REJECT [text], DEFER [text], DEFER_IF_PERMIT [text], DUNNO, WARN [text], 4xx text, 5xx text`,
+    `${where}: action "${value}" is not one of OK, REJECT [text], DEFER [text], DEFER_IF_PERMIT [text], DUNNO, WARN [text], GREYLIST [delay] [text], SCORE points [text], 4xx text, 5xx text`,
   );
 }
 
@@ -129,28 +175,11 @@ function splitLine(line: string, where: string): [string, string] {
 
 function toPairs(entries: AccessEntries, table: string): { key: string; value: string; where: string }[] {
   if (typeof entries === 'string') {
-    const out: { key: string; value: string; where: string }[] = [];
-    const lines = entries.split(/\r?\n/);
-    let current: { text: string; line: number } | undefined;
-    const flush = () => {
-      if (!current) return;
-      const where = `${table}: line ${current.line}`;
-      const [key, value] = splitLine(current.text, where);
-      out.push({ key, value, where });
-      current = undefined;
-    };
-    lines.forEach((raw, i) => {
-      if (/^\s*(#|$)/.test(raw)) return;
-      if (/^\s/.test(raw)) {
-        if (!current) throw new TypeError(`${table}: line ${i + 1}: continuation line without an entry`);
-        current.text += ` ${raw.trim()}`;
-        return;
-      }
-      flush();
-      current = { text: raw.trim(), line: i + 1 };
+    return logicalLines(entries, table).map(({ text, line }) => {
+      const where = `${table}: line ${line}`;
+      const [key, value] = splitLine(text, where);
+      return { key, value, where };
     });
-    flush();
-    return out;
   }
   if (Array.isArray(entries)) {
     return (entries as readonly (readonly [string, string])[]).map((pair, i) => {
@@ -199,57 +228,45 @@ function* parents(domain: string): Generator<string> {
   }
 }
 
-/**
- * An access table as a check, with Postfix access(5) semantics:
- * - keys: exact strings; domains (`example.com` matches itself and its subdomains, as with
- *   parent_domain_matches_subdomains, Postfix's default; `.example.com` matches subdomains only);
- *   for `client` and `helo`, addresses, CIDRs (IPv4 and IPv6) and, for `client`, Postfix's
- *   truncated IPv4 forms (`192.0.2`, `192.0`, `192`); for `sender`/`recipient`, `user@domain`,
- *   `domain`, `user@`, and `<>` for the null sender; `/regexp/flags` (JavaScript syntax, flags `i`
- *   and `u`) everywhere.
- * - actions: OK (or RELAY, accept), REJECT [text] (554 5.7.1), DEFER [text] (450 4.7.1),
- *   DEFER_IF_PERMIT [text], DUNNO (stop this table: no parent domain or shorter network is tried),
- *   WARN [text] (log, go on), `4xx text`, `5xx text`; text may begin with an enhanced status code.
- * - lookup order, as Postfix: for each looked-up string in turn (client: the verified host name, then
- *   the address; sender/recipient: the address), exact and domain keys in access(5) order (full
- *   address, domain, parent domains, `user@`; address, then its truncated forms), then CIDRs in table
- *   order, then regexps in table order. The first match decides.
- * - `rdns` looks up the first PTR name, which the client's owner controls: OK is refused there (use
- *   `client`, which matches the forward-confirmed name).
- * Bad entries throw TypeError at construction, naming the line or entry.
- */
-export function accessTable(options: AccessTableOptions): Check {
-  if (typeof options !== 'object' || options === null) throw new TypeError('accessTable: options required');
-  const key = options.key;
-  if (!(key in STAGE))
-    throw new TypeError(`accessTable: key must be one of ${Object.keys(STAGE).join(', ')}`);
-  const name = options.name ?? `${key}-access`;
-  if (typeof name !== 'string' || name.length === 0)
-    throw new TypeError('accessTable: name must be a string');
-  const exact = new Map<string, Result>();
-  const dotted = new Map<string, Result>();
-  const nets: { range: ReturnType<typeof parseNetwork>; result: Result; key: string }[] = [];
-  const regexps: { re: RegExp; result: Result; key: string }[] = [];
+/** A match: the action, where it is written (for the evidence) and, for a regexp, its captures. */
+interface Found {
+  readonly result: Result;
+  readonly where: string;
+  readonly captures?: Captures;
+}
+
+/** A compiled table: one lookup a key, each giving the first match in Postfix's order. */
+interface Lookups {
+  client(s: Session): Found | undefined;
+  rdns(s: Session): Found | undefined;
+  helo(helo: string): Found | undefined;
+  address(addr: string, isSender: boolean): Found | undefined;
+}
+
+/** The inline or `hash:`-style table: exact and domain keys, CIDRs, then regexps (JavaScript syntax). */
+function compileEntries(entries: AccessEntries, key: AccessKey, source: string): Lookups {
+  type E = { result: Result; where: string };
+  const exact = new Map<string, E>();
+  const dotted = new Map<string, E>();
+  const nets: { range: ReturnType<typeof parseNetwork>; e: E }[] = [];
+  const regexps: { re: RegExp; e: E }[] = [];
   const seen = new Set<string>();
 
-  for (const { key: rawKey, value, where } of toPairs(options.entries, name)) {
+  for (const { key: rawKey, value, where } of toPairs(entries, source)) {
     const k = rawKey.trim();
     if (k.length === 0) throw new TypeError(`${where}: empty key`);
     const result = parseAction(value, where);
-    if (key === 'rdns' && result.kind === 'accept') {
-      throw new TypeError(
-        `${where}: OK in an rdns table would let the owner of a PTR record in; use a client table`,
-      );
-    }
+    refuseRdnsOk(key, result, where);
+    const e: E = { result, where: where.startsWith(`${source}: `) ? where.slice(source.length + 2) : where };
     if (k.startsWith('/')) {
       const m = /^\/(.*)\/([a-z]*)$/s.exec(k);
       if (!m) throw new TypeError(`${where}: bad regular expression ${k}`);
       const flags = m[2] as string;
       if (/[^iu]/.test(flags)) throw new TypeError(`${where}: regexp flags may be "i" and "u" only`);
       try {
-        regexps.push({ re: new RegExp(m[1] as string, flags), result, key: k });
-      } catch (e) {
-        throw new TypeError(`${where}: ${(e as Error).message}`);
+        regexps.push({ re: new RegExp(m[1] as string, flags), e });
+      } catch (err) {
+        throw new TypeError(`${where}: ${(err as Error).message}`);
       }
       continue;
     }
@@ -258,16 +275,16 @@ export function accessTable(options: AccessTableOptions): Check {
     seen.add(lower);
     if (key === 'client' || key === 'helo') {
       if (lower.includes('/')) {
-        nets.push({ range: parseNetwork(lower, where), result, key: k });
+        nets.push({ range: parseNetwork(lower, where), e });
         continue;
       }
       const ip = parseIp(lower.replace(/^\[(ipv6:)?|\]$/g, ''));
       if (ip) {
-        exact.set(ip.address, result);
+        exact.set(ip.address, e);
         continue;
       }
       if (key === 'client' && /^\d{1,3}(\.\d{1,3}){0,2}$/.test(lower)) {
-        exact.set(lower, result);
+        exact.set(lower, e);
         continue;
       }
       if (lower.includes(':') || lower.startsWith('['))
@@ -276,7 +293,7 @@ export function accessTable(options: AccessTableOptions): Check {
     if (key === 'sender' || key === 'recipient') {
       if (lower === '<>') {
         if (key === 'recipient') throw new TypeError(`${where}: "<>" is the null sender, not a recipient`);
-        exact.set('<>', result);
+        exact.set('<>', e);
         continue;
       }
       const at = lower.lastIndexOf('@');
@@ -284,7 +301,7 @@ export function accessTable(options: AccessTableOptions): Check {
         // user@domain or user@: exact keys.
         exact.set(
           at === lower.length - 1 ? lower : `${lower.slice(0, at)}@${stripRootDot(lower.slice(at + 1))}`,
-          result,
+          e,
         );
         continue;
       }
@@ -294,13 +311,13 @@ export function accessTable(options: AccessTableOptions): Check {
     if (n === null || !isValidHostname(n)) {
       // HELO tables may name anything a client says (e.g. a bare word); others want host names.
       if (key !== 'helo' || /\s/.test(lower)) throw new TypeError(`${where}: "${k}" is not a valid key`);
-      exact.set(lower, result);
+      exact.set(lower, e);
       continue;
     }
-    (lower.startsWith('.') ? dotted : exact).set(n, result);
+    (lower.startsWith('.') ? dotted : exact).set(n, e);
   }
 
-  const lookupDomain = (domain: string): Result | undefined => {
+  const lookupDomain = (domain: string): E | undefined => {
     const r = exact.get(domain);
     if (r) return r;
     for (const p of parents(domain)) {
@@ -309,27 +326,26 @@ export function accessTable(options: AccessTableOptions): Check {
     }
     return undefined;
   };
-  const lookupNet = (address: string): Result | undefined => {
+  const lookupNet = (address: string): E | undefined => {
     if (nets.length === 0) return undefined;
     const p = parseIp(address);
     if (!p) return undefined;
     for (const n of nets) {
       const [net, bits] = n.range;
       if (net.kind() === p.ip.kind()) {
-        if ((p.ip as typeof net).match(net as never, bits)) return n.result;
+        if ((p.ip as typeof net).match(net as never, bits)) return n.e;
       } else if (p.family === 4 && net.kind() === 'ipv6') {
-        if ((p.ip as import('ipaddr.js').IPv4).toIPv4MappedAddress().match(net as never, bits))
-          return n.result;
+        if ((p.ip as import('ipaddr.js').IPv4).toIPv4MappedAddress().match(net as never, bits)) return n.e;
       }
     }
     return undefined;
   };
-  const lookupRegex = (s: string): Result | undefined => {
+  const lookupRegex = (s: string): E | undefined => {
     if (regexps.length === 0 || s.length > MAX_REGEX_INPUT) return undefined;
-    for (const r of regexps) if (r.re.test(s)) return r.result;
+    for (const r of regexps) if (r.re.test(s)) return r.e;
     return undefined;
   };
-  const lookupAddressIp = (address: string): Result | undefined => {
+  const lookupAddressIp = (address: string): E | undefined => {
     const p = parseIp(address);
     if (!p) return undefined;
     const e = exact.get(p.address);
@@ -344,97 +360,223 @@ export function accessTable(options: AccessTableOptions): Check {
     return lookupNet(address);
   };
 
-  const findClient = (s: Session): Result | undefined => {
-    const host = s.rdns?.verified;
-    if (typeof host === 'string' && host.length > 0) {
+  return {
+    client(s) {
+      const host = s.rdns?.verified;
+      if (typeof host === 'string' && host.length > 0) {
+        const n = normaliseName(host);
+        const r = (n !== null ? lookupDomain(n) : undefined) ?? lookupRegex(host);
+        if (r) return r;
+      }
+      return lookupAddressIp(s.clientAddress) ?? lookupRegex(s.clientAddress);
+    },
+    rdns(s) {
+      const host = s.rdns?.names[0];
+      if (typeof host !== 'string' || host.length === 0) return undefined;
       const n = normaliseName(host);
-      const r = (n !== null ? lookupDomain(n) : undefined) ?? lookupRegex(host);
-      if (r) return r;
-    }
-    return lookupAddressIp(s.clientAddress) ?? lookupRegex(s.clientAddress);
+      return (n !== null ? lookupDomain(n) : undefined) ?? lookupRegex(host);
+    },
+    helo(helo) {
+      const lower = stripRootDot(helo.toLowerCase());
+      const lit = parseHeloLiteral(lower);
+      const ip = lit ? (lit.valid ? lit.address : undefined) : parseIp(lower)?.address;
+      if (lit || ip) {
+        const r = exact.get(lower) ?? (ip !== undefined ? (exact.get(ip) ?? lookupNet(ip)) : undefined);
+        return r ?? lookupRegex(helo);
+      }
+      const n = normaliseName(lower);
+      return (n !== null ? lookupDomain(n) : exact.get(lower)) ?? lookupRegex(helo);
+    },
+    address(addr, isSender) {
+      if (addr === '') return isSender ? (exact.get('<>') ?? lookupRegex('<>')) : undefined;
+      const lower = addr.toLowerCase();
+      const at = lower.lastIndexOf('@');
+      if (at < 0) return exact.get(lower) ?? lookupRegex(addr);
+      const local = lower.slice(0, at);
+      const domain = stripRootDot(lower.slice(at + 1));
+      const full = exact.get(`${local}@${domain}`);
+      if (full) return full;
+      const n = domain.startsWith('[') ? null : normaliseName(domain);
+      const d = n !== null ? lookupDomain(n) : exact.get(domain);
+      if (d) return d;
+      return exact.get(`${local}@`) ?? lookupRegex(addr);
+    },
   };
-  const findRdns = (s: Session): Result | undefined => {
-    const host = s.rdns?.names[0];
-    if (typeof host !== 'string' || host.length === 0) return undefined;
-    const n = normaliseName(host);
-    return (n !== null ? lookupDomain(n) : undefined) ?? lookupRegex(host);
-  };
-  const findHelo = (helo: string): Result | undefined => {
-    const lower = stripRootDot(helo.toLowerCase());
-    const lit = parseHeloLiteral(lower);
-    const ip = lit ? (lit.valid ? lit.address : undefined) : parseIp(lower)?.address;
-    if (lit || ip) {
-      const r = exact.get(lower) ?? (ip !== undefined ? (exact.get(ip) ?? lookupNet(ip)) : undefined);
-      return r ?? lookupRegex(helo);
-    }
-    const n = normaliseName(lower);
-    return (n !== null ? lookupDomain(n) : exact.get(lower)) ?? lookupRegex(helo);
-  };
-  const findAddress = (addr: string, isSender: boolean): Result | undefined => {
-    if (addr === '') return isSender ? (exact.get('<>') ?? lookupRegex('<>')) : undefined;
-    const lower = addr.toLowerCase();
-    const at = lower.lastIndexOf('@');
-    if (at < 0) return exact.get(lower) ?? lookupRegex(addr);
-    const local = lower.slice(0, at);
-    const rawDomain = lower.slice(at + 1);
-    const domain = stripRootDot(rawDomain);
-    const full = exact.get(`${local}@${domain}`);
-    if (full) return full;
-    const n = domain.startsWith('[') ? null : normaliseName(domain);
-    const d = n !== null ? lookupDomain(n) : exact.get(domain);
-    if (d) return d;
-    return exact.get(`${local}@`) ?? lookupRegex(addr);
-  };
+}
 
-  const table = name;
+function refuseRdnsOk(key: AccessKey, result: Result, where: string): void {
+  if (key === 'rdns' && result.kind === 'accept') {
+    throw new TypeError(
+      `${where}: OK in an rdns table would let the owner of a PTR record in; use a client table`,
+    );
+  }
+}
+
+/**
+ * A `regexp:`, `pcre:` or `cidr:` table, as Postfix queries one: pattern tables see only the whole
+ * string (no parent domains, no truncated addresses): for `client` the verified name, then the
+ * address; for `rdns` the PTR name; for `helo` the HELO argument; for `sender` the address or `<>`
+ * (smtpd_null_access_lookup_key); for `recipient` the address. A cidr table sees addresses only.
+ */
+function compilePatterns(table: PatternTable<Result>): Lookups {
+  const cidr = table.type === 'cidr';
+  const look = (s: string | undefined | null): Found | undefined => {
+    if (typeof s !== 'string' || s.length === 0 || s.length > MAX_REGEX_INPUT) return undefined;
+    const m = matchPatternTable(table, s);
+    return m ? { result: m.value, where: `line ${m.line}`, captures: m.captures } : undefined;
+  };
+  return {
+    client: (s) => (cidr ? undefined : look(s.rdns?.verified)) ?? look(s.clientAddress),
+    rdns: (s) => (cidr ? undefined : look(s.rdns?.names[0])),
+    helo(helo) {
+      if (!cidr) return look(helo);
+      const lit = parseHeloLiteral(helo);
+      return look(lit ? (lit.valid ? lit.address : undefined) : parseIp(helo)?.address);
+    },
+    address: (addr, isSender) => (cidr ? undefined : look(addr === '' ? (isSender ? '<>' : '') : addr)),
+  };
+}
+
+/** Parses table text of a given type for an access check (errors name `source` and the line). */
+function compileText(type: TableType, text: string, key: AccessKey, source: string): Lookups {
+  if (type === 'hash') return compileEntries(text, key, source);
+  if (type === 'sqlgrey')
+    throw new TypeError(`${source}: a sqlgrey pattern list has no actions; use it with rdns-dynamic`);
+  if (type === 'cidr' && key !== 'client' && key !== 'helo')
+    throw new TypeError(`${source}: a cidr table looks up addresses: use it for client or helo`);
+  const table = parsePatternTable(type, text, source, (rhs, where) => {
+    if (rhs === '') throw new TypeError(`${where}: expected an action after the pattern`);
+    const r = parseAction(rhs, where);
+    refuseRdnsOk(key, r, where);
+    return r;
+  });
+  return compilePatterns(table);
+}
+
+/**
+ * An access table as a check, with Postfix access(5) semantics:
+ * - inline `entries` keys: exact strings; domains (`example.com` matches itself and its
+ *   subdomains, as with parent_domain_matches_subdomains, Postfix's default; `.example.com` matches
+ *   subdomains only); for `client` and `helo`, addresses, CIDRs (IPv4 and IPv6) and, for `client`,
+ *   Postfix's truncated IPv4 forms (`192.0.2`, `192.0`, `192`); for `sender`/`recipient`,
+ *   `user@domain`, `domain`, `user@`, and `<>` for the null sender; `/regexp/flags` (JavaScript
+ *   syntax, flags `i` and `u`) everywhere.
+ * - or a `table` file in Postfix's own format (`regexp:`, `pcre:`, `cidr:`, `hash:` source text),
+ *   with Postfix's semantics for that type (see `compilePatterns`), followed on disk.
+ * - actions: OK (or RELAY, accept), REJECT [text] (554 5.7.1), DEFER [text] (450 4.7.1),
+ *   DEFER_IF_PERMIT [text], DUNNO (stop this table: no parent domain or shorter network is tried),
+ *   WARN [text] (log, go on), `4xx text`, `5xx text`; text may begin with an enhanced status code.
+ *   And two that feed a greylister or a score, where Postfix would name a restriction class:
+ *   GREYLIST [delay] [text] (no verdict; a doubt the selective greylist acts on, optionally asking
+ *   for a longer delay: `GREYLIST 15m`) and SCORE points [text] (no verdict; points for weigh()).
+ * - lookup order, as Postfix: for each looked-up string in turn (client: the verified host name, then
+ *   the address; sender/recipient: the address), exact and domain keys in access(5) order (full
+ *   address, domain, parent domains, `user@`; address, then its truncated forms), then CIDRs in table
+ *   order, then regexps in table order. The first match decides.
+ * - `rdns` looks up the first PTR name, which the client's owner controls: OK is refused there (use
+ *   `client`, which matches the forward-confirmed name).
+ * Bad entries throw TypeError at construction, naming the file or check and the line or entry.
+ * The evidence of a match names where it is written: `client-access: /etc/postfix/x line 12`.
+ */
+export function accessTable(
+  options: AccessTableOptions,
+  env?: TableEnv,
+): Check & { reload?: TableFile<unknown>['reload'] } {
+  if (typeof options !== 'object' || options === null) throw new TypeError('accessTable: options required');
+  const key = options.key;
+  if (!(key in STAGE))
+    throw new TypeError(`accessTable: key must be one of ${Object.keys(STAGE).join(', ')}`);
+  const name = options.name ?? `${key}-access`;
+  if (typeof name !== 'string' || name.length === 0)
+    throw new TypeError('accessTable: name must be a string');
+  const hasEntries = options.entries !== undefined;
+  const hasTable = options.table !== undefined;
+  if (hasEntries === hasTable)
+    throw new TypeError(`${name}: give either entries or table, not ${hasEntries ? 'both' : 'neither'}`);
+
+  let current: () => Lookups;
+  let file: TableFile<Lookups> | undefined;
+  if (hasTable) {
+    const ref = parseTableRef(options.table, name);
+    if (!env)
+      throw new TypeError(`${name}: a table file needs a file system; build the check with a TableEnv`);
+    file = tableFile(ref.path, (text, path) => compileText(ref.type, text, key, path), env);
+    const f = file;
+    current = () => f.get();
+  } else {
+    const compiled = compileEntries(options.entries as AccessEntries, key, name);
+    current = () => compiled;
+  }
+
   const cls = CLASS[key];
-  const toVerdict = (r: Result | undefined, shown: string, looked: string): Verdict => {
-    if (!r) return next();
-    const why = `${looked} matched in ${table}`;
+  const toVerdict = (f: Found | undefined, shown: string, looked: string): Verdict => {
+    if (!f) return next();
+    const r = f.result;
+    const where = file ? `${file.path} ${f.where}` : f.where;
+    const why = `${looked} matched in ${name} (${where})`;
+    const text = (t: string) => oneLine(f.captures ? substitute(t, f.captures) : t);
     switch (r.kind) {
       case 'accept':
         return accept(why);
       case 'dunno':
         return next(`${why}: DUNNO`);
       case 'warn':
-        return next(`${why}: WARN ${oneLine(r.text)}`);
+        return next(`${why}: WARN ${text(r.text)}`);
+      case 'doubt': {
+        const finding: Finding = {
+          check: name,
+          tag: r.delay !== undefined ? `table:delay=${r.delay}` : 'table',
+          doubt: true,
+        };
+        return next(
+          `${why}: GREYLIST${r.delay !== undefined ? ` ${r.delay}s` : ''} ${text(r.text)}`.trimEnd(),
+          [finding],
+        );
+      }
+      case 'score':
+        return next(`${why}: SCORE ${r.score} ${text(r.text)}`.trimEnd(), [
+          { check: name, tag: 'table', score: r.score },
+        ]);
       default: {
         const dflt = r.ifPermit ? 'Service unavailable' : 'Access denied';
-        const rep = reply(r.code, r.enhanced, `<${shown}>: ${cls} rejected: ${oneLine(r.text) || dflt}`);
+        const rep = reply(r.code, r.enhanced, `<${shown}>: ${cls} rejected: ${text(r.text) || dflt}`);
         return r.kind === 'reject' ? reject(rep, why) : defer(rep, why, r.ifPermit);
       }
     }
   };
 
-  return {
+  const check: Check & { reload?: TableFile<unknown>['reload'] } = {
     name,
     stage: STAGE[key],
     run(session) {
+      const t = current();
       switch (key) {
         case 'client': {
           const shown = `${oneLine(session.rdns?.verified ?? 'unknown')}[${oneLine(session.clientAddress)}]`;
-          return toVerdict(findClient(session), shown, `client ${shown}`);
+          return toVerdict(t.client(session), shown, `client ${shown}`);
         }
         case 'rdns': {
           const shown = `${oneLine(session.rdns?.names[0] ?? 'unknown')}[${oneLine(session.clientAddress)}]`;
-          return toVerdict(findRdns(session), shown, `reverse name ${shown}`);
+          return toVerdict(t.rdns(session), shown, `reverse name ${shown}`);
         }
         case 'helo': {
           const h = session.helo;
           if (typeof h !== 'string' || h.length === 0) return next('no HELO');
-          return toVerdict(findHelo(h), showHelo(h), `HELO ${showHelo(h)}`);
+          return toVerdict(t.helo(h), showHelo(h), `HELO ${showHelo(h)}`);
         }
         case 'sender': {
           const a = session.mailFrom;
           if (typeof a !== 'string') return next('no sender');
-          return toVerdict(findAddress(a, true), showAddress(a), `sender <${showAddress(a)}>`);
+          return toVerdict(t.address(a, true), showAddress(a), `sender <${showAddress(a)}>`);
         }
         case 'recipient': {
           const a = session.rcptTo;
           if (typeof a !== 'string') return next('no recipient');
-          return toVerdict(findAddress(a, false), showAddress(a), `recipient <${showAddress(a)}>`);
+          return toVerdict(t.address(a, false), showAddress(a), `recipient <${showAddress(a)}>`);
         }
       }
     },
   };
+  if (file) check.reload = file.reload;
+  return check;
 }

@@ -3,6 +3,7 @@
  * `coreFactories` exposes each to config files under its stable name.
  */
 import type { CheckFactory } from '../site.js';
+import type { TableEnv } from '../tables/file.js';
 import { type AccessKey, accessTable } from './access.js';
 import { recipientFqdn, recipientSyntax, senderForgedOurs, senderFqdn, senderSyntax } from './address.js';
 import { heloBareIp, heloClaimsUs, heloFqdn, heloLiteralMismatch, heloRequired, heloSyntax } from './helo.js';
@@ -42,22 +43,31 @@ export {
 export type { ClientTrust, RelayOptions, TrustedOptions } from './relay.js';
 export { clientTrust, relayCheck, trustedCheck } from './relay.js';
 
-function accessFactory(key: AccessKey): CheckFactory {
-  return (options) => {
-    const { name, entries, ...rest } = options as { name?: string; entries?: unknown };
+function accessFactory(key: AccessKey): CheckFactory<TableEnv | undefined> {
+  return (options, _site, env) => {
+    const { name, entries, table, ...rest } = options as { name?: string; entries?: unknown; table?: string };
     const extra = Object.keys(rest);
     if (extra.length > 0) throw new TypeError(`${key}-access: unknown option "${extra[0]}"`);
-    return accessTable({ key, entries: entries as never, ...(name !== undefined ? { name } : {}) });
+    return accessTable(
+      {
+        key,
+        ...(entries !== undefined ? { entries: entries as never } : {}),
+        ...(table !== undefined ? { table } : {}),
+        ...(name !== undefined ? { name } : {}),
+      },
+      env,
+    );
   };
 }
 
 /**
  * Factories of the pure checks, keyed by stable check name, for config files. Options are plain
  * JSON (see each check's options type); a bad option throws TypeError naming the check.
- * `access` takes `{name?, key, entries}`; `client-access`, `helo-access`, `sender-access`,
- * `recipient-access` and `rdns-access` take `{name?, entries}`.
+ * `access` takes `{name?, key, entries | table}`; `client-access`, `helo-access`, `sender-access`,
+ * `recipient-access` and `rdns-access` take `{name?, entries | table}`. A `table` file needs the
+ * {@link TableEnv} the factory is bound to (the CLI binds `node:fs`); without one it is refused.
  */
-export const coreFactories: Record<string, CheckFactory> = {
+export const coreFactories: Record<string, CheckFactory<TableEnv | undefined>> = {
   relay: (o, site) => relayCheck(o, site),
   trusted: (o, site) => trustedCheck(o as Record<string, never>, site),
   'helo-required': (o) => heloRequired(o),
@@ -71,7 +81,7 @@ export const coreFactories: Record<string, CheckFactory> = {
   'sender-syntax': (o) => senderSyntax(o),
   'recipient-syntax': (o) => recipientSyntax(o),
   'sender-forged-ours': (o, site) => senderForgedOurs(o, site),
-  access: (o) => accessTable(o as never),
+  access: (o, _s, env) => accessTable(o as never, env),
   'client-access': accessFactory('client'),
   'helo-access': accessFactory('helo'),
   'sender-access': accessFactory('sender'),
