@@ -13,6 +13,9 @@ for pair in redis-server:redis-server rbldnsd:rbldnsd nsd:nsd swaks:swaks postfi
   postgrey:postgrey p0f:p0f; do
   have "${pair%%:*}" || need+=("${pair##*:}")
 done
+# swaks --tls needs Perl's TLS modules (Recommends of swaks, not pulled in without recommends).
+perl -MNet::SSLeay -MIO::Socket::SSL -e 1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
+have openssl || need+=(openssl)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "test-deps: installing ${need[*]}" >&2
   echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections || true

@@ -18,6 +18,10 @@ export interface Delivery {
   readonly session: Session;
   /** smtp-server's session id (also in every log line of the connection as `cid`). */
   readonly cid: string;
+  /** The client said EHLO (ESMTP), not HELO. */
+  readonly esmtp: boolean;
+  /** The TLS protocol version and cipher, when the client used STARTTLS (for the Received header). */
+  readonly tls?: { readonly protocol?: string; readonly cipher?: string };
 }
 
 /** Options of {@link smtpServerHooks} and {@link attach}. */
@@ -459,7 +463,20 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
             throw replyError(makeReply(552, '5.3.4', 'Message size exceeds fixed limit'));
           return '2.0.0 Ok';
         }
-        const id = await options.deliver(body, { session, cid: state.cid });
+        const cipher = (s as { tlsOptions?: { name?: string; version?: string } | false }).tlsOptions;
+        const id = await options.deliver(body, {
+          session,
+          cid: state.cid,
+          esmtp: s.openingCommand !== 'HELO',
+          ...(s.secure && cipher
+            ? {
+                tls: {
+                  ...(cipher.version ? { protocol: cipher.version } : {}),
+                  ...(cipher.name ? { cipher: cipher.name } : {}),
+                },
+              }
+            : {}),
+        });
         return id ? `2.0.0 Ok: queued as ${id}` : '2.0.0 Ok';
       };
       work().then(

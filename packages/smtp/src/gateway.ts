@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import { createSecureContext } from 'node:tls';
 import type { Chain, Clock, Logger, Session } from '@mxguard/core';
 import { decisionRecord, reply as makeReply, systemClock } from '@mxguard/core';
 import { SMTPServer } from 'smtp-server';
@@ -66,8 +67,12 @@ export interface GatewayOptions {
    * @default true
    */
   readonly offerPipelining?: boolean;
-  /** PEM key and certificate: STARTTLS is offered only when both are given. */
-  readonly tls?: { readonly key: string | Buffer; readonly cert: string | Buffer };
+  /**
+   * PEM key and certificate: STARTTLS is offered only when both are given (smtp-server's built-in
+   * certificate has a published key and is never used). `minVersion` is the oldest TLS version a
+   * client may use. @default minVersion 'TLSv1.2'
+   */
+  readonly tls?: GatewayTls;
   /** Most simultaneous connections; more get `421`. @default 100 */
   readonly maxClients?: number;
   /** Idle time before `421 Timeout`, ms. @default 300000 (RFC 5321 section 4.5.3.2: 5 minutes) */
@@ -99,12 +104,24 @@ export interface GatewayOptions {
   };
 }
 
+/** STARTTLS settings of the gateway. */
+export interface GatewayTls {
+  readonly key: string | Buffer;
+  readonly cert: string | Buffer;
+  readonly minVersion?: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
+}
+
 /** A running gateway. */
 export interface Gateway {
   readonly host: string;
   readonly port: number;
   readonly server: SMTPServer;
   readonly guard: SmtpGuard;
+  /**
+   * Swaps the TLS key and certificate (e.g. renewed files, on SIGHUP): new connections use them,
+   * connections already in TLS keep theirs. A bad key or certificate throws and the old ones stay.
+   */
+  reloadTls(tls: GatewayTls): void;
   /** Stops listening and waits for open connections (smtp-server closes them after 30 s). */
   close(): Promise<void>;
 }
@@ -128,12 +145,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         target,
         hostname,
         ...(options.relayTimeoutMs !== undefined ? { timeoutMs: options.relayTimeoutMs } : {}),
-        header: ({ session, cid }) =>
+        header: ({ session, cid, tls, esmtp }) =>
           receivedHeader(session, {
             hostname,
             id: cid,
             time: clock.now(),
-            ...(session.tls ? { tls: {} } : {}),
+            esmtp,
+            ...(tls ? { tls } : {}),
           }),
       })
     : async (stream, { session, cid }) => {
@@ -171,7 +189,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     maxClients: 2 * (options.connectionLimits?.total ?? options.maxClients ?? 100) + 1,
     socketTimeout: options.socketTimeoutMs ?? 300_000,
     logger: false,
-    ...(options.tls ? { key: options.tls.key, cert: options.tls.cert } : {}),
+    ...(options.tls ? tlsSettings(options.tls) : {}),
   });
   const guard = attach(server, {
     chain: options.chain,
@@ -214,6 +232,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     port: address.port,
     server,
     guard,
+    reloadTls(tls) {
+      if (!options.tls) throw new TypeError('reloadTls: the gateway was started without TLS');
+      const next = tlsSettings(tls);
+      // Fails here, before anything is swapped, on a key that does not match or a bad PEM.
+      createSecureContext(next);
+      server.updateSecureContext(next);
+    },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
@@ -310,4 +335,8 @@ function defend(
     }
     onMailFrom(address, s, callback);
   };
+}
+
+function tlsSettings(tls: GatewayTls) {
+  return { key: tls.key, cert: tls.cert, minVersion: tls.minVersion ?? ('TLSv1.2' as const) };
 }

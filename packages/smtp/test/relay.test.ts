@@ -17,6 +17,7 @@ import {
   postfixAvailable,
   startPostfix,
 } from '../../../testing/postfix-instance.js';
+import { selfSigned } from '../../../testing/tls.js';
 import { MemoryLogger, RawClient } from './helpers.js';
 
 describe('parseRelayTarget and downstreamReply', () => {
@@ -210,6 +211,38 @@ mxguard_eod = check_sender_access inline:{ { refused@example.net = REJECT 5.7.1 
     } finally {
       await g2.close();
     }
+  });
+
+  it('over STARTTLS: the Received header says ESMTPS with the TLS version and cipher (RFC 3848)', async () => {
+    const g4 = await startGateway({
+      chain: chain([]),
+      log,
+      relay: `smtp://127.0.0.1:${smtpPort}`,
+      port: 0,
+      tls: selfSigned(),
+    });
+    const before = new Set(await maildirMessages(postfix));
+    try {
+      const t = nodemailer.createTransport({
+        host: '127.0.0.1',
+        port: g4.port,
+        requireTLS: true,
+        tls: { rejectUnauthorized: false },
+        name: 'tls.example.net',
+      });
+      await t.sendMail({
+        envelope: { from: 'a@sender.example.net', to: ['bob@example.com'] },
+        raw: trickyMessage('over-tls'),
+      });
+      t.close();
+    } finally {
+      await g4.close();
+    }
+    const file = await until(async () => (await maildirMessages(postfix)).find((f) => !before.has(f)));
+    const text = await readFile(file, 'latin1');
+    expect(text).toMatch(
+      /\nReceived: from tls\.example\.net \(unknown \[127\.0\.0\.1\]\)\n\tby mx\.example\.com \(mxguard\) with ESMTPS id \S+\n\t\(using TLSv1\.[23] with cipher [A-Z0-9_-]+\)\n\tfor <bob@example\.com>; /,
+    );
   });
 
   it('a relay that is not there is a 451 at DATA, never a 5xx', async () => {
