@@ -24,6 +24,8 @@ Options:
   --resolver HOST:PORT the DNS server to ask (default: the system's)
   --relay URL          serve: the MTA behind us; the client's 250 comes after that MTA's (default: spool)
   --spool DIR          serve: folder for accepted mail when there is no relay (default: ./spool)
+  --budget MS          serve, policy: the time budget of one answer in milliseconds (default: serve
+                       10000, policy 8000); lookups unfinished then count as temporary failures
   --log-level LEVEL    debug | info | warn | error (default info; logs go to stderr)
 `;
 
@@ -44,6 +46,7 @@ async function main(argv: string[]): Promise<number> {
       spool: { type: 'string' },
       relay: { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
+      budget: { type: 'string' },
     },
     strict: true,
   });
@@ -52,6 +55,12 @@ async function main(argv: string[]): Promise<number> {
     throw new UsageError(`--log-level must be debug, info, warn or error`);
   }
   if (values.offline && values.resolver) throw new UsageError('--offline and --resolver exclude each other');
+  const budget = values.budget === undefined ? undefined : Number(values.budget);
+  if (budget !== undefined && !(Number.isInteger(budget) && budget >= 100 && budget <= 600_000)) {
+    throw new UsageError(
+      `--budget must be a whole number of milliseconds from 100 to 600000; got "${values.budget}"`,
+    );
+  }
   const log = jsonLogger((l) => process.stderr.write(l), level);
   const config = await loadConfig(values.config);
   const common = {
@@ -61,6 +70,8 @@ async function main(argv: string[]): Promise<number> {
   };
   switch (command) {
     case 'check': {
+      if (budget !== undefined)
+        throw new UsageError('--budget is for serve and policy: check has no caller waiting');
       const rt = await createRuntime(config, common);
       try {
         const bad = await runCheck(process.stdin, process.stdout, rt);
@@ -85,7 +96,7 @@ async function main(argv: string[]): Promise<number> {
         relay: values.relay,
       });
     case 'policy':
-      return runPolicy(config, { ...common, listen: values.listen, socket: values.socket });
+      return runPolicy(config, { ...common, listen: values.listen, socket: values.socket, budget });
     default:
       throw new UsageError(`unknown command "${command}"`);
   }

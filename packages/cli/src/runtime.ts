@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Clock, Logger, Policy, PolicyConfig, ReverseDns, Session } from '@mxguard/core';
 import { ConfigError } from '@mxguard/core';
+import type { DnsTiming } from '@mxguard/dns';
 
 /**
  * A clock that follows the session being replayed when it carries a time, and the system clock
@@ -24,6 +25,8 @@ export interface Runtime {
   readonly clock: ReplayClock;
   /** Looks up and forward-confirms the client's PTR; absent offline. */
   readonly lookupRdns?: (ip: string) => Promise<ReverseDns>;
+  /** The resolver's per-try timeout and tries (sized from the command's budget); absent offline. */
+  readonly resolverTiming?: DnsTiming;
   /** Starts the lookups a session will need (PTR, DNS lists) so later checks find them cached. */
   readonly prefetch?: (session: Session) => void;
   /**

@@ -1,8 +1,9 @@
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Logger, PolicyConfig, Session } from '@mxguard/core';
+import { DEADLINE_GRACE_MS } from '@mxguard/core';
 import { DnsResolver } from '@mxguard/dns';
-import { startPolicyServer } from '@mxguard/postfix';
+import { type Listen, type PolicyServerOptions, startPolicyServer } from '@mxguard/postfix';
 import { type GatewayOptions, startGateway } from '@mxguard/smtp';
 import type { Runtime } from './runtime.js';
 import { createRuntime, DNS_CHECKS } from './wiring.js';
@@ -58,11 +59,24 @@ function enrichOf(rt: Runtime): ((s: Session) => Promise<Partial<Session>>) | un
   };
 }
 
+/**
+ * The time budget of one policy request, ms: below the `timeout=10s` of the `check_policy_service`
+ * line `mxguard policy` prints, with 1.75 s to spare after the 250 ms grace.
+ */
+export const POLICY_BUDGET = 8000;
+
+/** The Postfix `timeout=` to print for a policy budget: 2 s more, in whole seconds, at least 10 s. */
+export function postfixTimeoutFor(budgetMs: number): number {
+  return Math.max(10, Math.ceil(budgetMs / 1000) + 2);
+}
+
 /** What {@link runtimeFor} needs: the DNS choice of the command line, and the logger. */
 export interface RuntimeForOptions {
   readonly offline: boolean;
   readonly resolver?: string;
   readonly log: Logger;
+  /** The time budget of one decision (ms); sizes the resolver's timeouts. See createRuntime. */
+  readonly budget?: number;
   /**
    * Replaces the one quick question to the system's resolver (tests).
    * @default asks the system resolver for example.com's A record
@@ -80,6 +94,7 @@ export async function runtimeFor(config: PolicyConfig, options: RuntimeForOption
   const rt = await createRuntime(config, {
     offline: !online,
     ...(options.resolver ? { resolver: options.resolver } : {}),
+    ...(options.budget !== undefined ? { budget: options.budget } : {}),
     log: options.log,
   });
   if (!online && !options.offline) {
@@ -175,6 +190,27 @@ export interface PolicyOptions {
   readonly resolver?: string;
   readonly log: Logger;
   readonly out?: (line: string) => void;
+  /** The time budget of one request, ms. @default POLICY_BUDGET (8000) */
+  readonly budget?: number | undefined;
+}
+
+/**
+ * The policy server `mxguard policy` starts for a runtime: its chain, the PTR lookup and DNS-list
+ * prefetch once a transaction, and the request's time budget (`limits.requestTimeout`).
+ */
+export function policyServerOptions(
+  rt: Runtime,
+  where: { listen: Listen; budget?: number | undefined },
+): PolicyServerOptions {
+  const enrich = enrichOf(rt);
+  return {
+    listen: where.listen,
+    chain: rt.policy.chain,
+    log: rt.log,
+    clock: rt.clock,
+    limits: { requestTimeout: where.budget ?? POLICY_BUDGET },
+    ...(enrich ? { enrich } : {}),
+  };
 }
 
 /** `mxguard policy`: the Postfix policy server, until SIGINT/SIGTERM. */
@@ -182,23 +218,20 @@ export async function runPolicy(config: PolicyConfig, options: PolicyOptions): P
   const out = options.out ?? ((l: string) => process.stdout.write(`${l}\n`));
   if (options.listen && options.socket) throw new Error('--listen and --socket exclude each other');
   const listen = options.socket ? { path: options.socket } : parseListen(options.listen ?? '127.0.0.1:10023');
-  const rt = await runtimeFor(config, options);
-  const enrich = enrichOf(rt);
-  const server = await startPolicyServer({
-    listen,
-    chain: rt.policy.chain,
-    log: rt.log,
-    clock: rt.clock,
-    ...(enrich ? { enrich } : {}),
-  });
+  const budget = options.budget ?? POLICY_BUDGET;
+  const rt = await runtimeFor(config, { ...options, budget });
+  const server = await startPolicyServer(policyServerOptions(rt, { listen, budget }));
   const a = server.address;
   const where =
     'path' in a ? `unix:${a.path}` : `inet:${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
   out(`mxguard policy server listening on ${where}`);
+  out(
+    `budget: ${budget} ms a request (no answer later than ${budget + DEADLINE_GRACE_MS} ms)${rt.resolverTiming ? `; DNS: ${rt.resolverTiming.timeout} ms a try, ${rt.resolverTiming.tries} tries` : ''}`,
+  );
   out(`checks: ${rt.policy.chain.links.map((l) => l.check.name).join(', ')}`);
   for (const n of rt.notes) out(`note: ${n}`);
   out(
-    `postfix main.cf: smtpd_recipient_restrictions = reject_unauth_destination, check_policy_service { ${where}, timeout=10s, default_action=DUNNO }`,
+    `postfix main.cf: smtpd_recipient_restrictions = reject_unauth_destination, check_policy_service { ${where}, timeout=${postfixTimeoutFor(budget)}s, default_action=DUNNO }`,
   );
   await untilSignal();
   await server.close();

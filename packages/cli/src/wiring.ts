@@ -48,6 +48,12 @@ export interface RuntimeOptions {
   readonly log: Logger;
   /** Overrides the clock (tests); default: a ReplayClock over the system clock. */
   readonly clock?: ReplayClock;
+  /**
+   * The time budget of one decision of the command (ms): the resolver's per-try timeout and tries
+   * default from it (`dnsTimingFor`) unless the config's `dns` sets them. Absent (`check`, which
+   * has no caller waiting): the resolver's own defaults.
+   */
+  readonly budget?: number;
 }
 
 /** The same chain, telling `onDecision` about every evaluation (the reputation's feed). */
@@ -132,7 +138,13 @@ export async function createRuntime(config: PolicyConfig, options: RuntimeOption
     );
   } else {
     const servers = options.resolver ? [options.resolver] : dns.resolver.servers;
-    resolver = new DnsResolver({ ...dns.resolver, ...(servers ? { servers } : {}), clock, log });
+    resolver = new DnsResolver({
+      ...(options.budget !== undefined ? { budget: options.budget } : {}),
+      ...dns.resolver,
+      ...(servers ? { servers } : {}),
+      clock,
+      log,
+    });
     Object.assign(
       registry,
       bindFactories(dnsFactories, { resolver, dnsLists: dns.dnsLists, rhsLists: dns.rhsLists }),
@@ -263,6 +275,7 @@ export async function createRuntime(config: PolicyConfig, options: RuntimeOption
   if (!r) return base;
   return {
     ...base,
+    resolverTiming: r.timing,
     lookupRdns: (ip: string): Promise<ReverseDns> => lookupRdns(r, ip),
     prefetch: (session: Session) => {
       prefetch(r, session, { dnsLists: dns.dnsLists, rhsLists: dns.rhsLists, rdns: false });

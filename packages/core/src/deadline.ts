@@ -11,6 +11,7 @@
  * the injected clock that drives the state machines.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { setMaxListeners } from 'node:events';
 
 const current = new AsyncLocalStorage<AbortSignal>();
 
@@ -25,7 +26,11 @@ export function currentDeadline(): AbortSignal | undefined {
  */
 export function withDeadline<T>(signal: AbortSignal, fn: () => T): T {
   const outer = current.getStore();
-  return current.run(outer ? AbortSignal.any([outer, signal]) : signal, fn);
+  const both = outer ? AbortSignal.any([outer, signal]) : signal;
+  // Every lookup of the decision listens to it until it settles (and then stops): their number is
+  // bounded by the decision's checks, not by a count Node should warn about.
+  setMaxListeners(0, both);
+  return current.run(both, fn);
 }
 
 /**

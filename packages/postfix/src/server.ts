@@ -6,7 +6,7 @@
 import { unlink } from 'node:fs/promises';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import type { Chain, Clock, Decision, Logger, Session } from '@mxguard/core';
-import { systemClock } from '@mxguard/core';
+import { currentDeadline, DEADLINE_GRACE_MS, settleBy, systemClock, withinBudget } from '@mxguard/core';
 import { LRUCache } from 'lru-cache';
 import { type MappingOptions, sessionOf } from './attributes.js';
 import {
@@ -42,10 +42,15 @@ export interface PolicyLimits {
    */
   readonly maxConnections?: number;
   /**
-   * Milliseconds one request may take (enrich plus chain) before it is answered with
-   * DEFER_IF_PERMIT. Below Postfix's `smtpd_policy_service_timeout` (100s), so the client gets our
-   * answer rather than Postfix's generic 451 4.3.5.
-   * @default 60_000
+   * The time budget of one request (enrich plus chain), in milliseconds. When it runs out, every
+   * DNS lookup of the request that has not finished answers as a temporary failure (queued ones are
+   * never sent) and the chain answers with what it has, each check under its own rule for a
+   * temporary failure (at most a 4xx). A request whose chain still has not answered
+   * {@link DEADLINE_GRACE_MS} (250 ms) later (a store that hangs) is answered
+   * `DEFER_IF_PERMIT Service temporarily unavailable`. So no answer takes longer than this plus
+   * 250 ms: below the `timeout=10s` of the `check_policy_service` line `mxguard policy` prints,
+   * so Postfix gets our answer instead of giving up and applying `default_action`.
+   * @default 8000
    */
   readonly requestTimeout?: number;
   /**
@@ -94,6 +99,15 @@ export interface PolicyServer {
   close(): Promise<void>;
 }
 
+/** The default time budget of a policy request, ms (below the `timeout=10s` Postfix is told). */
+export const DEFAULT_REQUEST_TIMEOUT = 8000;
+
+/** What an `enrich` that has not finished by the request's deadline gives: an unknown, not a crash. */
+const ENRICH_UNFINISHED: Partial<Session> = {
+  rdns: { names: [], error: 'temporary' },
+  flags: { enrichFailed: true },
+};
+
 /** The answer when we cannot judge: temporary, and only if nothing later rejects. Never 5xx. */
 export const UNAVAILABLE = 'DEFER_IF_PERMIT Service temporarily unavailable';
 
@@ -123,7 +137,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
   const clock = options.clock ?? systemClock;
   const maxConnections = limits.maxConnections ?? 256;
   const idleTimeout = limits.idleTimeout ?? 330_000;
-  const requestTimeout = limits.requestTimeout ?? 60_000;
+  const requestTimeout = limits.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT;
   const acceptAs = options.acceptAs ?? 'OK';
   const parserLimits = {
     maxLineLength: limits.maxLineLength ?? 4096,
@@ -169,7 +183,8 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
       }
       let extra: Partial<Session>;
       try {
-        extra = await enriched;
+        // Started by an earlier request of the transaction, it may outlive this one's deadline.
+        extra = await settleBy(enriched, currentDeadline(), () => ENRICH_UNFINISHED);
       } catch (err) {
         // Forget the failure so the next request of this transaction tries again.
         if (state && state.enriched === enriched) state.enriched = undefined;
@@ -220,24 +235,27 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
   }
 
   async function answer(req: PolicyRequest, conn: number): Promise<string> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<string>((resolve) => {
-      timer = setTimeout(() => {
-        log.error({ conn, ms: requestTimeout }, 'policy request timed out');
-        resolve(UNAVAILABLE);
-      }, requestTimeout);
-    });
-    try {
-      return await Promise.race([
+    const r = await withinBudget(
+      requestTimeout,
+      () =>
         judge(req, conn).catch((err: unknown) => {
           log.error({ conn, err: errText(err) }, 'policy evaluation failed');
           return UNAVAILABLE;
         }),
-        timeout,
-      ]);
-    } finally {
-      clearTimeout(timer);
+      () => UNAVAILABLE,
+    );
+    if (r.late) {
+      log.error(
+        { conn, ms: requestTimeout + DEADLINE_GRACE_MS, why: 'no decision within the time budget' },
+        'policy request timed out',
+      );
+    } else if (r.expired) {
+      log.warn(
+        { conn, ms: requestTimeout, action: r.value },
+        'policy request: time budget ran out, unfinished lookups counted as temporary failures',
+      );
     }
+    return r.value;
   }
 
   function onConnection(socket: Socket): void {
