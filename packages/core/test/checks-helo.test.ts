@@ -98,6 +98,18 @@ describe('parseHeloLiteral (RFC 5321 4.1.3, Postfix valid_mailhost_addr())', () 
       expect(parseHeloLiteral(s)?.valid, s).toBe(false);
     }
   });
+  it('says why an untagged IPv6 literal is refused (not "invalid IPv4 literal")', () => {
+    expect(parseHeloLiteral('[::1]')).toEqual({
+      valid: false,
+      reason: 'IPv6 literal without the "IPv6:" tag',
+    });
+    expect(parseHeloLiteral('[2001:db8::1]')).toMatchObject({
+      reason: 'IPv6 literal without the "IPv6:" tag',
+    });
+    expect(parseHeloLiteral('[1.2.3]')).toMatchObject({ reason: 'invalid IPv4 literal' });
+    const v = run(heloSyntax(), { helo: '[::1]' });
+    expect(v.reason).toBe('HELO IPv6 literal without the "IPv6:" tag');
+  });
   it('returns null for anything unbracketed', () => {
     expect(parseHeloLiteral('192.0.2.1')).toBeNull();
     expect(parseHeloLiteral('mx.example.com')).toBeNull();
@@ -135,6 +147,21 @@ describe('helo-syntax (reject_invalid_helo_hostname)', () => {
   it('passes a bare IP, as Postfix does ("XXX back compat": valid_hostaddr)', () => {
     expect(run(c, { helo: '192.0.2.1' }).action).toBe('next');
     expect(run(c, { helo: '2001:db8::1' }).action).toBe('next');
+    expect(run(c, { helo: '0.0.0.0' }).action).toBe('next');
+    expect(run(c, { helo: '01.2.3.4' }).action).toBe('next');
+  });
+  it('refuses a bare dotted quad with a first octet of 0, as valid_ipv4_hostaddr() (Postfix 3.7, measured)', () => {
+    for (const helo of ['0.255.255.255', '0.1.2.3', '00.1.2.3', '0.1.2.3.', '::ffff:0.1.2.3']) {
+      const v = run(c, { helo });
+      expect(codeOf(v), helo).toBe('501 5.5.2');
+      expect(v.action !== 'next' && v.reply.text).toBe(`<${helo}>: Helo command rejected: Invalid name`);
+    }
+    expect(run(c, { helo: '::ffff:192.0.2.1' }).action).toBe('next');
+  });
+  it('refuses U-labels with utf8: false, as Postfix 3.7 does (501 Invalid name, measured)', () => {
+    const v = run(heloSyntax({ utf8: false }), { helo: 'bücher.example' });
+    expect(codeOf(v)).toBe('501 5.5.2');
+    expect(run(heloFqdn({ utf8: false }), { helo: 'bücher.example' }).action).not.toBe('next');
   });
   it.each([
     '12345',

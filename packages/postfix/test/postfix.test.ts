@@ -11,7 +11,7 @@ import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chain, type Session } from '@mxguard/core';
+import { type Check, chain, heloFqdn, heloSyntax, type Session } from '@mxguard/core';
 import { type PolicyServer, startPolicyServer } from '@mxguard/postfix';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../../testing/net.js';
@@ -71,6 +71,8 @@ describe.skipIf(!available)('a real Postfix asking mxguard (check_policy_service
   let smtpPort: number;
   let deadDunnoPort: number;
   let deadDefaultPort: number;
+  let heloInvalidPort: number;
+  let heloFqdnPort: number;
   const seen: Session[] = [];
 
   beforeAll(async () => {
@@ -92,6 +94,8 @@ describe.skipIf(!available)('a real Postfix asking mxguard (check_policy_service
     smtpPort = await freePort();
     deadDunnoPort = await freePort();
     deadDefaultPort = await freePort();
+    heloInvalidPort = await freePort();
+    heloFqdnPort = await freePort();
 
     dir = await mkdtemp(join(tmpdir(), 'mxguard-postfix-'));
     // Postfix daemons drop to the postfix user: they must reach the queue, and own the data dir.
@@ -131,6 +135,9 @@ smtpd_policy_service_retry_delay = 1s
 smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:${policyPort}, permit
 mxguard_dead_dunno = check_policy_service { inet:127.0.0.1:${deadPolicyPort}, default_action=DUNNO }, permit
 mxguard_dead_default = check_policy_service inet:127.0.0.1:${deadPolicyPort}, permit
+# One HELO restriction a service, each measured against the check that follows it.
+mxguard_helo_invalid = reject_invalid_helo_hostname
+mxguard_helo_fqdn = reject_non_fqdn_helo_hostname
 `,
     );
     const svc = (name: string, type: string, priv: string, wakeup: string, maxproc: string, cmd: string) =>
@@ -154,6 +161,22 @@ mxguard_dead_default = check_policy_service inet:127.0.0.1:${deadPolicyPort}, pe
           '-',
           '-',
           'smtpd -o smtpd_recipient_restrictions=$mxguard_dead_default',
+        ),
+        svc(
+          `127.0.0.1:${heloInvalidPort}`,
+          'inet',
+          'n',
+          '-',
+          '-',
+          'smtpd -o smtpd_helo_restrictions=$mxguard_helo_invalid -o smtpd_recipient_restrictions=permit',
+        ),
+        svc(
+          `127.0.0.1:${heloFqdnPort}`,
+          'inet',
+          'n',
+          '-',
+          '-',
+          'smtpd -o smtpd_helo_restrictions=$mxguard_helo_fqdn -o smtpd_recipient_restrictions=permit',
         ),
         svc('pickup', 'unix', 'n', '60', '1', 'pickup'),
         svc('cleanup', 'unix', 'n', '-', '0', 'cleanup'),
@@ -182,8 +205,8 @@ mxguard_dead_default = check_policy_service inet:127.0.0.1:${deadPolicyPort}, pe
     closeSync(fd);
     const exited = new Promise<void>((resolve) => master?.once('exit', () => resolve()));
     for (let i = 0; i < 200; i++) {
-      if ((await accepts(smtpPort)) && (await accepts(deadDunnoPort)) && (await accepts(deadDefaultPort)))
-        return;
+      const ports = [smtpPort, deadDunnoPort, deadDefaultPort, heloInvalidPort, heloFqdnPort];
+      if ((await Promise.all(ports.map(accepts))).every(Boolean)) return;
       const done = await Promise.race([
         exited.then(() => true),
         new Promise<false>((r) => setTimeout(() => r(false), 100)),
@@ -249,6 +272,47 @@ mxguard_dead_default = check_policy_service inet:127.0.0.1:${deadPolicyPort}, pe
     expect(typeof s?.flags?.postfixInstance).toBe('string');
   });
 
+  /**
+   * HELO conformance: each HELO through Postfix 3.7's reject_invalid_helo_hostname and
+   * reject_non_fqdn_helo_hostname (smtputf8_enable = yes, its default) and through helo-syntax and
+   * helo-fqdn: the same reply, code, enhanced code and text, or a deliberate difference documented
+   * in docs/checks/helo.md. With `utf8: false` (and `bareIp: 'fail'` for helo-fqdn alone) mxguard
+   * gives Postfix's answer to every HELO of the table.
+   */
+  it('HELO names through Postfix 3.7 and through helo-syntax and helo-fqdn', async () => {
+    const ctx = { clock: { now: () => 0 }, log: memoryLogger(), findings: [] };
+    const said = async (c: Check, helo: string) => {
+      const v = await c.run({ clientAddress: '127.0.0.1', helo, stage: 'helo' }, ctx);
+      return v.action === 'next' ? '250' : `${v.reply.code} ${v.reply.enhanced} ${v.reply.text}`;
+    };
+    const syntax = heloSyntax();
+    const syntaxStrict = heloSyntax({ utf8: false });
+    const fqdn = heloFqdn();
+    const fqdnStrict = heloFqdn({ bareIp: 'fail', utf8: false });
+    const differences: string[] = [];
+    for (const helo of HELO_TABLE) {
+      const postfixInvalid = await heloThrough(heloInvalidPort, helo);
+      const postfixFqdn = await heloThrough(heloFqdnPort, helo);
+      expect(await said(syntaxStrict, helo), helo).toBe(postfixInvalid);
+      expect(await said(fqdnStrict, helo), helo).toBe(postfixFqdn);
+      if ((await said(syntax, helo)) !== postfixInvalid) differences.push(`helo-syntax ${helo}`);
+      if ((await said(fqdn, helo)) !== postfixFqdn) differences.push(`helo-fqdn ${helo}`);
+    }
+    // The deliberate differences of the defaults (docs/checks/helo.md): a valid IDN proves nothing
+    // false, and a bare IP is helo-bare-ip's case (which gives Postfix's 504).
+    expect(differences).toEqual([
+      'helo-syntax bücher.example',
+      'helo-fqdn bücher.example',
+      'helo-fqdn 192.0.2.1',
+      'helo-fqdn 0.255.255.255',
+      'helo-fqdn 0.0.0.0',
+      'helo-fqdn 01.2.3.4',
+      'helo-fqdn ::1',
+      'helo-fqdn 2001:db8::1',
+      'helo-fqdn ::ffff:0.1.2.3',
+    ]);
+  });
+
   it('with the policy server down: 451 4.3.5 by default, the mail passes with default_action=DUNNO', async () => {
     expect(rcptReply(await swaks(deadDefaultPort, 'reject@example.com'))).toBe(
       '451 4.3.5 <reject@example.com>: Recipient address rejected: Server configuration problem',
@@ -256,3 +320,69 @@ mxguard_dead_default = check_policy_service inet:127.0.0.1:${deadPolicyPort}, pe
     expect(rcptReply(await swaks(deadDunnoPort, 'reject@example.com'))).toMatch(/^250 2\.1\.5 Ok/);
   });
 });
+
+/** One SMTP conversation up to RCPT on a raw socket: the first refusal (EHLO, MAIL or RCPT), or 250. */
+function heloThrough(port: number, helo: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1');
+    const steps = [`EHLO ${helo}`, 'MAIL FROM:<alice@example.net>', 'RCPT TO:<bob@example.com>'];
+    let buf = '';
+    let step = -1; // -1: the greeting
+    const done = (r: string) => {
+      s.end('QUIT\r\n');
+      s.destroy();
+      resolve(r);
+    };
+    s.setTimeout(20_000, () => {
+      s.destroy();
+      reject(new Error(`no answer to HELO ${helo}`));
+    });
+    s.on('error', reject);
+    s.on('data', (d: Buffer) => {
+      buf += d.toString('utf8');
+      for (;;) {
+        const m = /^(\d{3})([ -])(.*)\r\n/.exec(buf);
+        if (!m) return;
+        buf = buf.slice(m[0].length);
+        if (m[2] === '-') continue; // a multi-line reply goes on
+        const line = `${m[1]} ${m[3]}`;
+        if (!line.startsWith('2')) return done(line);
+        step++;
+        if (step === steps.length) return done('250');
+        s.write(Buffer.from(`${steps[step]}\r\n`, 'utf8'));
+      }
+    });
+  });
+}
+
+/** HELO arguments measured against the real Postfix: names, literals, bare addresses, edge cases. */
+const HELO_TABLE = [
+  'mail.example.net',
+  'mx.example.com.',
+  'tater',
+  'localhost.',
+  'bücher.example',
+  'xn--bcher-kva.example',
+  'exa_mple.net',
+  '-bad.example',
+  'bad-.example',
+  'a..b.example',
+  '12345',
+  '1.2.3',
+  '192.0.2.1',
+  '0.255.255.255',
+  '0.0.0.0',
+  '01.2.3.4',
+  '::1',
+  '2001:db8::1',
+  '::ffff:0.1.2.3',
+  '[192.0.2.1]',
+  '[0.1.2.3]',
+  '[0.0.0.0]',
+  '[300.1.1.1]',
+  '[::1]',
+  '[IPv6:::1]',
+  '[ipv6:2001:db8::1]',
+  '[IPv6:1.2.3.4]',
+  '[]',
+];

@@ -98,7 +98,9 @@ function invalidLiteral(name: string, action: HitAction, score: number, helo: st
 /** Options of {@link heloSyntax}. */
 export interface HeloSyntaxOptions extends HeloCheckOptions {
   /**
-   * Accept UTF-8 (U-label) names, as Postfix does with smtputf8_enable (its default).
+   * Accept UTF-8 (U-label) names that convert to valid A-label names. Postfix 3.7 refuses them (501
+   * "Invalid name", even with `smtputf8_enable = yes`, measured in packages/postfix/test); a valid
+   * IDN proves nothing false, so mxguard passes it by default. `false` matches Postfix.
    * @default true
    */
   readonly utf8?: boolean;
@@ -111,7 +113,11 @@ export interface HeloSyntaxOptions extends HeloCheckOptions {
  *   else 501 5.5.2 "<helo>: Helo command rejected: Invalid name";
  * - a bracketed literal must be `[IPv4]` or `[IPv6:...]`; else 501 5.5.2 "<helo>: Helo command
  *   rejected: invalid ip address" (Postfix's reject_invalid_hostaddr);
- * - a bare IP address passes, as in Postfix ("XXX back compat"): `helo-bare-ip` judges it.
+ * - a bare IP address passes, as in Postfix ("XXX back compat"): `helo-bare-ip` judges it; but a
+ *   dotted quad with a first octet of 0 (`0.255.255.255`, not `0.0.0.0`) is an "Invalid name", as
+ *   Postfix's valid_ipv4_hostaddr() finds ("bad initial octet value");
+ * - a U-label name (`bücher.example`) passes when it converts to a valid A-label name: a deliberate
+ *   difference, as Postfix 3.7 refuses it (501 "Invalid name", measured); `utf8: false` matches it.
  * A missing HELO: next (`helo-required` judges it). Default action `reject`.
  */
 export function heloSyntax(options: HeloSyntaxOptions = {}): Check {
@@ -131,17 +137,33 @@ export function heloSyntax(options: HeloSyntaxOptions = {}): Check {
       if (helo === undefined) return next('no HELO');
       const f = heloForm(helo);
       if (f.kind === 'literal') return f.valid ? next() : invalidLiteral(name, action, score, helo, f.reason);
-      if (f.kind === 'ip' || isValidHostname(f.name, { utf8 })) return next();
+      if (f.kind === 'ip' && !badInitialOctet(helo)) return next();
+      if (f.kind === 'name' && isValidHostname(f.name, { utf8 })) return next();
       return hit(
         name,
         action,
         reply(501, '5.5.2', `<${showHelo(helo)}>: Helo command rejected: Invalid name`),
-        'HELO is not a valid host name',
+        f.kind === 'ip' ? 'HELO is a dotted quad with a first octet of 0' : 'HELO is not a valid host name',
         'invalid-name',
         score,
       );
     },
   };
+}
+
+/**
+ * A bare dotted quad whose first octet is 0 but that is not 0.0.0.0 (`0.255.255.255`): Postfix's
+ * valid_ipv4_hostaddr() refuses it ("bad initial octet value"), and valid_hostname() refuses an
+ * all-numeric name, so reject_invalid_helo_hostname answers "Invalid name" (measured against
+ * Postfix 3.7 in packages/postfix/test/postfix.test.ts, `::ffff:0.1.2.3` too). 0.0.0.0 passes.
+ */
+function badInitialOctet(helo: string): boolean {
+  const name = stripRootDot(helo);
+  if (parseIp(name) === null) return false;
+  // The dotted quad alone or at the end of an IPv6 form (`::ffff:0.1.2.3`): Postfix's
+  // valid_ipv6_hostaddr() hands that tail to valid_ipv4_hostaddr() too.
+  const quad = parseIp(name.slice(name.lastIndexOf(':') + 1));
+  return quad !== null && quad.family === 4 && quad.address.startsWith('0.') && quad.address !== '0.0.0.0';
 }
 
 /** Options of {@link heloFqdn}. */

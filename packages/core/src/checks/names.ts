@@ -220,7 +220,12 @@ export function parseHeloLiteral(s: string): HeloLiteral | null {
     return { valid: true, address: p.address, family: p.family };
   }
   const v4 = parseDottedQuad(inner);
-  if (!v4) return { valid: false, reason: 'invalid IPv4 literal' };
+  if (!v4) {
+    // `[::1]`: an IPv6 address without the tag Postfix and RFC 5321 4.1.3 require.
+    if (inner.includes(':') && parseIp(inner)?.family === 6)
+      return { valid: false, reason: 'IPv6 literal without the "IPv6:" tag' };
+    return { valid: false, reason: 'invalid IPv4 literal' };
+  }
   if (v4.octets[0] === 0 && v4.octets.some((o) => o !== 0)) {
     return { valid: false, reason: 'invalid IPv4 literal (first octet 0)' };
   }
