@@ -4,7 +4,7 @@ import { ConfigError } from '@mxguard/core';
 import { parseRelayTarget } from '@mxguard/smtp';
 import { runCheck } from './check.js';
 import { jsonLogger, loadConfig } from './runtime.js';
-import { runPolicy, runServe } from './serve.js';
+import { runPolicy, runServe, type TlsFiles } from './serve.js';
 import { createRuntime } from './wiring.js';
 
 const USAGE = `mxguard: SMTP-time anti-spam checks
@@ -26,6 +26,9 @@ Options:
   --spool DIR          serve: folder for accepted mail when there is no relay (default: ./spool)
   --budget MS          serve, policy: the time budget of one answer in milliseconds (default: serve
                        10000, policy 8000); lookups unfinished then count as temporary failures
+  --tls-key FILE       serve: PEM key for STARTTLS (with --tls-cert; re-read on SIGHUP)
+  --tls-cert FILE      serve: PEM certificate chain for STARTTLS (default: no STARTTLS)
+  --tls-min-version V  serve: TLSv1 | TLSv1.1 | TLSv1.2 | TLSv1.3 (default TLSv1.2)
   --log-level LEVEL    debug | info | warn | error (default info; logs go to stderr)
 `;
 
@@ -45,6 +48,9 @@ async function main(argv: string[]): Promise<number> {
       socket: { type: 'string' },
       spool: { type: 'string' },
       relay: { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-min-version': { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
       budget: { type: 'string' },
     },
@@ -80,7 +86,7 @@ async function main(argv: string[]): Promise<number> {
         await rt.close();
       }
     }
-    case 'serve':
+    case 'serve': {
       if (values.relay && values.spool) throw new UsageError('--relay and --spool exclude each other');
       if (values.relay) {
         try {
@@ -89,12 +95,27 @@ async function main(argv: string[]): Promise<number> {
           throw new UsageError(`--relay: ${(err as Error).message}`);
         }
       }
+      if (!values['tls-key'] !== !values['tls-cert'])
+        throw new UsageError('--tls-key and --tls-cert go together');
+      const minVersion = values['tls-min-version'];
+      if (minVersion !== undefined && !['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'].includes(minVersion))
+        throw new UsageError('--tls-min-version must be TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3');
       return runServe(config, {
         ...common,
         listen: values.listen ?? '127.0.0.1:2525',
         spool: values.spool,
         relay: values.relay,
+        ...(values['tls-key'] && values['tls-cert']
+          ? {
+              tls: {
+                keyFile: values['tls-key'],
+                certFile: values['tls-cert'],
+                ...(minVersion ? { minVersion: minVersion as TlsFiles['minVersion'] } : {}),
+              },
+            }
+          : {}),
       });
+    }
     case 'policy':
       return runPolicy(config, { ...common, listen: values.listen, socket: values.socket, budget });
     default:

@@ -1,10 +1,10 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Logger, PolicyConfig, Session } from '@mxguard/core';
 import { DEADLINE_GRACE_MS } from '@mxguard/core';
 import { DnsResolver } from '@mxguard/dns';
 import { type Listen, type PolicyServerOptions, startPolicyServer } from '@mxguard/postfix';
-import { type GatewayOptions, startGateway } from '@mxguard/smtp';
+import { type GatewayOptions, type GatewayTls, startGateway } from '@mxguard/smtp';
 import type { Runtime } from './runtime.js';
 import { createRuntime, DNS_CHECKS } from './wiring.js';
 
@@ -13,11 +13,25 @@ export interface ServeOptions {
   readonly spool?: string | undefined;
   /** The MTA behind us (`smtp://HOST:PORT`, `lmtp://HOST:PORT`, `lmtp:/SOCKET`); else the spool. */
   readonly relay?: string | undefined;
+  /** STARTTLS key and certificate files, re-read on SIGHUP. */
+  readonly tls?: TlsFiles;
   readonly offline: boolean;
   readonly resolver?: string;
   readonly log: Logger;
   /** Where the banner goes. @default process.stdout */
   readonly out?: (line: string) => void;
+}
+
+/** Where `serve` reads its STARTTLS key and certificate. */
+export interface TlsFiles {
+  readonly keyFile: string;
+  readonly certFile: string;
+  readonly minVersion?: GatewayTls['minVersion'];
+}
+
+async function readTls(files: TlsFiles): Promise<GatewayTls> {
+  const [key, cert] = await Promise.all([readFile(files.keyFile, 'utf8'), readFile(files.certFile, 'utf8')]);
+  return { key, cert, ...(files.minVersion ? { minVersion: files.minVersion } : {}) };
 }
 
 /** Splits `host:port`, `[v6]:port` or `port`. */
@@ -157,13 +171,38 @@ export async function runServe(config: PolicyConfig, options: ServeOptions): Pro
   if (spoolDir) await mkdir(spoolDir, { recursive: true });
   const rt = await runtimeFor(config, options);
   const site = rt.policy.site;
-  const gw = await startGateway(
-    gatewayOptions(rt, { ...(relay ? { relay } : { spoolDir: spoolDir as string }), host, port }),
-  );
+  const tls = options.tls ? await readTls(options.tls) : undefined;
+  const gw = await startGateway({
+    ...gatewayOptions(rt, { ...(relay ? { relay } : { spoolDir: spoolDir as string }), host, port }),
+    ...(tls ? { tls } : {}),
+  });
+  // SIGHUP re-reads the key and certificate (renewed by certbot or the like): new connections
+  // get them, a pair that does not load keeps the old one in force, and the log says why.
+  const tlsFiles = options.tls;
+  const onHup = () => {
+    if (!tlsFiles) return;
+    readTls(tlsFiles)
+      .then((next) => {
+        gw.reloadTls(next);
+        rt.log.info({ event: 'tls-reloaded', cert: tlsFiles.certFile });
+      })
+      .catch((err: unknown) => {
+        rt.log.error({
+          event: 'tls-reload-failed',
+          err: err instanceof Error ? err.message : String(err),
+          keeping: 'the key and certificate in force',
+        });
+      });
+  };
+  process.on('SIGHUP', onHup);
   const where = gw.host.includes(':') ? `[${gw.host}]:${gw.port}` : `${gw.host}:${gw.port}`;
   const domain = site.ourDomains[0] ?? 'example.com';
   out(`mxguard gateway listening on ${where} (our domains: ${site.ourDomains.join(', ')})`);
   out(relay ? `relay: ${relay} (the client's 250 comes after its 250)` : `spool: ${spoolDir}`);
+  if (tls)
+    out(
+      `STARTTLS: offered (${tls.minVersion ?? 'TLSv1.2'} or newer; SIGHUP re-reads the key and certificate)`,
+    );
   out(`checks: ${rt.policy.chain.links.map((l) => l.check.name).join(', ')}`);
   for (const n of rt.notes) out(`note: ${n}`);
   if (!options.offline && rt.lookupRdns) {
@@ -178,6 +217,7 @@ export async function runServe(config: PolicyConfig, options: ServeOptions): Pro
   );
   await untilSignal();
   out('mxguard gateway stopping');
+  process.off('SIGHUP', onHup);
   await gw.close();
   await rt.close();
   return 0;
