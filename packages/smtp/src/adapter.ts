@@ -92,7 +92,43 @@ export interface SmtpAdapterOptions {
   readonly verifyRecipient?: (session: Session) => Promise<Reply | undefined>;
   /** Told about each finding on a client (early talker, unauthorized pipelining): feed reputation here. */
   readonly onFlag?: (session: Session, flag: string) => void;
+  /**
+   * Most recipients of one message, as Postfix's `smtpd_recipient_limit`: past it a RCPT gets
+   * `452 4.5.3 Error: too many recipients` without the chain being asked, and the client sends the
+   * rest in another transaction (RFC 5321 section 4.5.3.1.10 requires only 100). Applied by
+   * {@link SmtpGuard.install} as smtp-server's `maxRecipients` unless the server already sets one.
+   * @default 1000
+   */
+  readonly recipientLimit?: number;
+  /**
+   * Junk commands (NOOP, RSET, VRFY, EXPN, HELP, ETRN) a client may send before it is
+   * disconnected with `421 4.7.0 <host> Error: too many errors`, as Postfix's
+   * `smtpd_junk_command_limit`; the count starts again after each accepted message. Postfix turns
+   * junk past the limit into errors and disconnects at `smtpd_hard_error_limit` (20); mxguard keeps
+   * no error counter and disconnects on the first junk command past the limit.
+   * @default 100
+   */
+  readonly junkCommandLimit?: number;
+  /**
+   * Longest a connection may stay open, ms, whatever it does: then `421 4.4.2 <host> Error: timeout
+   * exceeded` and close (at the next command if we are still working on the last one). Bounds what
+   * a client that drips just enough progress can hold a slot for.
+   * @default 1800000 (30 minutes)
+   */
+  readonly sessionLifetimeMs?: number;
+  /**
+   * Longest time, ms, between two steps of progress: an accepted MAIL or RCPT, message bytes
+   * during DATA, an accepted message. Junk commands, repeated HELO/EHLO and bytes that do not make
+   * a command are not progress, so a NOOP or one byte a minute (which keep the idle timeout
+   * away) do not keep the slot. Counted from the connection on; `421 4.4.2 <host> Error: timeout
+   * exceeded` when it runs out. Time we spend answering does not count against the client.
+   * @default 300000 (RFC 5321 section 4.5.3.2's 5 minutes per command)
+   */
+  readonly progressTimeoutMs?: number;
 }
+
+/** The commands Postfix counts against `smtpd_junk_command_limit`, plus HELP and EXPN. */
+const JUNK_COMMANDS = new Set(['NOOP', 'RSET', 'VRFY', 'EXPN', 'HELP', 'ETRN']);
 
 /** smtp-server hooks with the chain wired in, plus the connection instrumentation. */
 export interface SmtpGuard {
@@ -133,6 +169,22 @@ interface ConnState {
   connectEvaluated: boolean;
   /** Scored findings of the last accepted RCPT of the transaction, for a `data`-stage weigh. */
   rcptFindings: readonly Finding[];
+  /**
+   * The accepted recipients of the transaction, kept in step with smtp-server's envelope one entry
+   * at a time, so that a RCPT costs the same whether it is the 1st or the 1,000th.
+   */
+  recipients: string[];
+  /** The envelope list `recipients` mirrors (smtp-server replaces it on RSET, HELO, MAIL after DATA). */
+  recipientsOf: readonly unknown[] | undefined;
+  /** Junk commands since the connection began or the last accepted message. */
+  junk: number;
+  /** Refreshed on each step of progress; fires after `progressTimeoutMs` without one. */
+  progressTimer: NodeJS.Timeout | undefined;
+  lifetimeTimer: NodeJS.Timeout | undefined;
+  /** Message bytes received when the progress rule last looked (DATA). */
+  dataBytes: number;
+  /** Why the session must end, once a limit has run out while we were still answering. */
+  expired: string | undefined;
 }
 
 const ENRICH_FAILED: Partial<Session> = {
@@ -178,6 +230,39 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
   const linkStages = new Set<Stage>(chain.links.map((l) => l.check.stage));
   const readsHeaders = chain.links.some((l) => l.check.readsHeaders === true);
   const maxHeaderBytes = options.maxHeaderBytes ?? 64 * 1024;
+  const recipientLimit = options.recipientLimit ?? 1000;
+  const junkCommandLimit = options.junkCommandLimit ?? 100;
+  const sessionLifetimeMs = options.sessionLifetimeMs ?? 1_800_000;
+  const progressTimeoutMs = options.progressTimeoutMs ?? 300_000;
+  for (const [k, v] of Object.entries({
+    recipientLimit,
+    junkCommandLimit,
+    sessionLifetimeMs,
+    progressTimeoutMs,
+  })) {
+    if (!Number.isInteger(v) || v <= 0) throw new TypeError(`${k} must be a positive integer, got ${v}`);
+  }
+
+  /** A step of progress (see `progressTimeoutMs`): the client gets another full period. */
+  function progressed(state: ConnState): void {
+    state.progressTimer?.refresh();
+  }
+
+  /**
+   * The accepted recipients so far, as a list the Session can share: extended by the entries
+   * smtp-server added since the last call, rebuilt only when smtp-server started a new list. Valid
+   * until the next command of the connection (the chain reads it within one).
+   */
+  function recipientsOf(state: ConnState, list: readonly { address: string }[] | undefined): string[] {
+    const env = list ?? [];
+    if (state.recipientsOf !== env || state.recipients.length > env.length) {
+      state.recipientsOf = env;
+      state.recipients = [];
+    }
+    // A repeated address replaces its entry in place (smtp-server), the count does not change.
+    for (let i = state.recipients.length; i < env.length; i++) state.recipients.push(env[i]?.address ?? '');
+    return state.recipients;
+  }
 
   function stateOf(cid: string): ConnState {
     let s = states.get(cid);
@@ -190,6 +275,13 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
         tap: undefined,
         connectEvaluated: false,
         rcptFindings: [],
+        recipients: [],
+        recipientsOf: undefined,
+        junk: 0,
+        dataBytes: 0,
+        progressTimer: undefined,
+        lifetimeTimer: undefined,
+        expired: undefined,
       };
       states.set(cid, s);
     }
@@ -256,7 +348,8 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
       clientPort: base.clientPort,
       stage,
       tls: !!s.secure,
-      recipients: (env?.rcptTo ?? []).map((r) => r.address),
+      recipients:
+        stage === 'data' ? (env?.rcptTo ?? []).map((r) => r.address) : recipientsOf(state, env?.rcptTo),
       flags: { ...(extra.flags ?? {}), ...state.flags },
     };
     if (helo !== undefined) session.helo = helo;
@@ -309,7 +402,10 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
 
   function settle(p: Promise<Error | null>, callback: (err?: Error | null) => void, what: string): void {
     p.then(
-      (err) => callback(err),
+      // Answered from the next turn of the event loop: a chain that needs no I/O settles in
+      // microtasks, and smtp-server would then run a whole read of pipelined commands (some 2,000
+      // RCPTs in 64 KiB) before it read from any other connection. One command per turn is fair.
+      (err) => setImmediate(callback, err),
       (err: unknown) => {
         log.error({
           event: 'adapter-failed',
@@ -362,6 +458,58 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
     return null;
   }
 
+  /**
+   * The limits on one connection that smtp-server does not have: junk commands, lifetime and
+   * progress. Uses smtp-server internals (`_onCommand`, `_handlerPending`, `_closing`, `name`).
+   */
+  function watchLimits(state: ConnState, connection: SmtpConnectionInternals, base: Session): void {
+    const end = (limit: string, reply: string): void => {
+      log.info({ event: 'session-limit', limit, client: base.clientAddress, cid: state.cid });
+      connection.send(421, reply);
+    };
+    const timeoutReply = () => `4.4.2 ${connection.name} Error: timeout exceeded`;
+    // A handler of ours runs, or the message is in and we are still storing it: the client waits.
+    const busy = (): boolean =>
+      connection._handlerPending ||
+      (!!connection._dataStream && !!connection._parser && !connection._parser._dataMode);
+    const expire = (limit: string): void => {
+      if (connection._closing || connection._closed) return;
+      if (busy()) {
+        // We owe the client an answer: it goes out, and the next command is refused.
+        state.expired ??= limit;
+        return;
+      }
+      end(limit, timeoutReply());
+    };
+    state.lifetimeTimer = setTimeout(() => expire('session-lifetime'), sessionLifetimeMs);
+    state.lifetimeTimer.unref();
+    state.progressTimer = setTimeout(() => {
+      // Our own slowness is not the client's: wait for our answer, then give it a full period.
+      const data = connection._dataStream as { byteLength?: number } | null;
+      const parser = connection._parser || undefined;
+      const receiving = parser?._dataMode && data;
+      if (busy()) state.progressTimer?.refresh();
+      else if (receiving && (data.byteLength ?? 0) > state.dataBytes) {
+        // Message bytes arrived in this period: progress.
+        state.dataBytes = data.byteLength ?? 0;
+        state.progressTimer?.refresh();
+      } else expire('progress');
+    }, progressTimeoutMs);
+    state.progressTimer.unref();
+
+    const onCommand = connection._onCommand.bind(connection);
+    connection._onCommand = (command, callback) => {
+      if (connection._ready && !connection._upgrading && !connection._nextHandler) {
+        if (state.expired) return end(state.expired, timeoutReply());
+        const verb = (command ?? '').toString().split(' ', 1)[0]?.toUpperCase() ?? '';
+        if (JUNK_COMMANDS.has(verb) && ++state.junk > junkCommandLimit) {
+          return end('junk-commands', `4.7.0 ${connection.name} Error: too many errors`);
+        }
+      }
+      onCommand(command, callback);
+    };
+  }
+
   const guard: SmtpGuard = {
     get size() {
       return states.size;
@@ -388,7 +536,9 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
           try {
             const early = await earlier(state, s);
             if (early) return early;
-            return answer(await evaluate(await sessionAt(state, s, 'mail'), state.cid));
+            const err = answer(await evaluate(await sessionAt(state, s, 'mail'), state.cid));
+            if (!err) progressed(state);
+            return err;
           } finally {
             pendingFrom.delete(state.cid);
           }
@@ -432,6 +582,7 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
           const refused = await verify(session, state.cid);
           if (refused) return replyError(refused);
           state.rcptFindings = d.findings.filter((f) => f.score);
+          progressed(state);
           return null;
         }),
         callback,
@@ -441,6 +592,13 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
 
     onData(stream, s, callback) {
       const state = stateOf(s.id);
+      // A message that ends in a 250 starts the junk count again.
+      state.dataBytes = 0;
+      const accepted = (message: string): string => {
+        state.junk = 0;
+        progressed(state);
+        return message;
+      };
       const work = async (): Promise<string> => {
         let session = await sessionAt(state, s, 'data');
         let body: SMTPServerDataStream = stream;
@@ -461,7 +619,7 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
           await drain(body);
           if (stream.sizeExceeded)
             throw replyError(makeReply(552, '5.3.4', 'Message size exceeds fixed limit'));
-          return '2.0.0 Ok';
+          return accepted('2.0.0 Ok');
         }
         const cipher = (s as { tlsOptions?: { name?: string; version?: string } | false }).tlsOptions;
         const id = await options.deliver(body, {
@@ -477,7 +635,7 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
               }
             : {}),
         });
-        return id ? `2.0.0 Ok: queued as ${id}` : '2.0.0 Ok';
+        return accepted(id ? `2.0.0 Ok: queued as ${id}` : '2.0.0 Ok');
       };
       work().then(
         (message) => callback(null, message),
@@ -497,12 +655,17 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
     },
 
     onClose(s) {
+      const state = states.get(s.id);
+      clearTimeout(state?.progressTimer);
+      clearTimeout(state?.lifetimeTimer);
       states.delete(s.id);
       pendingFrom.delete(s.id);
     },
 
     install(server) {
       const hidePipelining = !!server.options.hidePIPELINING;
+      const serverOptions = server.options as { maxRecipients?: number };
+      if (!serverOptions.maxRecipients) serverOptions.maxRecipients = recipientLimit;
       const connect = server.connect.bind(server);
       server.connect = (socket, socketOptions) => {
         connect(socket, socketOptions);
@@ -569,6 +732,8 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
           }
         });
 
+        watchLimits(state, connection, base);
+
         const send = connection.send.bind(connection);
         connection.send = (code, data, context) => {
           const wasGreeted = state.greeted;
@@ -597,6 +762,21 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
     },
   };
   return guard;
+}
+
+/** The parts of smtp-server's SMTPConnection (3.21) the limits use. */
+interface SmtpConnectionInternals {
+  readonly name: string;
+  readonly _ready: boolean;
+  readonly _upgrading: boolean;
+  readonly _nextHandler: unknown;
+  readonly _handlerPending: boolean;
+  readonly _closing: boolean;
+  readonly _closed: boolean;
+  readonly _dataStream: unknown;
+  readonly _parser: { readonly _dataMode?: boolean } | false | undefined;
+  _onCommand(command: Buffer | undefined, callback?: () => void): void;
+  send(code: number, data?: string | string[], context?: unknown): void;
 }
 
 /**

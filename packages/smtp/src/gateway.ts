@@ -102,6 +102,14 @@ export interface GatewayOptions {
     readonly ms: number;
     readonly doubted?: (session: Session) => Promise<boolean>;
   };
+  /** See {@link SmtpAdapterOptions.recipientLimit}. @default 1000 */
+  readonly recipientLimit?: number;
+  /** See {@link SmtpAdapterOptions.junkCommandLimit}. @default 100 */
+  readonly junkCommandLimit?: number;
+  /** See {@link SmtpAdapterOptions.sessionLifetimeMs}. @default 1800000 */
+  readonly sessionLifetimeMs?: number;
+  /** See {@link SmtpAdapterOptions.progressTimeoutMs}. @default 300000 */
+  readonly progressTimeoutMs?: number;
 }
 
 /** STARTTLS settings of the gateway. */
@@ -202,6 +210,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     ...(options.earlyTalkers ? { earlyTalkers: options.earlyTalkers } : {}),
     ...(options.maxHeaderBytes !== undefined ? { maxHeaderBytes: options.maxHeaderBytes } : {}),
     ...(options.onFlag ? { onFlag: options.onFlag } : {}),
+    ...(options.recipientLimit !== undefined ? { recipientLimit: options.recipientLimit } : {}),
+    ...(options.junkCommandLimit !== undefined ? { junkCommandLimit: options.junkCommandLimit } : {}),
+    ...(options.sessionLifetimeMs !== undefined ? { sessionLifetimeMs: options.sessionLifetimeMs } : {}),
+    ...(options.progressTimeoutMs !== undefined ? { progressTimeoutMs: options.progressTimeoutMs } : {}),
     deliver,
     ...(verifyRecipients && target
       ? {
