@@ -4,6 +4,7 @@ export * from './config.js';
 export * from './deadline.js';
 export * from './decision-log.js';
 export * from './model.js';
+export * from './optional.js';
 export * from './pipelining.js';
 export * from './presets.js';
 export * from './rdns/index.js';

@@ -4,7 +4,8 @@
  * hold an SMTP session, and come back by itself when Redis does.
  */
 import { createHash } from 'node:crypto';
-import { Redis, type RedisOptions } from 'ioredis';
+import { loadOptionalPeer } from '@mxguard/core';
+import type { Redis, RedisOptions } from 'ioredis';
 
 /** Options of {@link failFastRedis}. */
 export interface FailFastRedisOptions {
@@ -34,7 +35,12 @@ export interface FailFastRedisOptions {
 export function failFastRedis(options: FailFastRedisOptions = {}): Redis {
   const maxDelay = options.reconnectMaxDelay ?? 5000;
   const queue = options.queueUntilFirstConnection ?? false;
-  const redis = new Redis(options.url ?? 'redis://127.0.0.1:6379', {
+  const { Redis: RedisClient } = loadOptionalPeer<typeof import('ioredis')>(
+    'ioredis',
+    'A Redis store of mxguard (@mxguard/redis)',
+    import.meta.url,
+  );
+  const redis = new RedisClient(options.url ?? 'redis://127.0.0.1:6379', {
     maxRetriesPerRequest: 0,
     enableOfflineQueue: queue,
     commandTimeout: options.commandTimeout ?? 1000,

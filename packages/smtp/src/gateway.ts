@@ -1,8 +1,8 @@
 import type { AddressInfo } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import type { Chain, Clock, Logger, Session } from '@mxguard/core';
-import { decisionRecord, reply as makeReply, systemClock } from '@mxguard/core';
-import { SMTPServer } from 'smtp-server';
+import { decisionRecord, loadOptionalPeer, reply as makeReply, systemClock } from '@mxguard/core';
+import type { SMTPServer } from 'smtp-server';
 import type { SmtpAdapterOptions, SmtpGuard } from './adapter.js';
 import { attach, stripMapped } from './adapter.js';
 import { type ConnectionLimitOptions, ConnectionLimits, limitReply } from './anvil.js';
@@ -180,7 +180,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       };
   const disabled = ['AUTH'];
   if (!options.tls) disabled.push('STARTTLS');
-  const server = new SMTPServer({
+  const { SMTPServer: Server } = loadOptionalPeer<typeof import('smtp-server')>(
+    'smtp-server',
+    'startGateway() of @mxguard/smtp',
+    import.meta.url,
+  );
+  const server = new Server({
     name: hostname,
     // We do PTR lookups in `enrich`, with our resolver; smtp-server's own would use the system
     // resolver and wait up to 1.5 s before the greeting.
