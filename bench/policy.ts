@@ -1,19 +1,26 @@
 /**
- * The Postfix policy server against postgrey, with the same request stream in one run.
+ * The Postfix policy server against postgrey and against the protocol's limit, with the same
+ * request stream in one run.
  *
  * Run: npx tsx bench/policy.ts [requests] [connections]     (defaults: 20000 over 8)
  *
- * - mxguard runs in a child process (this file with `--serve`), as it would in production, so the
- *   benchmark client does not share its event loop: a chain of the pure envelope checks
- *   (helo-syntax, helo-fqdn, helo-claims-us, sender-fqdn, recipient-fqdn) and the greylist check in
- *   `all` mode with the in-memory store, as postgrey greylists every triplet.
+ * Four servers, each in a child process of its own, so the benchmark client does not share its
+ * event loop:
+ * - answer-only: this file with `--answer-only`, a server that reads each request up to its empty
+ *   line and answers `action=DUNNO` at once. It judges nothing: its rate is the limit of the
+ *   protocol with this client on this machine, the ceiling the others are measured against.
+ * - mxguard, recommended: `mxguard policy --offline` (packages/cli/src/bin.ts) with a config of our
+ *   domains and hosts, the preset as a new user runs it (its decision lines to a file).
+ * - mxguard, postgrey-equivalent (this file with `--serve`): the pure envelope checks (helo-syntax,
+ *   helo-fqdn, helo-claims-us, sender-fqdn, recipient-fqdn) and the greylist check in `all` mode
+ *   with the in-memory store, as postgrey greylists every triplet.
  * - postgrey (Debian, /usr/sbin/postgrey) is started on a free loopback port with its own --dbdir in
  *   a temp dir and empty allowlists, and stopped at the end.
  * - The stream: N requests as Postfix 3.7 sends them at RCPT, from a seeded generator: 2,000
  *   clients in 500 /24 networks, each triplet seen 1-3 times, so both servers mostly say
  *   "greylisted" (new or early) with a 300 s delay. Both get a warm-up of 1,000 other requests.
- * - Both log one line a decision to a file in the temp dir (postgrey to stderr when not
- *   daemonised, mxguard one JSON line).
+ * - The judging servers log one line a decision to a file in the temp dir (postgrey to stderr when
+ *   not daemonised, mxguard one JSON line).
  * - C connections, each sending one request and waiting for its answer before the next, as each
  *   Postfix smtpd process does. Latency: from the write to the whole answer.
  */
@@ -27,7 +34,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -79,6 +86,31 @@ async function serve(logPath: string): Promise<void> {
   process.on('SIGTERM', () => {
     void server.close().then(() => process.exit(0));
   });
+}
+
+/** The answer-only server: no parsing beyond the empty line that ends a request, no judging. */
+function answerOnly(): void {
+  const server = createServer((socket) => {
+    socket.setNoDelay(true);
+    let tail = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => {
+      const text = tail + d;
+      let from = 0;
+      let answers = '';
+      for (let end = text.indexOf('\n\n'); end >= 0; end = text.indexOf('\n\n', from)) {
+        answers += 'action=DUNNO\n\n';
+        from = end + 2;
+      }
+      tail = text.slice(from);
+      if (answers) socket.write(answers);
+    });
+    socket.on('error', () => {});
+  });
+  server.listen(0, '127.0.0.1', () => {
+    process.stdout.write(`${(server.address() as { port: number }).port}\n`);
+  });
+  process.on('SIGTERM', () => server.close(() => process.exit(0)));
 }
 
 /** mulberry32: a small seeded PRNG, so every run sends the same stream. */
@@ -230,9 +262,10 @@ function stop(child: ChildProcess): Promise<void> {
   });
 }
 
-async function startMxguard(dir: string): Promise<{ port: number; child: ChildProcess }> {
+/** This file again in a child process with `args`; it prints its port on its first line. */
+async function startChild(args: string[], what: string): Promise<{ port: number; child: ChildProcess }> {
   const script = fileURLToPath(import.meta.url);
-  const child = spawn(process.execPath, [...process.execArgv, script, '--serve', join(dir, 'mxguard.log')], {
+  const child = spawn(process.execPath, [...process.execArgv, script, ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const port = await new Promise<number>((resolve, reject) => {
@@ -242,8 +275,24 @@ async function startMxguard(dir: string): Promise<{ port: number; child: ChildPr
       const m = /^(\d+)\n/.exec(out);
       if (m) resolve(Number(m[1]));
     });
-    child.once('exit', (code) => reject(new Error(`mxguard policy server exited with ${code}`)));
+    child.once('exit', (code) => reject(new Error(`${what} exited with ${code}`)));
   });
+  return { port, child };
+}
+
+/** `mxguard policy --offline` from the CLI's source, its log (stderr) to a file. */
+async function startCli(dir: string): Promise<{ port: number; child: ChildProcess }> {
+  const port = await freePort();
+  const config = join(dir, 'mxguard.json');
+  writeFileSync(config, JSON.stringify({ ourDomains: ['example.com'], ourHosts: ['mx.example.com'] }));
+  const bin = fileURLToPath(new URL('../packages/cli/src/bin.ts', import.meta.url));
+  const log = openSync(join(dir, 'mxguard-policy.log'), 'a');
+  const child = spawn(
+    process.execPath,
+    [...process.execArgv, bin, 'policy', '--offline', '--listen', `127.0.0.1:${port}`, '--config', config],
+    { stdio: ['ignore', 'ignore', log] },
+  );
+  await waitFor(port, child, 'mxguard policy');
   return { port, child };
 }
 
@@ -277,9 +326,11 @@ async function startPostgrey(dir: string): Promise<{ port: number; child: ChildP
   return { port, child };
 }
 
-function row(name: string, r: Result): string {
-  const f = (x: number) => x.toFixed(2).padStart(8);
-  return `| ${name.padEnd(22)} | ${Math.round(r.rps).toString().padStart(7)} | ${f(r.p50)} | ${f(r.p90)} | ${f(r.p99)} | ${f(r.max)} | ${JSON.stringify(r.actions)} |`;
+function row(name: string, r: Result, limit: number, postgrey: number): string {
+  const f = (x: number) => x.toFixed(2).padStart(6);
+  const ofLimit = `${Math.round((100 * r.rps) / limit)}%`.padStart(5);
+  const xPostgrey = `${(r.rps / postgrey).toFixed(1)}x`.padStart(6);
+  return `| ${name.padEnd(27)} | ${Math.round(r.rps).toString().padStart(6)} | ${ofLimit} | ${xPostgrey} | ${f(r.p50)} | ${f(r.p90)} | ${f(r.p99)} | ${f(r.max)} | ${JSON.stringify(r.actions)} |`;
 }
 
 async function main(): Promise<void> {
@@ -290,23 +341,30 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'mxguard-bench-policy-'));
   const children: ChildProcess[] = [];
   try {
-    const mx = await startMxguard(dir);
-    children.push(mx.child);
-    const pg = await startPostgrey(dir);
-    children.push(pg.child);
-    await drive(mx.port, warm, c);
-    await drive(pg.port, warm, c);
-    const mxResult = await drive(mx.port, requests, c);
-    const pgResult = await drive(pg.port, requests, c);
+    const servers: [string, { port: number; child: ChildProcess }][] = [
+      ['answer-only (limit)', await startChild(['--answer-only'], 'answer-only server')],
+      ['mxguard, recommended', await startCli(dir)],
+      ['mxguard, postgrey-equivalent', await startChild(['--serve', join(dir, 'mxguard.log')], 'mxguard')],
+      ['postgrey', await startPostgrey(dir)],
+    ];
+    for (const [, s] of servers) children.push(s.child);
+    for (const [, s] of servers) await drive(s.port, warm, c);
+    const results: [string, Result][] = [];
+    for (const [name, s] of servers) results.push([name, await drive(s.port, requests, c)]);
+    const limit = results[0]?.[1].rps ?? 1;
+    const postgrey = results.at(-1)?.[1].rps ?? 1;
     const postgreyVersion = execFileSync(POSTGREY, ['--version']).toString().trim();
     console.log(`policy servers: ${n} requests over ${c} connections, loopback`);
     console.log(
       `machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, Node ${process.version}; ${postgreyVersion}`,
     );
-    console.log('| server                 |   req/s |  p50 ms  |  p90 ms  |  p99 ms  |  max ms  | answers |');
-    console.log('|------------------------|--------:|---------:|---------:|---------:|---------:|---------|');
-    console.log(row('mxguard (chain+grey)', mxResult));
-    console.log(row('postgrey', pgResult));
+    console.log(
+      '| server                      |  req/s | limit | xpgrey | p50 ms | p90 ms | p99 ms | max ms | answers |',
+    );
+    console.log(
+      '|-----------------------------|-------:|------:|-------:|-------:|-------:|-------:|-------:|---------|',
+    );
+    for (const [name, r] of results) console.log(row(name, r, limit, postgrey));
   } finally {
     await Promise.all(children.map(stop));
     rmSync(dir, { recursive: true, force: true });
@@ -314,7 +372,9 @@ async function main(): Promise<void> {
 }
 
 const serveAt = process.argv.indexOf('--serve');
-if (serveAt >= 0) {
+if (process.argv.includes('--answer-only')) {
+  answerOnly();
+} else if (serveAt >= 0) {
   await serve(process.argv[serveAt + 1] ?? '/dev/null');
 } else {
   await main();

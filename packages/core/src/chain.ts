@@ -11,7 +11,7 @@ import type {
   Stage,
   Verdict,
 } from './model.js';
-import { silentLogger, stageIndex, systemClock } from './model.js';
+import { STAGES, silentLogger, stageIndex, systemClock } from './model.js';
 import { reply as makeReply } from './reply.js';
 
 /** Where a rejected client can get help; appended to every reject and defer text. */
@@ -100,6 +100,35 @@ export function decorate(r: Reply, check: string, help: Help | undefined): Reply
   return { code: r.code, enhanced: r.enhanced, text: text + suffix };
 }
 
+interface Pending {
+  readonly verdict: FinalVerdict;
+  readonly check: string;
+}
+
+function isThenable(v: Verdict | Promise<Verdict>): v is Promise<Verdict> {
+  return typeof (v as { then?: unknown }).then === 'function';
+}
+
+/** The decision of an evaluation that ended with `verdict` from `check` (none: the chain ran out). */
+function finish(
+  verdict: FinalVerdict | undefined,
+  check: string | undefined,
+  pending: Pending | undefined,
+  trace: TraceStep[],
+  findings: Finding[],
+  help: Help | undefined,
+): Decision {
+  let v = verdict;
+  let by = check;
+  if (pending && (!v || v.action === 'accept')) {
+    v = { ...pending.verdict, ifPermit: false };
+    by = pending.check;
+  }
+  if (!v || by === undefined) return { action: 'next', trace, findings };
+  const r = v.action === 'accept' ? v.reply : decorate(v.reply, by, help);
+  return { action: v.action, reply: r, check: by, reason: v.reason, trace, findings };
+}
+
 function isFinal(v: Verdict): v is FinalVerdict {
   return v.action !== 'next';
 }
@@ -140,34 +169,37 @@ export function chain(links: readonly (Check | Link)[], options: ChainOptions = 
     (acc, l) => (stageIndex(l.check.stage) > stageIndex(acc) ? l.check.stage : acc),
     'connect',
   );
+  // Which links run at each stage, worked out once here rather than once a link an evaluation.
+  const byStage = new Map<Stage, readonly Link[]>();
+  for (const st of STAGES)
+    byStage.set(
+      st,
+      normalised.filter((l) => runsNow(l.check.stage, st, delayReject)),
+    );
+  const help = options.help;
 
   async function evaluate(session: Session, extraFindings: readonly Finding[] = []): Promise<Decision> {
     const trace: TraceStep[] = [];
-    const findings: Finding[] = [...extraFindings];
-    let pending: { verdict: FinalVerdict; check: string } | undefined;
+    const findings: Finding[] = extraFindings.length > 0 ? [...extraFindings] : [];
+    let pending: Pending | undefined;
+    // One context for the whole evaluation: `findings` is the same array throughout.
+    const ctx: CheckContext = { clock, log, findings };
+    const links =
+      byStage.get(session.stage) ??
+      normalised.filter((l) => runsNow(l.check.stage, session.stage, delayReject));
+    // One clock reading a link: the end of one link is the start of the next.
+    let mark = links.length > 0 ? timer() : 0;
 
-    const finish = (verdict: FinalVerdict | undefined, check: string | undefined): Decision => {
-      let v = verdict;
-      let by = check;
-      if (pending && (!v || v.action === 'accept')) {
-        v = { ...pending.verdict, ifPermit: false };
-        by = pending.check;
-      }
-      if (!v || by === undefined) return { action: 'next', trace, findings };
-      const r = v.action === 'accept' ? v.reply : decorate(v.reply, by, options.help);
-      return { action: v.action, reply: r, check: by, reason: v.reason, trace, findings };
-    };
-
-    for (const link of normalised) {
-      const { check } = link;
-      if (!runsNow(check.stage, session.stage, delayReject)) continue;
-      const ctx: CheckContext = { clock, log, findings };
-      const started = timer();
+    for (let i = 0; i < links.length; i++) {
+      const link = links[i] as Link;
+      const check = link.check;
       let verdict: Verdict;
       try {
-        verdict = await check.run(session, ctx);
+        const out = check.run(session, ctx);
+        // A check that answers at once is not sent round the microtask queue.
+        verdict = isThenable(out) ? await out : out;
       } catch (err) {
-        const ms = timer() - started;
+        const ms = timer() - mark;
         const message = err instanceof Error ? err.message : String(err);
         log.error({ check: check.name, err: message, client: session.clientAddress }, 'check failed');
         trace.push({ check: check.name, action: 'error', reason: message, ms });
@@ -176,29 +208,43 @@ export function chain(links: readonly (Check | Link)[], options: ChainOptions = 
           return finish(
             { action: 'defer', reply: r, reason: `check ${check.name} failed: ${message}` },
             check.name,
+            pending,
+            trace,
+            findings,
+            help,
+          );
+        }
+        mark = timer();
+        continue;
+      }
+      const now = timer();
+      const ms = now - mark;
+      mark = now;
+      const warnMode = link.mode === 'warn';
+      trace.push(stepOf(check.name, verdict, ms, warnMode));
+      if (warnMode) {
+        if (isFinal(verdict)) {
+          log.warn(
+            {
+              check: check.name,
+              would: verdict.action,
+              reason: verdict.reason,
+              client: session.clientAddress,
+            },
+            'warn mode: not enforced',
           );
         }
         continue;
       }
-      const ms = timer() - started;
-      const warn = link.mode === 'warn' && isFinal(verdict);
-      trace.push(stepOf(check.name, verdict, ms, link.mode === 'warn'));
-      if (warn) {
-        log.warn(
-          { check: check.name, would: verdict.action, reason: verdict.reason, client: session.clientAddress },
-          'warn mode: not enforced',
-        );
-        continue;
-      }
-      if (link.mode !== 'warn' && verdict.findings) findings.push(...verdict.findings);
+      if (verdict.findings) for (const f of verdict.findings) findings.push(f);
       if (!isFinal(verdict)) continue;
       if (verdict.action === 'defer' && verdict.ifPermit) {
         pending ??= { verdict, check: check.name };
         continue;
       }
-      return finish(verdict, check.name);
+      return finish(verdict, check.name, pending, trace, findings, help);
     }
-    return finish(undefined, undefined);
+    return finish(undefined, undefined, pending, trace, findings, help);
   }
 
   return {

@@ -3,6 +3,7 @@ export * from './checks/index.js';
 export * from './config.js';
 export * from './deadline.js';
 export * from './decision-log.js';
+export * from './memo.js';
 export * from './model.js';
 export * from './optional.js';
 export * from './pipelining.js';

@@ -1,4 +1,4 @@
-import { parseClientIp, parseNetwork } from '@mxguard/core';
+import { type ParsedIp, parseClientIp, parseNetwork, v4Mask } from '@mxguard/core';
 import type { IPv4, IPv6 } from 'ipaddr.js';
 import ipaddr from 'ipaddr.js';
 
@@ -16,8 +16,11 @@ import ipaddr from 'ipaddr.js';
  * which anyone who controls their reverse zone can set.
  */
 export interface ClientAllowlist {
-  /** True when the client matches; `name` is its forward-confirmed PTR name, if any. */
-  match(address: string, name: string | null | undefined): string | undefined;
+  /**
+   * True when the client matches; `name` is its forward-confirmed PTR name, if any. `parsed` is the
+   * address already parsed (the session's `clientIp`), so it is not parsed again.
+   */
+  match(address: string, name: string | null | undefined, parsed?: ParsedIp | null): string | undefined;
   readonly size: number;
 }
 
@@ -26,6 +29,8 @@ type Net = [IPv4 | IPv6, number];
 /** Compiles client allowlist entries; throws TypeError naming a bad entry. */
 export function clientAllowlist(entries: readonly string[]): ClientAllowlist {
   const nets: { net: Net; entry: string }[] = [];
+  // IPv4 networks also as (network, mask) numbers, tested without an address object.
+  const v4: { net: number; mask: number; entry: string }[] = [];
   const suffixes = new Map<string, string>();
   const patterns: { re: RegExp; entry: string }[] = [];
   for (const raw of entries) {
@@ -43,6 +48,7 @@ export function clientAllowlist(entries: readonly string[]): ClientAllowlist {
     const net = parseNet(e);
     if (net) {
       nets.push({ net, entry: e });
+      if (net[0].kind() === 'ipv4') v4.push({ ...v4Mask(net[0] as IPv4, net[1]), entry: e });
       continue;
     }
     if (/^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?$/i.test(e)) {
@@ -53,9 +59,12 @@ export function clientAllowlist(entries: readonly string[]): ClientAllowlist {
   }
   return {
     size: nets.length + suffixes.size + patterns.length,
-    match(address, name) {
-      const ip = parseClientIp(address)?.ip;
-      if (ip) {
+    match(address, name, parsed) {
+      const p = parsed === undefined ? parseClientIp(address) : parsed;
+      if (p?.v4 !== undefined) {
+        for (const r of v4) if ((p.v4 & r.mask) >>> 0 === r.net) return r.entry;
+      } else if (p) {
+        const ip = p.ip;
         for (const { net, entry } of nets) {
           if (ip.kind() === net[0].kind() && ip.match(net)) return entry;
         }

@@ -1,7 +1,7 @@
 import type { Check, CheckFactory, Finding, Session, Verdict } from '@mxguard/core';
-import { defer, next, reply } from '@mxguard/core';
+import { clientIp, defer, ipNetwork, next, reply } from '@mxguard/core';
 import { clientAllowlist, recipientAllowlist } from './allowlist.js';
-import { clientAddressKey, type KeyOptions, tripletKey } from './key.js';
+import { type KeyOptions, networkTripletKey } from './key.js';
 import type { GreylistDecision, GreylistOutcome, GreylistPolicy } from './machine.js';
 import { policyFromOptions } from './machine.js';
 import { PROVIDERS, providerEntries } from './providers.js';
@@ -186,7 +186,9 @@ export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): 
         }
       };
 
-      const byClient = clients.match(session.clientAddress, session.rdns?.verified);
+      // The client address parsed once a session (core's memo), shared with the other checks.
+      const parsed = clientIp(session);
+      const byClient = clients.match(session.clientAddress, session.rdns?.verified, parsed);
       const byRcpt = byClient === undefined ? recipients(rcpt) : undefined;
       const allowedBy = byClient ?? byRcpt;
       if (allowedBy !== undefined) {
@@ -200,11 +202,12 @@ export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): 
         stats.undoubted++;
         return next('greylist: nothing doubts this client');
       }
-      const key = tripletKey(session.clientAddress, sender, rcpt, keyOptions);
-      const clientKey = clientAddressKey(session.clientAddress);
-      if (key === undefined || clientKey === undefined) {
+      if (parsed === null) {
         return next(`greylist: client address ${JSON.stringify(session.clientAddress)} is not an IP address`);
       }
+      const net = ipNetwork(parsed, keyOptions.ipv4Prefix ?? 24, keyOptions.ipv6Prefix ?? 64) as string;
+      const key = networkTripletKey(net, sender, rcpt);
+      const clientKey = parsed.address;
       const why = doubts.length > 0 ? `; doubt: ${doubts.map((d) => `${d.check}/${d.tag}`).join(', ')}` : '';
 
       let decision: GreylistDecision;

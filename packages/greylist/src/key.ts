@@ -83,7 +83,12 @@ export function tripletKey(
 ): string | undefined {
   const net = clientNetwork(clientAddress, options);
   if (net === undefined) return undefined;
-  return `${net}/${bounded(normaliseSender(sender))}/${bounded(normaliseRecipient(recipient))}`;
+  return networkTripletKey(net, sender, recipient);
+}
+
+/** The triplet key from the client network already worked out (`ipNetwork` of a parsed address). */
+export function networkTripletKey(network: string, sender: string, recipient: string): string {
+  return `${network}/${bounded(normaliseSender(sender))}/${bounded(normaliseRecipient(recipient))}`;
 }
 
 /**

@@ -2,6 +2,7 @@
  * HELO/EHLO checks, after Postfix's smtpd_helo_required and smtpd_helo_restrictions. Pure: the
  * HELO argument and the client address are all they read. See docs/checks/helo.md.
  */
+import { clientIp } from '../memo.js';
 import type { Check, Session } from '../model.js';
 import type { HitAction } from '../reply.js';
 import { hit, next, reply } from '../reply.js';
@@ -303,8 +304,8 @@ export function heloLiteralMismatch(options: HeloCheckOptions = {}, site: Site):
       if (helo === undefined) return next('no HELO');
       const lit = parseHeloLiteral(helo);
       if (!lit?.valid) return next();
-      const client = normaliseIp(session.clientAddress);
-      if (client === null || client === lit.address) return next();
+      const client = clientIp(session)?.address;
+      if (client === undefined || client === lit.address) return next();
       if (trust.isPrivileged(session)) return next('client may relay');
       return hit(
         name,

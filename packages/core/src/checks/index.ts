@@ -39,6 +39,7 @@ export {
   parseHeloLiteral,
   parseIp,
   parseNetwork,
+  v4Mask,
 } from './names.js';
 export type { ClientTrust, RelayOptions, TrustedOptions } from './relay.js';
 export { clientTrust, relayCheck, trustedCheck } from './relay.js';

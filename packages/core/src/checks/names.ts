@@ -102,21 +102,75 @@ export interface ParsedIp {
   readonly family: 4 | 6;
   /** The ipaddr.js object, for byte, range and CIDR operations. */
   readonly ip: IPv4 | IPv6;
+  /** An IPv4 address as an unsigned 32-bit number (network order); absent for IPv6. */
+  readonly v4?: number;
 }
 
-const DOTTED_QUAD = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+/**
+ * A parsed IPv4 address. The ipaddr.js object is made only when a caller asks for it: most callers
+ * need the text and the number, and building the object costs more than parsing.
+ */
+class ParsedV4 implements ParsedIp {
+  readonly family = 4 as const;
+  private object: IPv4 | undefined;
+  constructor(
+    readonly address: string,
+    readonly v4: number,
+  ) {}
+  get ip(): IPv4 {
+    this.object ??= new ipaddr.IPv4([
+      this.v4 >>> 24,
+      (this.v4 >>> 16) & 255,
+      (this.v4 >>> 8) & 255,
+      this.v4 & 255,
+    ]);
+    return this.object;
+  }
+}
+
+function v4Text(n: number): string {
+  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+}
+
 const IPV6_CHARS = /^[0-9A-Fa-f:.]{2,45}$/;
 
 /**
- * Parses a strict dotted quad (four decimal octets, leading zeros read as decimal as RFC 5321's
- * Snum does; no `127.1`, no hex, no octal).
+ * Parses a strict dotted quad (four decimal octets of one to three digits, leading zeros read as
+ * decimal as RFC 5321's Snum does; no `127.1`, no hex, no octal) to an unsigned 32-bit number, or
+ * -1. One pass over the characters, no allocation.
  */
-function parseDottedQuad(s: string): IPv4 | null {
-  const m = DOTTED_QUAD.exec(s);
-  if (!m) return null;
-  const octets = [Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4])];
-  if (octets.some((o) => o > 255)) return null;
-  return new ipaddr.IPv4(octets);
+function dottedQuad(s: string): number {
+  const n = s.length;
+  if (n < 7 || n > 15) return -1;
+  let value = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 48 && c <= 57) {
+      if (++digits > 3) return -1;
+      octet = octet * 10 + (c - 48);
+    } else if (c === 46) {
+      if (digits === 0 || octet > 255 || ++dots > 3) return -1;
+      value = value * 256 + octet;
+      octet = 0;
+      digits = 0;
+    } else {
+      return -1;
+    }
+  }
+  if (digits === 0 || octet > 255 || dots !== 3) return -1;
+  return value * 256 + octet;
+}
+
+/** A strict dotted quad parsed, or `null` (see {@link dottedQuad}). */
+function parseDottedQuad(s: string): ParsedV4 | null {
+  const v = dottedQuad(s);
+  if (v < 0) return null;
+  const text = v4Text(v);
+  // Keep the caller's string when it is already canonical (no leading zeros): one string fewer.
+  return new ParsedV4(text === s ? s : text, v);
 }
 
 /**
@@ -127,14 +181,15 @@ function parseDottedQuad(s: string): IPv4 | null {
 export function parseIp(s: string): ParsedIp | null {
   if (typeof s !== 'string' || s.length > 45) return null;
   const v4 = parseDottedQuad(s);
-  if (v4) return { address: v4.toString(), family: 4, ip: v4 };
+  if (v4) return v4;
   if (!IPV6_CHARS.test(s) || !s.includes(':')) return null;
   if (!ipaddr.IPv6.isValid(s)) return null;
   try {
     const v6 = ipaddr.IPv6.parse(s);
     if (v6.isIPv4MappedAddress()) {
-      const mapped = v6.toIPv4Address();
-      return { address: mapped.toString(), family: 4, ip: mapped };
+      const o = v6.toIPv4Address().octets;
+      const n = (((o[0] ?? 0) << 24) >>> 0) + ((o[1] ?? 0) << 16) + ((o[2] ?? 0) << 8) + (o[3] ?? 0);
+      return new ParsedV4(v4Text(n), n);
     }
     return { address: v6.toString(), family: 6, ip: v6 };
   } catch {
@@ -179,6 +234,11 @@ export function ipNetwork(
     throw new TypeError(`ipv6Prefix ${ipv6Prefix} is not in 0..128`);
   const p = typeof address === 'string' ? parseClientIp(address) : address;
   if (!p) return undefined;
+  if (p.v4 !== undefined) {
+    // IPv4 as a number: two integer operations, no byte array, no address object.
+    const n = ipv4Prefix === 0 ? 0 : (p.v4 & ((0xffffffff << (32 - ipv4Prefix)) >>> 0)) >>> 0;
+    return `${v4Text(n)}/${ipv4Prefix}`;
+  }
   const prefix = p.family === 4 ? ipv4Prefix : ipv6Prefix;
   const bytes = p.ip.toByteArray();
   for (let i = 0; i < bytes.length; i++) {
@@ -226,18 +286,18 @@ export function parseHeloLiteral(s: string): HeloLiteral | null {
       return { valid: false, reason: 'IPv6 literal without the "IPv6:" tag' };
     return { valid: false, reason: 'invalid IPv4 literal' };
   }
-  if (v4.octets[0] === 0 && v4.octets.some((o) => o !== 0)) {
+  if (v4.v4 >>> 24 === 0 && v4.v4 !== 0) {
     return { valid: false, reason: 'invalid IPv4 literal (first octet 0)' };
   }
-  return { valid: true, address: v4.toString(), family: 4 };
+  return { valid: true, address: v4.address, family: 4 };
 }
 
 /** A compiled list of networks (addresses and CIDRs) for fast membership tests. */
 export interface NetworkList {
   /** The entries as given, for logs. */
   readonly entries: readonly string[];
-  /** True when `ip` (any form {@link parseIp} reads) is in one of the networks. */
-  has(ip: string): boolean;
+  /** True when `ip` (any form {@link parseIp} reads, or already parsed) is in one of the networks. */
+  has(ip: string | ParsedIp): boolean;
 }
 
 /** A network as {@link parseNetwork} reads it: the address and the prefix length. */
@@ -279,22 +339,24 @@ export function parseNetwork(entry: string, what = 'network list'): NetworkRange
 
 /** Compiles a list of addresses and CIDRs once (throws TypeError on a bad entry). */
 export function compileNetworks(entries: readonly string[], what = 'network list'): NetworkList {
-  const v4: NetworkRange[] = [];
+  // IPv4 networks as (network, mask) numbers: a membership test is two integer operations.
+  const v4: { net: number; mask: number }[] = [];
   const v6: NetworkRange[] = [];
   for (const e of entries) {
     const r = parseNetwork(e, what);
-    (r[0].kind() === 'ipv4' ? v4 : v6).push(r);
+    if (r[0].kind() === 'ipv4') v4.push(v4Mask(r[0] as IPv4, r[1]));
+    else v6.push(r);
   }
   return {
     entries: [...entries],
-    has(ip: string): boolean {
-      const p = parseIp(ip);
+    has(ip: string | ParsedIp): boolean {
+      const p = typeof ip === 'string' ? parseIp(ip) : ip;
       if (!p) return false;
-      if (p.family === 4) {
-        const a = p.ip as IPv4;
-        for (const r of v4) if (a.match(r as [IPv4, number])) return true;
+      if (p.v4 !== undefined) {
+        const a = p.v4;
+        for (const r of v4) if ((a & r.mask) >>> 0 === r.net) return true;
         if (v6.length > 0) {
-          const m = a.toIPv4MappedAddress();
+          const m = (p.ip as IPv4).toIPv4MappedAddress();
           for (const r of v6) if (m.match(r as [IPv6, number])) return true;
         }
         return false;
@@ -304,6 +366,14 @@ export function compileNetworks(entries: readonly string[], what = 'network list
       return false;
     },
   };
+}
+
+/** An IPv4 network as numbers, for `(address & mask) === net`. */
+export function v4Mask(address: IPv4, bits: number): { net: number; mask: number } {
+  const o = address.octets;
+  const n = (((o[0] ?? 0) << 24) | ((o[1] ?? 0) << 16) | ((o[2] ?? 0) << 8) | (o[3] ?? 0)) >>> 0;
+  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+  return { net: (n & mask) >>> 0, mask };
 }
 
 /**

@@ -3,6 +3,7 @@
  * permit_sasl_authenticated, reject_unauth_destination`, and a whitelist of forwarders.
  * See docs/checks/relay.md.
  */
+import { clientIp } from '../memo.js';
 import type { Check, Session } from '../model.js';
 import type { HitAction } from '../reply.js';
 import { accept, hit, next, reply } from '../reply.js';
@@ -67,15 +68,20 @@ export function clientTrust(site: Site): ClientTrust {
     }
   }
   const forwarders: NetworkList = compileNetworks(nets, 'site.trustedForwarders');
+  // The client address is parsed once a session (clientIp) and shared by every test here.
+  const inNets = (list: NetworkList, s: Session) => {
+    const ip = clientIp(s);
+    return ip !== null && list.has(ip);
+  };
   const t: ClientTrust = {
-    inOurNetworks: (s) => ourNetworks.has(s.clientAddress),
+    inOurNetworks: (s) => inNets(ourNetworks, s),
     isOurAddress: (s) => {
-      const n = normaliseIp(s.clientAddress);
-      return n !== null && ourAddresses.has(n);
+      const n = clientIp(s)?.address;
+      return n !== undefined && ourAddresses.has(n);
     },
-    isPrivileged: (s) => ourNetworks.has(s.clientAddress) || isAuthenticated(s),
+    isPrivileged: (s) => inNets(ourNetworks, s) || isAuthenticated(s),
     isTrustedForwarder: (s) => {
-      if (forwarders.has(s.clientAddress)) return true;
+      if (forwarders.entries.length > 0 && inNets(forwarders, s)) return true;
       const v = s.rdns?.verified;
       if (typeof v !== 'string' || v.length === 0) return false;
       const name = normaliseName(v);

@@ -4,7 +4,8 @@
  * Both default to `defer`: a dynamic-looking or missing name is doubt, not proof (DESIGN principle 1),
  * and the small honest sender on a home line deserves a delay it can read, not a ban (principle 6).
  */
-import { commonOptions, parseClientIp } from '../checks/names.js';
+import { commonOptions } from '../checks/names.js';
+import { clientIp } from '../memo.js';
 import type { Check, Session, Verdict } from '../model.js';
 import type { HitAction } from '../reply.js';
 import { hit, next, reply } from '../reply.js';
@@ -55,8 +56,8 @@ export interface RdnsMissingOptions extends CommonCheckOptions {
 }
 
 /** The client address as it may appear in a reply: an IP address, else `unknown` (never a line break). */
-function printable(address: string): string {
-  return parseClientIp(address)?.address ?? 'unknown';
+function printable(session: Session): string {
+  return clientIp(session)?.address ?? 'unknown';
 }
 
 /** The name to judge: the forward-confirmed one when known, else the first PTR name. */
@@ -109,7 +110,7 @@ export function rdnsDynamic(
       const c = admin
         ? { class: 'dynamic' as const, evidence: [admin] }
         : useClassifier
-          ? classifyPtr(session.clientAddress, ptr)
+          ? classifyPtr(clientIp(session) ?? session.clientAddress, ptr)
           : { class: 'static' as const, evidence: ['no admin pattern matched'] };
       const why = c.evidence.join('; ');
       if (c.class !== 'dynamic')
@@ -194,7 +195,7 @@ export function rdnsMissing(options: RdnsMissingOptions = {}): Check {
       if (!rdns) return next('reverse DNS not looked up');
       if (rdns.error === 'temporary') return next('temporary DNS failure');
       if (rdns.names.length > 0) return next('client has a PTR name');
-      const ip = printable(session.clientAddress);
+      const ip = printable(session);
       const r = reply(550, '5.7.1', `Client host rejected: cannot find your reverse hostname, [${ip}]`);
       return hit(name, action, r, `no PTR name for ${ip}`, 'no-ptr', score);
     },

@@ -16,7 +16,7 @@
  */
 import type { IPv4, IPv6 } from 'ipaddr.js';
 import { parse as parseDomain } from 'tldts';
-import { parseClientIp } from '../checks/names.js';
+import { type ParsedIp, parseClientIp } from '../checks/names.js';
 
 /**
  * What a PTR name looks like.
@@ -190,10 +190,16 @@ function unknown(why: string, registrable: string | null = null): PtrClassificat
 }
 
 /** The address as octets (IPv4, including IPv4-mapped IPv6) or 16-bit groups (IPv6); null when invalid. */
-function parseIp(ip: string): { v4: number[] } | { v6: number[] } | null {
-  if (typeof ip !== 'string' || ip.length > MAX_IP) return null;
-  const p = parseClientIp(ip);
+function parseIp(ip: string | ParsedIp): { v4: number[] } | { v6: number[] } | null {
+  let p: ParsedIp | null;
+  if (typeof ip === 'string') {
+    if (ip.length > MAX_IP) return null;
+    p = parseClientIp(ip);
+  } else {
+    p = ip;
+  }
   if (!p) return null;
+  if (p.v4 !== undefined) return { v4: [p.v4 >>> 24, (p.v4 >>> 16) & 255, (p.v4 >>> 8) & 255, p.v4 & 255] };
   return p.family === 4 ? { v4: (p.ip as IPv4).octets } : { v6: (p.ip as IPv6).parts };
 }
 
@@ -262,7 +268,7 @@ function isMailToken(t: string): boolean {
  * Classifies a PTR name for the given client address. Never throws; bad input gives `unknown`
  * with the reason. Names longer than 253 characters are refused before any other work.
  */
-export function classifyPtr(ip: string, name: string): PtrClassification {
+export function classifyPtr(ip: string | ParsedIp, name: string): PtrClassification {
   if (typeof name !== 'string') return unknown('name is not a string');
   if (name.length === 0) return unknown('empty name');
   if (name.length > MAX_NAME + 1) return unknown(`name longer than ${MAX_NAME} characters`);
