@@ -341,13 +341,16 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'mxguard-bench-policy-'));
   const children: ChildProcess[] = [];
   try {
-    const servers: [string, { port: number; child: ChildProcess }][] = [
-      ['answer-only (limit)', await startChild(['--answer-only'], 'answer-only server')],
-      ['mxguard, recommended', await startCli(dir)],
-      ['mxguard, postgrey-equivalent', await startChild(['--serve', join(dir, 'mxguard.log')], 'mxguard')],
-      ['postgrey', await startPostgrey(dir)],
-    ];
-    for (const [, s] of servers) children.push(s.child);
+    // Each child is recorded as soon as it runs, so a failure to start the next one stops it too.
+    const servers: [string, { port: number; child: ChildProcess }][] = [];
+    const add = (name: string, s: { port: number; child: ChildProcess }) => {
+      children.push(s.child);
+      servers.push([name, s]);
+    };
+    add('answer-only (limit)', await startChild(['--answer-only'], 'answer-only server'));
+    add('mxguard, recommended', await startCli(dir));
+    add('mxguard, postgrey-equivalent', await startChild(['--serve', join(dir, 'mxguard.log')], 'mxguard'));
+    add('postgrey', await startPostgrey(dir));
     for (const [, s] of servers) await drive(s.port, warm, c);
     const results: [string, Result][] = [];
     for (const [name, s] of servers) results.push([name, await drive(s.port, requests, c)]);

@@ -9,7 +9,7 @@ import { type ConnectionLimitOptions, ConnectionLimits, limitReply } from './anv
 import { receivedHeader } from './received.js';
 import { downstreamRecipientCheck, parseRelayTarget, type RelayTarget, relayDelivery } from './relay.js';
 import { replyError } from './reply.js';
-import { spoolMessage } from './spool.js';
+import { groupDirSync, spoolMessage } from './spool.js';
 
 /** Options of {@link startGateway}. */
 export interface GatewayOptions {
@@ -148,6 +148,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const verifyRecipients = options.verifyRecipients ?? target?.protocol === 'smtp';
   if (verifyRecipients && target?.protocol !== 'smtp')
     throw new TypeError('startGateway: verifyRecipients needs an smtp:// relay');
+  // One folder fsync for the messages that arrive together (group commit), not one a message.
+  const syncDir = options.spoolDir !== undefined ? groupDirSync(options.spoolDir) : undefined;
   const deliver: SmtpAdapterOptions['deliver'] = target
     ? relayDelivery({
         target,
@@ -167,6 +169,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           dir: options.spoolDir as string,
           clock,
           hostname,
+          ...(syncDir ? { syncDir } : {}),
           ...(options.random ? { random: options.random } : {}),
         });
         options.log.info({

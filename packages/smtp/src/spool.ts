@@ -43,6 +43,13 @@ export interface SpoolOptions {
   readonly random?: (bytes: number) => Uint8Array;
   /** Our host name for the envelope. */
   readonly hostname: string;
+  /**
+   * Makes the renames in `dir` durable; resolves only once a folder fsync that started after the
+   * call has finished. A gateway passes one {@link groupDirSync} for all its messages, so the
+   * messages that arrive together share one fsync of the folder (group commit).
+   * @default one fsync of the folder for this message
+   */
+  readonly syncDir?: () => Promise<void>;
 }
 
 /** The file suffix of a spooled message; temporary files start with `.tmp-` and never end with it. */
@@ -132,13 +139,46 @@ export async function spoolMessage(
     await fh.close();
     fh = undefined;
     await rename(tmp, final);
-    await syncDir(options.dir);
+    await (options.syncDir ? options.syncDir() : syncDir(options.dir));
     return { id, path: final, bytes };
   } catch (err) {
     await fh?.close().catch(() => {});
     await unlink(tmp).catch(() => {});
     throw err;
   }
+}
+
+/**
+ * Group commit of a spool folder: every caller's promise resolves once a folder fsync that started
+ * after its call has finished, so a rename made before the call is durable when it resolves. While
+ * one fsync runs, the callers that arrive share the next one: at most one fsync runs and one waits,
+ * however many messages arrive together, so the disk's pace, not one fsync a message, sets the
+ * throughput. (The same idea as a database's group commit of its log.)
+ */
+export function groupDirSync(
+  dir: string,
+  sync: (dir: string) => Promise<void> = syncDir,
+): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  let waiting: Promise<void> | undefined;
+  const start = (): Promise<void> => {
+    const p: Promise<void> = sync(dir).finally(() => {
+      if (running === p) running = undefined;
+    });
+    running = p;
+    return p;
+  };
+  return () => {
+    if (running === undefined) return start();
+    // The running fsync may have started before this caller's rename: wait for the next one.
+    waiting ??= running
+      .catch(() => {})
+      .then(() => {
+        waiting = undefined;
+        return start();
+      });
+    return waiting;
+  };
 }
 
 /** fsync a folder so a rename in it is durable (POSIX; a no-op where folders cannot be opened). */

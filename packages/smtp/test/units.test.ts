@@ -1,6 +1,7 @@
 import { ManualClock, reply } from '@mxguard/core';
 import {
   formatReply,
+  groupDirSync,
   PipeliningTap,
   parseSpoolFile,
   replyError,
@@ -140,5 +141,62 @@ describe('spool files', () => {
     expect(message.equals(msg)).toBe(true);
     expect(() => parseSpoolFile(Buffer.from('no newline'))).toThrow(TypeError);
     expect(() => parseSpoolFile(Buffer.from('{"version":2}\n'))).toThrow(/version/);
+  });
+});
+
+describe('groupDirSync', () => {
+  /** A folder fsync that finishes only when the test says so, counting the calls. */
+  function manualSync() {
+    const finishers: (() => void)[] = [];
+    const sync = (_dir: string) => new Promise<void>((resolve) => finishers.push(resolve));
+    return { sync, finishers };
+  }
+
+  it('shares one fsync among the callers that arrive together, and never lets a caller ride an fsync that started before it', async () => {
+    const { sync, finishers } = manualSync();
+    const group = groupDirSync('/spool', sync);
+    const done: number[] = [];
+    const first = group().then(() => done.push(0));
+    expect(finishers).toHaveLength(1);
+    // Arriving while the first fsync runs: their renames may be later than its start.
+    const later = [1, 2, 3, 4, 5].map((i) => group().then(() => done.push(i)));
+    expect(finishers).toHaveLength(1);
+    finishers[0]?.();
+    await first;
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(done).toEqual([0]);
+    // The second fsync started after all five calls: one fsync for the five.
+    expect(finishers).toHaveLength(2);
+    finishers[1]?.();
+    await Promise.all(later);
+    expect(done.sort()).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(finishers).toHaveLength(2);
+    // Idle again: the next caller starts its own fsync at once.
+    const again = group();
+    expect(finishers).toHaveLength(3);
+    finishers[2]?.();
+    await again;
+  });
+
+  it('a failed fsync fails its callers, and the callers waiting for the next one still get it', async () => {
+    let calls = 0;
+    const rejecting: ((e: Error) => void)[] = [];
+    const ok: (() => void)[] = [];
+    const sync = () =>
+      new Promise<void>((resolve, reject) => {
+        calls++;
+        if (calls === 1) rejecting.push(reject);
+        else ok.push(resolve);
+      });
+    const group = groupDirSync('/spool', sync);
+    const first = group();
+    const second = group();
+    rejecting[0]?.(new Error('EIO'));
+    await expect(first).rejects.toThrow('EIO');
+    await new Promise((r) => setImmediate(r));
+    expect(ok).toHaveLength(1);
+    ok[0]?.();
+    await expect(second).resolves.toBeUndefined();
   });
 });
