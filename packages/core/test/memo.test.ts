@@ -1,0 +1,112 @@
+import {
+  clientIp,
+  compileNetworks,
+  ipNetwork,
+  memo,
+  memoKey,
+  parseClientIp,
+  parseIp,
+  type Session,
+} from '@mxguard/core';
+import fc from 'fast-check';
+import ipaddr from 'ipaddr.js';
+import { describe, expect, it } from 'vitest';
+
+describe('the per-session memo', () => {
+  it('parses the client address once a session and shares the result', () => {
+    const s: Session = { clientAddress: '::ffff:192.0.2.7', stage: 'rcpt' };
+    const a = clientIp(s);
+    expect(a?.address).toBe('192.0.2.7');
+    expect(clientIp(s)).toBe(a);
+    // Another session object is another memo.
+    const t: Session = { ...s };
+    expect(clientIp(t)).not.toBe(a);
+    expect(clientIp(t)?.address).toBe('192.0.2.7');
+  });
+
+  it('computes again when the field it was computed from changed on the same object', () => {
+    const s = { clientAddress: '192.0.2.7', stage: 'rcpt' } as { clientAddress: string; stage: 'rcpt' };
+    expect(clientIp(s)?.address).toBe('192.0.2.7');
+    s.clientAddress = '2001:db8::1';
+    expect(clientIp(s)?.address).toBe('2001:db8::1');
+    s.clientAddress = 'not an address';
+    expect(clientIp(s)).toBeNull();
+  });
+
+  it('keeps one value a key, and calls compute once for one input', () => {
+    const s: Session = { clientAddress: '192.0.2.7', stage: 'rcpt', helo: 'Mail.Example.COM' };
+    const k = memoKey<string>('helo-lower');
+    let calls = 0;
+    const lower = (x: string | undefined) => {
+      calls++;
+      return (x ?? '').toLowerCase();
+    };
+    expect(memo(s, k, s.helo, lower)).toBe('mail.example.com');
+    expect(memo(s, k, s.helo, lower)).toBe('mail.example.com');
+    expect(calls).toBe(1);
+  });
+});
+
+/** The dotted-quad reading the one-pass parser replaced: a regular expression and Number(). */
+function referenceV4(s: string): string | null {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
+  if (!m) return null;
+  const o = [m[1], m[2], m[3], m[4]].map(Number);
+  if (o.some((x) => x > 255)) return null;
+  return o.join('.');
+}
+
+describe('the one-pass IPv4 parser', () => {
+  const quadish = fc
+    .array(
+      fc.oneof(fc.constantFrom('.', '0', '00', '1', '25', '255', '256', '999', '1000', '-', ' ', 'a', ':')),
+      {
+        maxLength: 10,
+      },
+    )
+    .map((parts) => parts.join(''));
+
+  it('reads exactly what the regular expression read, with the same canonical text', () => {
+    fc.assert(
+      fc.property(fc.oneof(quadish, fc.string({ maxLength: 20 })), (s) => {
+        const ref = referenceV4(s);
+        const got = parseIp(s);
+        if (ref === null) {
+          // Not a dotted quad: either nothing, or an IPv6 address (never an IPv4 from a non-quad).
+          if (got !== null) expect(s.includes(':')).toBe(true);
+        } else {
+          expect(got?.address).toBe(ref);
+          expect(got?.family).toBe(4);
+          expect(got?.ip.toString()).toBe(ref);
+          expect(got?.v4).toBe(
+            ipaddr.IPv4.parse(ref)
+              .toByteArray()
+              .reduce((n, b) => n * 256 + b, 0),
+          );
+        }
+      }),
+      { numRuns: 5000, seed: 17 },
+    );
+  });
+
+  it('masks networks and tests membership as ipaddr.js does', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: 0, max: 32 }), (n, bits) => {
+        const text = `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+        const p = parseClientIp(text);
+        const net = ipNetwork(text, bits, 64) as string;
+        const ref = ipaddr.IPv4.networkAddressFromCIDR(`${text}/${bits}`).toString();
+        expect(net).toBe(`${ref}/${bits}`);
+        expect(p && compileNetworks([net]).has(p)).toBe(true);
+        expect(compileNetworks([net]).has(text)).toBe(true);
+        if (bits > 0) {
+          // The address with the last network bit flipped is outside.
+          const out = (n ^ (1 << (32 - bits))) >>> 0;
+          const outText = `${out >>> 24}.${(out >>> 16) & 255}.${(out >>> 8) & 255}.${out & 255}`;
+          expect(compileNetworks([net]).has(outText)).toBe(false);
+        }
+      }),
+      { numRuns: 3000, seed: 17 },
+    );
+  });
+});
