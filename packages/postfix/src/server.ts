@@ -28,16 +28,26 @@ export interface PolicyLimits {
   /** Most attributes in one request. @default 100 */
   readonly maxAttributes?: number;
   /**
-   * Milliseconds a connection may stay silent before it is closed. Postfix closes its own idle
-   * policy connections after `smtpd_policy_service_max_idle` (300s) and reconnects when needed,
-   * so this is longer.
+   * Milliseconds a connection may go without a whole request before it is closed: bytes that do
+   * not complete a request (one byte a minute) do not count. Postfix closes its own idle policy
+   * connections after `smtpd_policy_service_max_idle` (300s) and reconnects when needed, so this
+   * is longer.
    * @default 330_000
    */
   readonly idleTimeout?: number;
   /**
-   * Most open connections; extra ones are closed at once (Postfix then retries and, after
-   * `smtpd_policy_service_try_limit` attempts, applies `default_action`). Each smtpd process
-   * keeps one connection, so this bounds the smtpd processes served (master.cf maxproc).
+   * Milliseconds a connection may stay open in all; then it is closed once its request in hand is
+   * answered. Postfix closes its own after `smtpd_policy_service_max_ttl` (1000s) and reconnects,
+   * so this is longer.
+   * @default 1_100_000
+   */
+  readonly connectionLifetime?: number;
+  /**
+   * Most open connections. A new connection past it is served by closing the connection that has
+   * waited longest since its last request (Postfix reconnects an idle policy connection it finds
+   * closed, at no cost to mail); only when every connection is in the middle of a request is the
+   * new one closed (Postfix then retries and, after `smtpd_policy_service_try_limit` attempts,
+   * applies `default_action`). Each smtpd process keeps one connection (master.cf maxproc).
    * @default 256
    */
   readonly maxConnections?: number;
@@ -63,6 +73,19 @@ export interface PolicyLimits {
    * @default 3_600_000
    */
   readonly instanceTtl?: number;
+  /**
+   * Bytes all cached transactions may hold together (their recipient lists, estimated as
+   * {@link instanceBytes} counts them); past it the least recently used transactions are dropped.
+   * A dropped transaction only loses `session.recipients` for its later requests.
+   * @default 33_554_432 (32 MiB)
+   */
+  readonly maxInstanceBytes?: number;
+  /**
+   * Bytes the recipient list of one transaction may hold; past it (or past 1000 recipients,
+   * Postfix's `smtpd_recipient_limit`) its oldest recipients are dropped.
+   * @default 262_144 (256 KiB)
+   */
+  readonly maxRecipientBytes?: number;
 }
 
 /** Options of `startPolicyServer`. */
@@ -115,6 +138,25 @@ interface InstanceState {
   enriched?: Promise<Partial<Session>>;
   /** Recipients of this transaction we did not refuse, in order. */
   recipients: string[];
+  /** What `recipients` holds, as {@link recipientBytes} counts it. */
+  recipientBytes: number;
+}
+
+/** Bytes counted for one transaction besides its recipients (the entry, its key, the enrichment). */
+export const INSTANCE_OVERHEAD_BYTES = 1024;
+
+/**
+ * Bytes counted for one recipient: two per character (V8 keeps a string with a non-Latin-1
+ * character in two-byte form; most addresses take half this) plus 32 for the string's header and
+ * its slot in the list.
+ */
+export function recipientBytes(address: string): number {
+  return 32 + 2 * address.length;
+}
+
+/** Bytes counted for one transaction. */
+export function instanceBytes(state: { readonly recipientBytes: number }): number {
+  return INSTANCE_OVERHEAD_BYTES + state.recipientBytes;
 }
 
 /** Turns a chain's decision into the policy action. */
@@ -137,13 +179,24 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
   const clock = options.clock ?? systemClock;
   const maxConnections = limits.maxConnections ?? 256;
   const idleTimeout = limits.idleTimeout ?? 330_000;
+  const connectionLifetime = limits.connectionLifetime ?? 1_100_000;
+  const maxInstanceBytes = limits.maxInstanceBytes ?? 32 * 1024 * 1024;
+  const maxRecipientBytes = limits.maxRecipientBytes ?? 256 * 1024;
   const requestTimeout = limits.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT;
   const acceptAs = options.acceptAs ?? 'OK';
   const parserLimits = {
     maxLineLength: limits.maxLineLength ?? 4096,
     maxAttributes: limits.maxAttributes ?? 100,
   };
-  for (const [k, v] of Object.entries({ maxConnections, idleTimeout, requestTimeout, ...parserLimits })) {
+  for (const [k, v] of Object.entries({
+    maxConnections,
+    idleTimeout,
+    connectionLifetime,
+    requestTimeout,
+    maxInstanceBytes,
+    maxRecipientBytes,
+    ...parserLimits,
+  })) {
     if (!Number.isInteger(v) || v <= 0)
       throw new TypeError(`limits.${k} must be a positive integer, got ${v}`);
   }
@@ -153,8 +206,11 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     updateAgeOnGet: true,
     ttlResolution: 0,
     perf: clock,
+    maxSize: maxInstanceBytes,
+    sizeCalculation: instanceBytes,
   });
-  const sockets = new Set<Socket>();
+  /** Open connections, longest idle first (an entry moves to the end when a request arrives). */
+  const sockets = new Map<Socket, { busy: () => boolean; conn: number }>();
   let connectionIds = 0;
 
   async function judge(req: PolicyRequest, conn: number): Promise<string> {
@@ -169,7 +225,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     if (instance) {
       state = instances.get(instance);
       if (!state) {
-        state = { recipients: [] };
+        state = { recipients: [], recipientBytes: 0 };
         instances.set(instance, state);
       }
     }
@@ -198,6 +254,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     if (state) {
       // Postfix's recipient_count is authoritative: recipients we let through may still have been
       // refused by a later restriction.
+      // A copy (at most 1000 entries, maxRecipientBytes), since a check may keep the session.
       const count = session.flags?.postfixRecipientCount;
       const recipients =
         typeof count !== 'number' ? state.recipients : count === 0 ? [] : state.recipients.slice(-count);
@@ -211,8 +268,25 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
       decision.action !== 'reject' &&
       decision.action !== 'defer'
     ) {
-      state.recipients.push(session.rcptTo);
-      if (state.recipients.length > 1000) state.recipients.shift();
+      const rcpt = session.rcptTo;
+      const list = state.recipients;
+      list.push(rcpt);
+      state.recipientBytes += recipientBytes(rcpt);
+      let drop = 0;
+      let bytes = state.recipientBytes;
+      while (drop < list.length && (list.length - drop > 1000 || bytes > maxRecipientBytes)) {
+        bytes -= recipientBytes(list[drop] ?? '');
+        drop++;
+      }
+      if (drop > 0) list.splice(0, drop);
+      state.recipientBytes = bytes;
+      // Set again so the cache counts what it grew by (and drops the least recently used past
+      // maxInstanceBytes). One that alone would exceed the total is dropped (never at the defaults).
+      // (lru-cache sizes an entry only when it is set with a new value, hence the delete.)
+      if (instance && instances.peek(instance) === state) {
+        instances.delete(instance);
+        instances.set(instance, state);
+      }
     }
     const action = actionOf(decision, acceptAs);
     log.info(
@@ -258,35 +332,70 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     return r.value;
   }
 
+  /**
+   * Makes room for one more connection: closes the one that has waited longest since its last
+   * request, unless it is in the middle of one. False when every connection is.
+   */
+  function makeRoom(conn: number): boolean {
+    for (const [s, c] of sockets) {
+      if (c.busy()) continue;
+      log.info(
+        { conn: c.conn, for: conn, max: maxConnections },
+        'policy connection closed: longest idle, slot needed',
+      );
+      sockets.delete(s);
+      s.destroy();
+      return true;
+    }
+    return false;
+  }
+
   function onConnection(socket: Socket): void {
     const conn = ++connectionIds;
-    if (sockets.size >= maxConnections) {
+    if (sockets.size >= maxConnections && !makeRoom(conn)) {
       log.warn(
         { conn, max: maxConnections, peer: socket.remoteAddress },
-        'policy connection refused: too many',
+        'policy connection refused: every connection is answering a request',
       );
       socket.on('error', () => {});
       socket.destroy();
       return;
     }
-    sockets.add(socket);
     const parser = new RequestParser(parserLimits);
     let busy = false;
     let closed = false;
     // The client has half-closed: answer what it sent, then close our side.
     let ended = false;
+    // Time is up (lifetime): close once the request in hand, if any, is answered.
+    let expired = false;
+    // Being answered. Bytes of a request not yet whole do not protect a connection: Postfix writes
+    // each request at once, a drip does not.
+    sockets.set(socket, { busy: () => busy, conn });
     socket.setNoDelay(true);
-    socket.setTimeout(idleTimeout);
-    socket.on('timeout', () => {
+    // Idle is measured from the last whole request, not the last byte: a drip does not reset it.
+    const idleTimer = setTimeout(() => {
+      if (busy) {
+        idleTimer.refresh();
+        return;
+      }
       log.info({ conn, ms: idleTimeout }, 'policy connection idle: closed');
       socket.destroy();
-    });
+    }, idleTimeout);
+    const lifeTimer = setTimeout(() => {
+      log.info({ conn, ms: connectionLifetime }, 'policy connection lifetime reached: closed');
+      expired = true;
+      if (!busy) socket.destroy();
+    }, connectionLifetime);
+    idleTimer.unref();
+    lifeTimer.unref();
     socket.on('error', (err) => {
       log.debug({ conn, err: err.message }, 'policy connection error');
     });
     socket.on('close', () => {
       closed = true;
-      sockets.delete(socket);
+      clearTimeout(idleTimer);
+      clearTimeout(lifeTimer);
+      if (sockets.get(socket)?.conn === conn) sockets.delete(socket);
     });
 
     // Requests on one connection are answered in order, one at a time, as Postfix sends them.
@@ -297,14 +406,23 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
       socket.pause();
       try {
         for (let req = parser.take(); req !== undefined && !closed; req = parser.take()) {
+          // A whole request: this connection is in use, the last to be closed for room.
+          idleTimer.refresh();
+          const entry = sockets.get(socket);
+          if (entry) {
+            sockets.delete(socket);
+            sockets.set(socket, entry);
+          }
           const action = await answer(req, conn);
           if (closed) return;
           socket.write(formatAnswer(action));
+          idleTimer.refresh();
         }
       } finally {
         busy = false;
         if (!closed) {
-          if (ended) socket.end();
+          if (expired) socket.end();
+          else if (ended) socket.end();
           else socket.resume();
         }
       }
@@ -351,7 +469,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     close() {
       return new Promise<void>((resolve) => {
         server.close(() => resolve());
-        for (const s of sockets) s.destroy();
+        for (const s of sockets.keys()) s.destroy();
       });
     },
   };
