@@ -114,6 +114,7 @@ async function main(argv: string[]): Promise<number> {
               },
             }
           : {}),
+        budget,
       });
     }
     case 'policy':

@@ -4,7 +4,7 @@ import type { Logger, PolicyConfig, Session } from '@mxguard/core';
 import { DEADLINE_GRACE_MS } from '@mxguard/core';
 import { DnsResolver } from '@mxguard/dns';
 import { type Listen, type PolicyServerOptions, startPolicyServer } from '@mxguard/postfix';
-import { type GatewayOptions, type GatewayTls, startGateway } from '@mxguard/smtp';
+import { DEFAULT_BUDGET_MS, type GatewayOptions, type GatewayTls, startGateway } from '@mxguard/smtp';
 import type { Runtime } from './runtime.js';
 import { createRuntime, DNS_CHECKS } from './wiring.js';
 
@@ -20,6 +20,8 @@ export interface ServeOptions {
   readonly log: Logger;
   /** Where the banner goes. @default process.stdout */
   readonly out?: (line: string) => void;
+  /** The time budget of each SMTP command's answer, ms. @default DEFAULT_BUDGET_MS (10000) */
+  readonly budget?: number | undefined;
 }
 
 /** Where `serve` reads its STARTTLS key and certificate. */
@@ -123,6 +125,14 @@ export async function runtimeFor(config: PolicyConfig, options: RuntimeForOption
   return rt;
 }
 
+/** The banner line that says how long an answer may take and how the resolver is sized for it. */
+function budgetLine(budget: number, what: string, rt: Runtime): string {
+  const dns = rt.resolverTiming
+    ? `; DNS: ${rt.resolverTiming.timeout} ms a try, ${rt.resolverTiming.tries} tries`
+    : '';
+  return `budget: ${budget} ms ${what} (no answer later than ${budget + DEADLINE_GRACE_MS} ms)${dns}`;
+}
+
 function untilSignal(): Promise<void> {
   return new Promise((res) => {
     const done = () => {
@@ -142,7 +152,7 @@ function untilSignal(): Promise<void> {
  */
 export function gatewayOptions(
   rt: Runtime,
-  where: { spoolDir?: string; relay?: string; host: string; port: number },
+  where: { spoolDir?: string; relay?: string; host: string; port: number; budget?: number | undefined },
 ): GatewayOptions {
   const site = rt.policy.site;
   const enrich = enrichOf(rt);
@@ -153,6 +163,7 @@ export function gatewayOptions(
     host: where.host,
     port: where.port,
     clock: rt.clock,
+    budgetMs: where.budget ?? DEFAULT_BUDGET_MS,
     recipientDomains: site.ourDomains,
     // Our own networks are exempt from the per-client connection limits.
     ourNetworks: site.ourNetworks,
@@ -169,11 +180,17 @@ export async function runServe(config: PolicyConfig, options: ServeOptions): Pro
   const relay = options.relay;
   const spoolDir = relay ? undefined : resolve(options.spool ?? 'spool');
   if (spoolDir) await mkdir(spoolDir, { recursive: true });
-  const rt = await runtimeFor(config, options);
+  const budget = options.budget ?? DEFAULT_BUDGET_MS;
+  const rt = await runtimeFor(config, { ...options, budget });
   const site = rt.policy.site;
   const tls = options.tls ? await readTls(options.tls) : undefined;
   const gw = await startGateway({
-    ...gatewayOptions(rt, { ...(relay ? { relay } : { spoolDir: spoolDir as string }), host, port }),
+    ...gatewayOptions(rt, {
+      ...(relay ? { relay } : { spoolDir: spoolDir as string }),
+      host,
+      port,
+      budget,
+    }),
     ...(tls ? { tls } : {}),
   });
   // SIGHUP re-reads the key and certificate (renewed by certbot or the like): new connections
@@ -204,6 +221,7 @@ export async function runServe(config: PolicyConfig, options: ServeOptions): Pro
       `STARTTLS: offered (${tls.minVersion ?? 'TLSv1.2'} or newer; SIGHUP re-reads the key and certificate)`,
     );
   out(`checks: ${rt.policy.chain.links.map((l) => l.check.name).join(', ')}`);
+  out(budgetLine(budget, 'an SMTP command', rt));
   for (const n of rt.notes) out(`note: ${n}`);
   if (!options.offline && rt.lookupRdns) {
     out(
@@ -265,9 +283,7 @@ export async function runPolicy(config: PolicyConfig, options: PolicyOptions): P
   const where =
     'path' in a ? `unix:${a.path}` : `inet:${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
   out(`mxguard policy server listening on ${where}`);
-  out(
-    `budget: ${budget} ms a request (no answer later than ${budget + DEADLINE_GRACE_MS} ms)${rt.resolverTiming ? `; DNS: ${rt.resolverTiming.timeout} ms a try, ${rt.resolverTiming.tries} tries` : ''}`,
-  );
+  out(budgetLine(budget, 'a request', rt));
   out(`checks: ${rt.policy.chain.links.map((l) => l.check.name).join(', ')}`);
   for (const n of rt.notes) out(`note: ${n}`);
   out(

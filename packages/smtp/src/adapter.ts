@@ -2,7 +2,15 @@ import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { PassThrough } from 'node:stream';
 import type { Chain, Clock, Decision, Finding, Logger, Reply, Session, Stage } from '@mxguard/core';
-import { decisionRecord, reply as makeReply, systemClock } from '@mxguard/core';
+import {
+  currentDeadline,
+  DEADLINE_GRACE_MS,
+  decisionRecord,
+  reply as makeReply,
+  settleBy,
+  systemClock,
+  withinBudget,
+} from '@mxguard/core';
 import type { SMTPServer, SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { PipeliningTap } from './pipelining.js';
 import { replyError, startsWithEnhanced } from './reply.js';
@@ -41,10 +49,22 @@ export interface SmtpAdapterOptions {
    */
   readonly enrich?: (session: Session) => Promise<Partial<Session>>;
   /**
-   * How long an unfinished `enrich` is waited for before it counts as a temporary failure.
+   * How long an unfinished `enrich` is waited for before it counts as a temporary failure: its
+   * deadline (its DNS lookups still unanswered then are cut, and those queued never sent).
    * @default 10000
    */
   readonly enrichTimeoutMs?: number;
+  /**
+   * The time budget of each command's answer (MAIL, RCPT, the verdict after DATA), in ms: the
+   * wait for `enrich`, the chain and the downstream recipient check. When it runs out, the DNS
+   * lookups of that answer still unfinished count as temporary failures (queued ones are never
+   * sent) and the chain answers with what it has, each check under its own rule for a temporary
+   * failure (at most a 4xx). An answer still not decided {@link DEADLINE_GRACE_MS} (250 ms) later
+   * (a store that hangs) is `451 4.3.0`. Well below smtp-server's `socketTimeout` (60 s) and the
+   * 5 minutes RFC 5321 (4.5.3.2) gives a client to wait for the reply to MAIL or RCPT.
+   * @default 10000
+   */
+  readonly budgetMs?: number;
   /**
    * Evaluate the chain when the client connects (before the greeting), refusing the connection on a
    * reject/defer. Only useful with a chain built with `delayReject: false`; with delay-reject (the
@@ -187,6 +207,12 @@ interface ConnState {
   expired: string | undefined;
 }
 
+/** The default time budget of a command's answer, ms. See {@link SmtpAdapterOptions.budgetMs}. */
+export const DEFAULT_BUDGET_MS = 10_000;
+
+/** The answer when a command was not decided within its budget and grace: temporary, never 5xx. */
+const LATE_REPLY = makeReply(451, '4.3.0', 'Temporary local problem, try again later');
+
 const ENRICH_FAILED: Partial<Session> = {
   rdns: { names: [], error: 'temporary' },
   flags: { enrichFailed: true },
@@ -220,6 +246,11 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
   const { chain, log } = options;
   const clock = options.clock ?? systemClock;
   const enrichTimeoutMs = options.enrichTimeoutMs ?? 10_000;
+  const budgetMs = options.budgetMs ?? DEFAULT_BUDGET_MS;
+  for (const [k, v] of Object.entries({ enrichTimeoutMs, budgetMs })) {
+    if (!Number.isFinite(v) || v <= 0)
+      throw new TypeError(`${k} must be a number of milliseconds > 0, got ${v}`);
+  }
   const earlyMode = options.earlyTalkers ?? 'flag';
   const maxEarlyBytes = options.maxEarlyBytes ?? 4096;
   const recipientDomains = options.recipientDomains
@@ -303,25 +334,24 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
   function startEnrich(state: ConnState, base: Session): void {
     if (state.enrichment || !options.enrich) return;
     const enrich = options.enrich;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), enrichTimeoutMs);
-      timer.unref();
-    });
     const failed = (why: string): Partial<Session> => {
       log.warn({ event: 'enrich-failed', client: base.clientAddress, cid: state.cid, err: why });
       return ENRICH_FAILED;
     };
-    state.enrichment = Promise.race([Promise.resolve().then(() => enrich(base)), timeout]).then(
+    // Its own deadline: lookups it leaves unfinished are cut, not left holding resolver slots.
+    state.enrichment = withinBudget(
+      enrichTimeoutMs,
+      () => enrich(base),
+      () => undefined,
+      {
+        graceMs: 0,
+      },
+    ).then(
       (r) => {
-        clearTimeout(timer);
-        if (r === 'timeout') return failed(`no answer within ${enrichTimeoutMs} ms`);
-        return r && typeof r === 'object' ? r : {};
+        if (r.late) return failed(`no answer within ${enrichTimeoutMs} ms`);
+        return r.value && typeof r.value === 'object' ? r.value : {};
       },
-      (err: unknown) => {
-        clearTimeout(timer);
-        return failed(err instanceof Error ? err.message : String(err));
-      },
+      (err: unknown) => failed(err instanceof Error ? err.message : String(err)),
     );
   }
 
@@ -337,7 +367,10 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
   ): Promise<Session> {
     const base = baseSession(s);
     startEnrich(state, base);
-    const extra = state.enrichment ? await state.enrichment : {};
+    // The answer's deadline bounds the wait too (enrich may have been started by another command).
+    const extra = state.enrichment
+      ? await settleBy(state.enrichment, currentDeadline(), () => ENRICH_FAILED)
+      : {};
     const env = s.envelope;
     const mailFrom = env?.mailFrom ? env.mailFrom.address : undefined;
     const helo = s.hostNameAppearsAs || undefined;
@@ -400,8 +433,17 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
     return null;
   }
 
-  function settle(p: Promise<Error | null>, callback: (err?: Error | null) => void, what: string): void {
-    p.then(
+  /**
+   * Runs a command's `work` within the answer's time budget and hands its outcome to smtp-server's
+   * callback: the error to answer with, or null to let the command go on.
+   */
+  function settle(
+    work: () => Promise<Error | null>,
+    callback: (err?: Error | null) => void,
+    what: string,
+    cid: string,
+  ): void {
+    decideInTime(work, () => replyError(LATE_REPLY), what, cid).then(
       // Answered from the next turn of the event loop: a chain that needs no I/O settles in
       // microtasks, and smtp-server would then run a whole read of pipelined commands (some 2,000
       // RCPTs in 64 KiB) before it read from any other connection. One command per turn is fair.
@@ -415,6 +457,28 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
         callback(replyError(makeReply(451, '4.3.0', 'Temporary local problem, try again later')));
       },
     );
+  }
+
+  /** `work` within the budget; `late()` past it (and its grace), logged loudly either way. */
+  async function decideInTime<T>(
+    work: () => Promise<T>,
+    late: () => T,
+    what: string,
+    cid: string,
+  ): Promise<T> {
+    const r = await withinBudget(budgetMs, work, late);
+    if (r.late) {
+      log.error({
+        event: 'decision-late',
+        hook: what,
+        cid,
+        ms: budgetMs + DEADLINE_GRACE_MS,
+        reply: `${LATE_REPLY.code} ${LATE_REPLY.enhanced}`,
+      });
+    } else if (r.expired) {
+      log.warn({ event: 'budget-exhausted', hook: what, cid, ms: budgetMs });
+    }
+    return r.value;
   }
 
   /** The downstream's word on a recipient the chain let through; logged when it refuses. */
@@ -521,9 +585,10 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
       if (!options.evaluateConnect) return callback();
       state.connectEvaluated = true;
       settle(
-        sessionAt(state, s, 'connect').then(async (session) => answer(await evaluate(session, state.cid))),
+        async () => answer(await evaluate(await sessionAt(state, s, 'connect'), state.cid)),
         callback,
         'connect',
+        state.cid,
       );
     },
 
@@ -532,7 +597,7 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
       state.rcptFindings = [];
       pendingFrom.set(state.cid, address.address ?? '');
       settle(
-        (async () => {
+        async () => {
           try {
             const early = await earlier(state, s);
             if (early) return early;
@@ -542,9 +607,10 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
           } finally {
             pendingFrom.delete(state.cid);
           }
-        })(),
+        },
         callback,
         'mail',
+        state.cid,
       );
     },
 
@@ -555,28 +621,31 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
         // Postfix reject_unauth_destination: 554 5.7.1 <rcpt>: Relay access denied.
         const r = makeReply(554, '5.7.1', `<${rcpt}>: Relay access denied`);
         settle(
-          sessionAt(state, s, 'rcpt', rcpt).then((session) => {
-            logDecision(
-              session,
-              {
-                action: 'reject',
-                reply: r,
-                check: 'relay-access',
-                reason: 'recipient domain is not ours',
-                trace: [],
-                findings: [],
-              },
-              state.cid,
-            );
-            return replyError(r);
-          }),
+          () =>
+            sessionAt(state, s, 'rcpt', rcpt).then((session) => {
+              logDecision(
+                session,
+                {
+                  action: 'reject',
+                  reply: r,
+                  check: 'relay-access',
+                  reason: 'recipient domain is not ours',
+                  trace: [],
+                  findings: [],
+                },
+                state.cid,
+              );
+              return replyError(r);
+            }),
           callback,
           'rcpt',
+          state.cid,
         );
         return;
       }
       settle(
-        sessionAt(state, s, 'rcpt', rcpt).then(async (session) => {
+        async () => {
+          const session = await sessionAt(state, s, 'rcpt', rcpt);
           const d = await evaluate(session, state.cid);
           if (d.action !== 'accept' && d.action !== 'next') return answer(d);
           const refused = await verify(session, state.cid);
@@ -584,9 +653,10 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
           state.rcptFindings = d.findings.filter((f) => f.score);
           progressed(state);
           return null;
-        }),
+        },
         callback,
         'rcpt',
+        state.cid,
       );
     },
 
@@ -610,7 +680,14 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
           session = { ...session, headers: headerBlock(head, maxHeaderBytes) };
           body = replay(stream, head);
         }
-        const err = answer(await evaluate(session, state.cid, true, state.rcptFindings));
+        // The budget covers the verdict, not the client's sending nor the delivery after it.
+        const judged = session;
+        const err = await decideInTime(
+          async () => answer(await evaluate(judged, state.cid, true, state.rcptFindings)),
+          () => replyError(LATE_REPLY),
+          'data',
+          state.cid,
+        );
         if (err) {
           await drain(body);
           throw err;

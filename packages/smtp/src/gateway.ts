@@ -55,6 +55,8 @@ export interface GatewayOptions {
   readonly enrich?: (session: Session) => Promise<Partial<Session>>;
   /** @default 10000 */
   readonly enrichTimeoutMs?: number;
+  /** See {@link SmtpAdapterOptions.budgetMs}. @default 10000 */
+  readonly budgetMs?: number;
   /** See {@link SmtpAdapterOptions.evaluateConnect}. @default false */
   readonly evaluateConnect?: boolean;
   /** See {@link SmtpAdapterOptions.earlyTalkers}. @default 'flag' */
@@ -214,6 +216,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     recipientDomains: options.recipientDomains ?? ['example.com'],
     ...(options.enrich ? { enrich: options.enrich } : {}),
     ...(options.enrichTimeoutMs !== undefined ? { enrichTimeoutMs: options.enrichTimeoutMs } : {}),
+    ...(options.budgetMs !== undefined ? { budgetMs: options.budgetMs } : {}),
     ...(options.evaluateConnect !== undefined ? { evaluateConnect: options.evaluateConnect } : {}),
     ...(options.earlyTalkers ? { earlyTalkers: options.earlyTalkers } : {}),
     ...(options.maxHeaderBytes !== undefined ? { maxHeaderBytes: options.maxHeaderBytes } : {}),
