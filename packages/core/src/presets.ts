@@ -15,9 +15,14 @@ import { weighFromConfig } from './weigh-config.js';
  *   content check, so we never refuse what our own side or a forwarder relays.
  * - HELO claims to be us, HELO syntax, sender syntax and FQDN, sender domain exists, our domains
  *   forged from outside, recipient checks, pipelining: all cheap and all proving something false.
+ * - `helo-fqdn` and `helo-bare-ip` (a single-label or bare-IP HELO) prove a misconfiguration, not
+ *   abuse: small honest servers and appliances send them. Doubts here (`greylist`), as
+ *   `helo-literal-mismatch` (RFC 5321 4.1.4) always was; `action: reject` is Postfix's answer.
  * - DNS lists: `dnswl` can accept, `dnsbl`/`rhsbl` reject well-run listings or score.
  * - `fcrdns`, `rdns-missing`, `rdns-dynamic` only add doubts here (action `greylist`), and the
  *   selective `greylist` delays just those doubtful clients, never everyone.
+ * The review of every link (what it refuses, what it only doubts, and why) is in
+ * docs/checks/README.md.
  * - `callout` last, and only for the domains the site lists (off until some are).
  */
 export const RECOMMENDED: readonly CheckSpec[] = [
@@ -27,9 +32,9 @@ export const RECOMMENDED: readonly CheckSpec[] = [
   { name: 'helo-required' },
   { name: 'helo-claims-us' },
   { name: 'helo-syntax' },
-  { name: 'helo-fqdn' },
-  { name: 'helo-bare-ip' },
-  { name: 'helo-literal-mismatch' },
+  { name: 'helo-fqdn', action: 'greylist' },
+  { name: 'helo-bare-ip', action: 'greylist' },
+  { name: 'helo-literal-mismatch', action: 'greylist' },
   { name: 'sender-syntax' },
   { name: 'sender-fqdn' },
   { name: 'sender-domain' },

@@ -161,7 +161,9 @@ describe('helo-syntax (reject_invalid_helo_hostname)', () => {
   it('refuses U-labels with utf8: false, as Postfix 3.7 does (501 Invalid name, measured)', () => {
     const v = run(heloSyntax({ utf8: false }), { helo: 'bücher.example' });
     expect(codeOf(v)).toBe('501 5.5.2');
-    expect(run(heloFqdn({ utf8: false }), { helo: 'bücher.example' }).action).not.toBe('next');
+    expect(run(heloFqdn({ action: 'reject', utf8: false }), { helo: 'bücher.example' }).action).not.toBe(
+      'next',
+    );
   });
   it.each([
     '12345',
@@ -216,7 +218,16 @@ describe('helo-syntax (reject_invalid_helo_hostname)', () => {
 });
 
 describe('helo-fqdn (reject_non_fqdn_helo_hostname)', () => {
-  const c = heloFqdn();
+  const c = heloFqdn({ action: 'reject' });
+  it('by default only doubts (selective greylist): HELO tater or nas1 proves no abuse', () => {
+    for (const helo of ['tater', 'nas1', 'DiskStation', 'localhost.']) {
+      expect(run(heloFqdn(), { helo }), helo).toEqual({
+        action: 'next',
+        reason: 'HELO has no dot',
+        findings: [{ check: 'helo-fqdn', tag: 'no-dot', doubt: true, score: 1 }],
+      });
+    }
+  });
   it.each(['mx.example.com', 'mx.example.com.', '[192.0.2.1]', '[IPv6:::1]', 'bücher.example'])(
     'passes %j',
     (helo) => expect(run(c, { helo }).action).toBe('next'),
@@ -233,7 +244,9 @@ describe('helo-fqdn (reject_non_fqdn_helo_hostname)', () => {
   );
   it('leaves a bare IP to helo-bare-ip by default, rejects it with bareIp: fail (Postfix alone)', () => {
     expect(run(c, { helo: '192.0.2.1' }).action).toBe('next');
-    expect(codeOf(run(heloFqdn({ bareIp: 'fail' }), { helo: '192.0.2.1' }))).toBe('504 5.5.2');
+    expect(codeOf(run(heloFqdn({ action: 'reject', bareIp: 'fail' }), { helo: '192.0.2.1' }))).toBe(
+      '504 5.5.2',
+    );
   });
   it('rejects an invalid literal as Postfix does here (reject_invalid_hostaddr)', () => {
     expect(codeOf(run(c, { helo: '[300.1.1.1]' }))).toBe('501 5.5.2');
@@ -298,7 +311,13 @@ describe('helo-literal-mismatch (RFC 5321 4.1.4: a mismatch is no reason to refu
 });
 
 describe('helo-bare-ip (RFC 5321 4.1.1.1; Postfix reject_non_fqdn_helo_hostname)', () => {
-  const c = heloBareIp();
+  const c = heloBareIp({ action: 'reject' });
+  it('by default only doubts: an appliance saying its LAN address is delayed, not refused', () => {
+    expect(run(heloBareIp(), { helo: '192.168.1.20' })).toMatchObject({
+      action: 'next',
+      findings: [{ check: 'helo-bare-ip', tag: 'bare-ip', doubt: true }],
+    });
+  });
   it.each(['192.0.2.1', '2001:db8::1', '::ffff:192.0.2.1', '192.0.2.1.'])(
     'rejects %j with 504 5.5.2',
     (helo) => {

@@ -90,8 +90,23 @@ describe('recommended()', () => {
     expect([none.action, none.check]).toEqual(['defer', 'rdns-missing']);
   });
 
+  it('helo-fqdn and helo-bare-ip only doubt in the preset: a single-label or bare-IP HELO is not refused', async () => {
+    const p = recommended();
+    for (const helo of ['tater', 'nas1', '192.168.1.20']) {
+      const d = await p.chain.evaluate(at({ helo, rdns: { names: ['mail.example.net'] } }));
+      expect(d.action, helo).not.toBe('reject');
+      expect(
+        d.findings.some((f) => f.doubt && f.check.startsWith('helo-')),
+        helo,
+      ).toBe(true);
+    }
+  });
+
   it('user options for a preset check win over the preset, and warn names run in warn mode', async () => {
-    const p = recommended({ options: { 'rdns-missing': { action: 'score' } }, warn: ['helo-fqdn'] });
+    const p = recommended({
+      options: { 'rdns-missing': { action: 'score' }, 'helo-fqdn': { action: 'reject' } },
+      warn: ['helo-fqdn'],
+    });
     const none = await p.chain.evaluate(at({ rdns: { names: [] }, helo: 'pc' }));
     expect(none.action).toBe('next');
     expect(none.trace.find((s) => s.check === 'helo-fqdn')).toMatchObject({ warn: true, action: 'reject' });

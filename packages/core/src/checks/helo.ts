@@ -186,14 +186,20 @@ export interface HeloFqdnOptions extends HeloCheckOptions {
  * fully-qualified hostname". One trailing dot is stripped first, as Postfix does: `mx.example.com.`
  * passes, `localhost.` does not. An all-numeric name (`12345`, `1.2.3`) fails. A valid address
  * literal passes; an invalid one gets 501 5.5.2 "invalid ip address" (Postfix checks literals here
- * too). Missing HELO: next. Default action `reject`.
+ * too). Missing HELO: next.
+ *
+ * Default action `greylist`, not Postfix's reject: a single-label HELO (`HELO tater`, `HELO nas1`)
+ * is what small honest servers and appliances send, and it proves no abuse (DESIGN principles 1
+ * and 6). The doubt sends the client to the selective greylist: a real MTA retries and gets
+ * through, a spam engine that does not retry does not; a network that keeps doing it escalates
+ * through `reputation`. `action: 'reject'` gives Postfix's 504 (docs/checks/helo.md).
  */
 export function heloFqdn(options: HeloFqdnOptions = {}): Check {
   const name = 'helo-fqdn';
   const { action, score } = commonOptions(
     name,
     options as Record<string, unknown>,
-    { action: 'reject', score: 1 },
+    { action: 'greylist', score: 1 },
     ['bareIp', 'utf8'],
   );
   const bareIp = options.bareIp ?? 'pass';
@@ -328,12 +334,16 @@ export function heloLiteralMismatch(options: HeloCheckOptions = {}, site: Site):
  * allows a domain or an address literal, so this is invalid syntax, proven. Postfix's
  * reject_invalid_helo_hostname lets it pass ("XXX back compat"), but reject_non_fqdn_helo_hostname
  * rejects it with 504 5.5.2 "need fully-qualified hostname" (valid_hostname() refuses all-numeric
- * names); this check gives that reply. Default action `reject`; set `greylist` for a softer site.
+ * names); this check gives that reply when its action is `reject`.
+ *
+ * Default action `greylist`: NAS boxes, printers and home routers that deliver directly HELO with
+ * their LAN address. The error proves a misconfiguration, not abuse, so the client is delayed by
+ * the selective greylist rather than refused (principle 6); `action: 'reject'` is Postfix's answer.
  */
 export function heloBareIp(options: HeloCheckOptions = {}): Check {
   const name = 'helo-bare-ip';
   const { action, score } = commonOptions(name, options as Record<string, unknown>, {
-    action: 'reject',
+    action: 'greylist',
     score: 1,
   });
   return {
