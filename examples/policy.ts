@@ -1,4 +1,14 @@
-import { type Check, chain, heloFqdn, hit, next, rdnsDynamic, relayCheck, reply, site } from '@mxguard/core';
+import {
+  type Check,
+  chain,
+  defer,
+  heloFqdn,
+  next,
+  rdnsDynamic,
+  relayCheck,
+  reply,
+  site,
+} from '@mxguard/core';
 import { dnsbl, parseListSpecs, type Resolver, senderDomain } from '@mxguard/dns';
 import { greylistCheck, memoryStore } from '@mxguard/greylist';
 
@@ -10,7 +20,7 @@ export function myPolicy(resolver: Resolver) {
     stage: 'mail',
     run: (s) =>
       s.mailFrom?.endsWith('@bulk.example.net')
-        ? hit('no-bulk', 'defer', reply(550, '5.7.1', 'Not today'), 'site rule', 'bulk')
+        ? defer(reply(450, '4.7.1', 'Not today, please try tomorrow'), 'site rule')
         : next(),
   };
   return chain(

@@ -1,4 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { FakeResolver } from '@mxguard/dns';
 import { describe, expect, it } from 'vitest';
 import { myPolicy } from '../../../examples/policy.js';
@@ -43,5 +45,25 @@ describe('the README example', () => {
     expect([relay.action, relay.check]).toEqual(['reject', 'relay']);
     const bulk = await policy.evaluate({ ...base, mailFrom: 'x@bulk.example.net' });
     expect([bulk.action, bulk.check, bulk.reply?.code]).toEqual(['defer', 'no-bulk', 450]);
+  });
+
+  it('`pnpm example policy` runs it from the repository root, importing the built packages by name', () => {
+    // What a reader who copies the example next to the README gets: tsx, and @mxguard/* resolved
+    // through the root's node_modules (root devDependencies on the workspace packages), not
+    // through the test's aliases. Needs the build that `pnpm test` runs first.
+    const out = execFileSync(process.execPath, ['--import', 'tsx', 'examples/run.ts', 'policy'], {
+      cwd: fileURLToPath(root),
+      encoding: 'utf8',
+      env: { ...process.env, NODE_NO_WARNINGS: '1' },
+      timeout: 60_000,
+    });
+    expect(out.trim().split('\n')).toEqual([
+      'clean mail: next: (no opinion)',
+      expect.stringMatching(/^a listed client: reject by dnsbl: 554 5\.7\.1 .*zen\.spamhaus\.org/),
+      expect.stringMatching(/^a bulk sender: defer by no-bulk: 450 4\.7\.1 Not today, please try tomorrow/),
+      expect.stringMatching(
+        /^relaying: reject by relay: 554 5\.7\.1 <x@elsewhere\.org>: Relay access denied/,
+      ),
+    ]);
   });
 });

@@ -80,8 +80,11 @@ export const HIT_ACTIONS: readonly HitAction[] = ['reject', 'defer', 'defer_if_p
 
 /**
  * Turns a check's finding into the verdict its configured action asks for. `r` is the reply the check
- * would give when rejecting (a 5xx; it is softened for defers). A check whose own reply is a 4xx
- * (a temporary doubt) is never hardened to 5xx by `reject`: temporary stays temporary.
+ * would give when rejecting (a 5xx); `defer` and `defer_if_permit` send its temporary form by
+ * {@link soften} (`550 5.7.1` goes out as `450 4.7.1`), so one reply serves every action a user may
+ * configure. A check whose own reply is a 4xx (a temporary doubt) is never hardened to 5xx by
+ * `reject`: temporary stays temporary. To answer with a fixed code of your own, use {@link reject}
+ * or {@link defer}, which refuse a reply of the other class.
  */
 export function hit(
   check: string,

@@ -32,7 +32,7 @@ export interface FakeCall {
 /**
  * A Resolver answering from a table. A name absent from the table is NXDOMAIN; a name present
  * without records of the asked type is NODATA; `fail()` makes a (name, type) fail temporarily
- * (or not found). `delay()` makes answers wait for a promise the test controls.
+ * (or not found). `hold()` makes answers wait for a promise the test controls.
  *
  * ```ts
  * const dns = new FakeResolver({ 'example.com': { MX: [{ priority: 10, exchange: 'mx.example.com' }] } });
