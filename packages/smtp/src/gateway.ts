@@ -152,7 +152,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     throw new TypeError('startGateway: verifyRecipients needs an smtp:// relay');
   // One folder fsync for the messages that arrive together (group commit), not one a message.
   const syncDir = options.spoolDir !== undefined ? groupDirSync(options.spoolDir) : undefined;
-  const deliver: SmtpAdapterOptions['deliver'] = target
+  const relay = target
     ? relayDelivery({
         target,
         hostname,
@@ -166,23 +166,26 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
             ...(tls ? { tls } : {}),
           }),
       })
-    : async (stream, { session, cid }) => {
-        const spooled = await spoolMessage(stream, session, cid, {
-          dir: options.spoolDir as string,
-          clock,
-          hostname,
-          ...(syncDir ? { syncDir } : {}),
-          ...(options.random ? { random: options.random } : {}),
-        });
-        options.log.info({
-          event: 'spooled',
-          cid,
-          id: spooled.id,
-          bytes: spooled.bytes,
-          rcpt: session.recipients,
-        });
-        return spooled.id;
-      };
+    : undefined;
+  const deliver: SmtpAdapterOptions['deliver'] =
+    relay ??
+    (async (stream, { session, cid }) => {
+      const spooled = await spoolMessage(stream, session, cid, {
+        dir: options.spoolDir as string,
+        clock,
+        hostname,
+        ...(syncDir ? { syncDir } : {}),
+        ...(options.random ? { random: options.random } : {}),
+      });
+      options.log.info({
+        event: 'spooled',
+        cid,
+        id: spooled.id,
+        bytes: spooled.bytes,
+        rcpt: session.recipients,
+      });
+      return spooled.id;
+    });
   const disabled = ['AUTH'];
   if (!options.tls) disabled.push('STARTTLS');
   const { SMTPServer: Server } = loadOptionalPeer<typeof import('smtp-server')>(
@@ -262,7 +265,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       createSecureContext(next);
       server.updateSecureContext(next);
     },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise<void>((resolve) =>
+        server.close(() => {
+          relay?.close();
+          resolve();
+        }),
+      ),
   };
 }
 

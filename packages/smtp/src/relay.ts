@@ -49,6 +49,10 @@ export interface RelayOptions {
   readonly header?: (delivery: Delivery) => string;
   /** Time to connect and for each reply of the downstream. @default 30000 */
   readonly timeoutMs?: number;
+  /** Downstream connections kept open between messages (reset with RSET). @default 16 */
+  readonly maxIdle?: number;
+  /** How long an unused downstream connection is kept, ms. @default 10000 */
+  readonly idleMs?: number;
 }
 
 /** A downstream refusal or failure, as the reply our client gets. */
@@ -91,12 +95,28 @@ function socketTo(target: RelayTarget): Socket | undefined {
  *
  * Uses nodemailer's SMTPConnection (SMTP and LMTP, dot-stuffing, SIZE and 8BITMIME).
  */
-export function relayDelivery(options: RelayOptions) {
+export function relayDelivery(options: RelayOptions): RelayDelivery {
   const { target } = options;
   const timeoutMs = options.timeoutMs ?? 30_000;
-  return (stream: SMTPServerDataStream, delivery: Delivery): Promise<string | undefined> =>
-    new Promise((resolve, reject) => {
-      const session = delivery.session;
+  const maxIdle = options.maxIdle ?? 16;
+  const idleMs = options.idleMs ?? 10_000;
+  // Connections that finished a transaction and were reset, kept for the next message (as
+  // Postfix's scache), each closed after idleMs. Bounded by maxIdle.
+  const idle: { conn: SMTPConnection; timer: NodeJS.Timeout }[] = [];
+  let closed = false;
+
+  const usable = (c: SMTPConnection) => {
+    const sock = (c as unknown as { _socket?: Socket })._socket;
+    return !c.destroyed && !!sock && !sock.destroyed && sock.writable;
+  };
+
+  function acquire(): Promise<SMTPConnection> {
+    for (let e = idle.pop(); e; e = idle.pop()) {
+      clearTimeout(e.timer);
+      if (usable(e.conn)) return Promise.resolve(e.conn);
+      e.conn.close();
+    }
+    return new Promise((resolve, reject) => {
       const socket = socketTo(target);
       const conn = new SMTPConnection({
         ...(target.host !== undefined ? { host: target.host, port: target.port } : {}),
@@ -109,6 +129,43 @@ export function relayDelivery(options: RelayOptions) {
         socketTimeout: timeoutMs,
         logger: false,
       });
+      // An idle connection the downstream closes must not crash the process; a failure during a
+      // transaction reaches that transaction through send's callback.
+      conn.on('error', () => {});
+      // A connection that fails reports it as an 'error' event, not through connect's callback.
+      const failed = (err: unknown) => {
+        conn.close();
+        reject(err);
+      };
+      conn.once('error', failed);
+      conn.connect((err) => {
+        conn.off('error', failed);
+        if (err) failed(err);
+        else resolve(conn);
+      });
+    });
+  }
+
+  function release(conn: SMTPConnection): void {
+    if (closed || idle.length >= maxIdle) return conn.close();
+    conn.reset((err) => {
+      if (err || closed || idle.length >= maxIdle || !usable(conn)) return conn.close();
+      const entry = {
+        conn,
+        timer: setTimeout(() => {
+          const i = idle.indexOf(entry);
+          if (i >= 0) idle.splice(i, 1);
+          conn.quit();
+        }, idleMs),
+      };
+      entry.timer.unref();
+      idle.push(entry);
+    });
+  }
+
+  const deliver = (stream: SMTPServerDataStream, delivery: Delivery): Promise<string | undefined> =>
+    new Promise((resolve, reject) => {
+      const session = delivery.session;
       let settled = false;
       // The message as it goes on: our header, then the client's bytes. Over the size limit the
       // stream fails at its end, so the downstream never gets the final dot and keeps nothing.
@@ -120,11 +177,15 @@ export function relayDelivery(options: RelayOptions) {
           cb(stream.sizeExceeded ? new Error('message size exceeds the limit') : null);
         },
       });
+      let conn: SMTPConnection | undefined;
       const finish = (err: unknown, id?: string) => {
         if (settled) return;
         settled = true;
-        conn.close();
-        if (err === undefined) return resolve(id);
+        if (err === undefined) {
+          if (conn) release(conn);
+          return resolve(id);
+        }
+        conn?.close();
         // Read the client's message to its end whatever happened: smtp-server answers only then.
         stream.unpipe(body);
         stream.resume();
@@ -132,42 +193,66 @@ export function relayDelivery(options: RelayOptions) {
         if (stream.readableEnded) done();
         else stream.once('end', done).once('error', done);
       };
-      conn.once('error', (err: unknown) => finish(err));
-      conn.connect((err) => {
-        if (err) return finish(err);
-        const header = options.header?.(delivery);
-        if (header) body.write(header);
-        (stream as Readable).pipe(body);
-        conn.send(
-          {
-            from: session.mailFrom ?? '',
-            to: [...(session.recipients ?? [])],
-            use8BitMime: true,
-          },
-          body,
-          (sendErr, info) => {
-            if (sendErr) {
-              if (stream.sizeExceeded)
-                return finish({ responseCode: 552, response: '552 5.3.4 Message size exceeds fixed limit' });
-              return finish(sendErr);
-            }
-            const refused = info.rejectedErrors ?? [];
-            if (refused.length > 0) {
-              const permanent = refused.every((e) => (e.responseCode ?? 0) >= 500);
-              if (info.accepted.length === 0 && permanent) return finish(refused[0]);
-              return finish({
-                responseCode: 451,
-                response: `451 4.3.0 Delivered to ${info.accepted.length} of ${
-                  info.accepted.length + refused.length
-                } recipients downstream; try again later`,
-              });
-            }
-            finish(undefined, /queued as ([A-Za-z0-9]+)/.exec(info.response)?.[1] ?? 'relayed');
-          },
-        );
-      });
+      acquire().then(
+        (c) => {
+          conn = c;
+          const header = options.header?.(delivery);
+          if (header) body.write(header);
+          (stream as Readable).pipe(body);
+          c.send(
+            {
+              from: session.mailFrom ?? '',
+              to: [...(session.recipients ?? [])],
+              use8BitMime: true,
+            },
+            body,
+            (sendErr, info) => {
+              if (sendErr) {
+                if (stream.sizeExceeded)
+                  return finish({
+                    responseCode: 552,
+                    response: '552 5.3.4 Message size exceeds fixed limit',
+                  });
+                return finish(sendErr);
+              }
+              const refused = info.rejectedErrors ?? [];
+              if (refused.length > 0) {
+                const permanent = refused.every((e) => (e.responseCode ?? 0) >= 500);
+                if (info.accepted.length === 0 && permanent) return finish(refused[0]);
+                return finish({
+                  responseCode: 451,
+                  response: `451 4.3.0 Delivered to ${info.accepted.length} of ${
+                    info.accepted.length + refused.length
+                  } recipients downstream; try again later`,
+                });
+              }
+              finish(undefined, /queued as ([A-Za-z0-9]+)/.exec(info.response)?.[1] ?? 'relayed');
+            },
+          );
+        },
+        (err: unknown) => finish(err),
+      );
     });
+
+  return Object.assign(deliver, {
+    close(): void {
+      closed = true;
+      for (const e of idle.splice(0)) {
+        clearTimeout(e.timer);
+        e.conn.quit();
+      }
+    },
+  });
 }
+
+/** {@link relayDelivery}'s `deliver`, with `close` for the connections it keeps open. */
+export type RelayDelivery = ((
+  stream: SMTPServerDataStream,
+  delivery: Delivery,
+) => Promise<string | undefined>) & {
+  /** Closes the idle downstream connections; call when the gateway stops. */
+  close(): void;
+};
 
 /** Options of {@link downstreamRecipientCheck}. */
 export interface RecipientCheckOptions {
