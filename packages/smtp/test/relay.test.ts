@@ -245,6 +245,32 @@ mxguard_eod = check_sender_access inline:{ { refused@example.net = REJECT 5.7.1 
     );
   });
 
+  it('a message over the size limit gets 552 5.3.4 and the downstream keeps nothing of it', async () => {
+    const g5 = await startGateway({
+      chain: chain([]),
+      log,
+      relay: `smtp://127.0.0.1:${smtpPort}`,
+      port: 0,
+      maxMessageBytes: 2000,
+    });
+    const before = (await maildirMessages(postfix)).length;
+    const queuedBefore = await postfix.queued();
+    try {
+      const big = Buffer.concat([
+        trickyMessage('too-big'),
+        Buffer.from('x'.repeat(78).concat('\r\n').repeat(60)),
+      ]);
+      const r = await transaction(g5.port, 'a@sender.example.net', ['bob@example.com'], big);
+      expect(r.data).toMatch(/^552 5\.3\.4 /);
+      // Nothing of it reached Postfix's queue or mailbox.
+      await new Promise((res) => setTimeout(res, 500));
+      expect((await maildirMessages(postfix)).length).toBe(before);
+      expect(await postfix.queued()).toBe(queuedBefore);
+    } finally {
+      await g5.close();
+    }
+  });
+
   it('a relay that is not there is a 451 at DATA, never a 5xx', async () => {
     const dead = await freePort();
     const g3 = await startGateway({ chain: chain([]), log, relay: `smtp://127.0.0.1:${dead}`, port: 0 });
