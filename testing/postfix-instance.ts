@@ -96,7 +96,6 @@ alias_database =
 smtp_dns_support_level = disabled
 virtual_mailbox_domains = example.com
 virtual_mailbox_base = ${mail}
-virtual_mailbox_maps =
 virtual_uid_maps = static:${uid}
 virtual_gid_maps = static:${gid}
 ${(options.mainCf ?? '').replaceAll('$DIR', dir)}
