@@ -185,3 +185,30 @@ describe('mxguard serve with real clients: MAIL refusals, greylisting, nodemaile
     expect(readdirSync(spool2).filter((f) => f.endsWith('.msg'))).toHaveLength(1);
   });
 });
+
+describe('mxguard serve refuses a config in which Received headers alone could refuse', () => {
+  it('exits 2 naming the weigh and the header points (DESIGN principle 3)', () => {
+    const file = join(dir, 'received-decides.json');
+    // Measured before: this config made one listed relay in a Received header a 554 5.7.1.
+    writeFileSync(
+      file,
+      JSON.stringify({
+        checks: [
+          'relay',
+          { name: 'received', lists: ['zen.spamhaus.org'], score: 50, maxScore: 100 },
+          { name: 'weigh', stage: 'data', reject: 1 },
+        ],
+      }),
+    );
+    const r = spawnSync(
+      process.execPath,
+      [bin, 'serve', '--offline', '--listen', '127.0.0.1:0', '--spool', spool, '--config', file],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(
+      /weigh-data: header points alone \(received up to 100\) can reach its threshold 1/,
+    );
+    expect(r.stdout).not.toMatch(/listening on/);
+  });
+});

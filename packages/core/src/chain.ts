@@ -13,6 +13,7 @@ import type {
 } from './model.js';
 import { STAGES, silentLogger, stageIndex, systemClock } from './model.js';
 import { reply as makeReply } from './reply.js';
+import { headerError, headerPoints } from './weigh.js';
 
 /** Where a rejected client can get help; appended to every reject and defer text. */
 export interface Help {
@@ -158,6 +159,18 @@ export function chain(links: readonly (Check | Link)[], options: ChainOptions = 
   for (const l of normalised) {
     if (names.has(l.check.name)) throw new TypeError(`check "${l.check.name}" appears twice in the chain`);
     names.add(l.check.name);
+  }
+  // Received headers never decide a refusal (DESIGN principle 3): no weigh may be reachable by the
+  // points of the enforced header-reading links before it (and its own) alone.
+  const readers: Check[] = [];
+  for (const l of normalised) {
+    const w = l.check.weighs;
+    if (w) {
+      const earlier = w.earlier ? headerPoints(readers) : 0;
+      if (earlier + w.headerPoints >= w.refusesAt)
+        throw new TypeError(headerError(l.check.name, w.refusesAt, readers));
+    }
+    if (l.check.readsHeaders && l.mode !== 'warn') readers.push(l.check);
   }
   const delayReject = options.delayReject ?? true;
   const clock = options.clock ?? systemClock;

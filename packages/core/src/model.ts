@@ -131,6 +131,17 @@ export interface Check {
    * its chain judges the `data` stage once the header block has arrived, not at the DATA command.
    */
   readonly readsHeaders?: boolean;
+  /**
+   * The most points this check's findings can carry in one evaluation (`received`: its `maxScore`).
+   * For a check that reads headers, the chain refuses a configuration in which these points alone
+   * reach a `weigh` threshold (DESIGN principle 3); a header reader without it counts as unbounded.
+   */
+  readonly maxScore?: number;
+  /**
+   * Set by `weigh` links: the lowest total that refuses (the defer threshold, else the reject one),
+   * the points its own header-reading members can add, and whether it counts earlier findings.
+   */
+  readonly weighs?: { readonly refusesAt: number; readonly headerPoints: number; readonly earlier: boolean };
   run(session: Session, ctx: CheckContext): Verdict | Promise<Verdict>;
 }
 

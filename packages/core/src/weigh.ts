@@ -52,9 +52,17 @@ export function weigh(options: WeighOptions): Check {
   const deferReply =
     options.deferReply ?? reply(450, '4.7.1', 'Service temporarily unavailable; client scored too high');
   const includeEarlier = options.includeEarlier ?? true;
+  const weighs = {
+    refusesAt: options.defer ?? options.reject,
+    headerPoints: headerPoints(options.checks),
+    earlier: includeEarlier,
+  };
+  if (weighs.headerPoints >= weighs.refusesAt)
+    throw new TypeError(headerError(name, weighs.refusesAt, options.checks));
   return {
     name,
     stage,
+    weighs,
     async run(session, ctx): Promise<NextVerdict | FinalVerdict> {
       if (stageIndex(session.stage) < stageIndex(stage)) return next('stage not reached');
       const results = await Promise.all(options.checks.map(async (c) => c.run(session, ctx)));
@@ -74,4 +82,27 @@ export function weigh(options: WeighOptions): Check {
       return next(reason, own);
     },
   };
+}
+
+/** The points header-reading checks can add at most (an undeclared bound is unbounded). */
+export function headerPoints(checks: readonly Check[]): number {
+  let total = 0;
+  for (const c of checks) if (c.readsHeaders) total += c.maxScore ?? Number.POSITIVE_INFINITY;
+  return total;
+}
+
+/**
+ * The error for a configuration in which header points alone can refuse: Received headers are
+ * claims by strangers and never decide a refusal (DESIGN principle 3).
+ */
+export function headerError(weighName: string, refusesAt: number, readers: readonly Check[]): string {
+  const parts = readers
+    .filter((c) => c.readsHeaders)
+    .map((c) => `${c.name} up to ${c.maxScore ?? 'unbounded'}`)
+    .join(', ');
+  return (
+    `${weighName}: header points alone (${parts}) can reach its threshold ${refusesAt}; ` +
+    'Received headers must never decide a refusal (DESIGN principle 3): lower their maxScore ' +
+    `below ${refusesAt} or raise the threshold`
+  );
 }

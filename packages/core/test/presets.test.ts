@@ -168,6 +168,7 @@ describe('weigh from a config file', () => {
       name: 'header-points',
       stage: 'data',
       readsHeaders: true,
+      maxScore: 1,
       run: (s) =>
         next('read', s.headers?.includes('X-Bad') ? [{ check: 'header-points', tag: 'bad', score: 1 }] : []),
     };

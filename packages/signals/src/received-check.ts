@@ -102,6 +102,7 @@ export function receivedCheck(options: ReceivedCheckOptions): ScoringCheck {
     name,
     stage: 'data',
     readsHeaders: true,
+    maxScore,
     async run(session, ctx): Promise<NextVerdict> {
       if (stageIndex(session.stage) < stageIndex('data')) return next('stage not reached');
       if (typeof session.headers !== 'string') return next('no headers yet');

@@ -9,6 +9,7 @@ import {
 } from '@mxguard/core';
 import { FakeResolver } from '@mxguard/dns';
 import { createSignalsEnv, receivedCheck, signalsFactories } from '@mxguard/signals';
+import fc from 'fast-check';
 import { afterAll, describe, expect, expectTypeOf, it } from 'vitest';
 
 // The client (62.157.140.133) sent these; the relays below it are its claims.
@@ -125,5 +126,71 @@ describe('received from a JSON config', () => {
     expect(() => build({ lists: ['zen.test'], reject: true })).toThrow(/unknown option "reject"/);
     expect(() => build({ lists: ['zen.test*2'] })).toThrow(/no weights here/);
     expect(() => build({})).toThrow(/lists/);
+  });
+});
+
+describe('Received headers never decide a refusal (DESIGN principle 3)', () => {
+  // Every relay of the pool is listed: the worst a header block can do.
+  const pool = Array.from({ length: 12 }, (_, i) => `91.10.28.${i + 1}`);
+  const zone: Record<string, { A: string[] }> = {};
+  for (const ip of pool) zone[`${ip.split('.').reverse().join('.')}.zen.test`] = { A: ['127.0.0.2'] };
+  const env = createSignalsEnv({ clock: new ManualClock(0), resolver: new FakeResolver(zone) });
+  afterAll(() => env.close());
+  const registry = { ...pureRegistry, ...bindFactories(signalsFactories, env) };
+  const build = (checks: unknown[]) =>
+    buildPolicy({ checks } as never, registry, { clock: new ManualClock(0) }).chain;
+
+  it('refuses at config time a weigh that header points alone can reach', () => {
+    // Measured before: with this config one listed relay in a Received header gave 554 5.7.1.
+    const received = { name: 'received', lists: ['zen.test'], score: 50, maxScore: 100 };
+    expect(() => build([received, { name: 'weigh', stage: 'data', reject: 1 }])).toThrow(ConfigError);
+    expect(() => build([received, { name: 'weigh', stage: 'data', reject: 1 }])).toThrow(
+      /weigh-data: header points alone \(received up to 100\) can reach its threshold 1/,
+    );
+    // The defer threshold counts too (a 4xx is a refusal), and equality reaches it.
+    const capped = { name: 'received', lists: ['zen.test'], maxScore: 1 };
+    expect(() => build([capped, { name: 'weigh', stage: 'data', reject: 5, defer: 1 }])).toThrow(
+      /threshold 1/,
+    );
+    expect(() => build([capped, { name: 'weigh', stage: 'data', reject: 1.5 }])).not.toThrow();
+    // A received check in warn mode adds nothing, so it cannot reach a threshold.
+    expect(() =>
+      build([
+        { ...received, action: 'warn' },
+        { name: 'weigh', stage: 'data', reject: 1 },
+      ]),
+    ).not.toThrow(); // its findings are dropped, as every warned link's
+  });
+
+  it('no header block, whatever its contents, yields a 4xx or 5xx without envelope evidence', async () => {
+    const chain = build([
+      { name: 'received', lists: ['zen.test'], score: 0.5, maxScore: 1 },
+      { name: 'weigh', stage: 'data', reject: 1.5, defer: 1.01 },
+    ]);
+    const ip = fc.constantFrom(...pool);
+    const received = fc.oneof(
+      ip.map((a) => `Received: from x (x [${a}]) by relay.example with ESMTP id A; d`),
+      ip.map((a) => `Received: from [${a}] by relay.example; d`),
+      fc.tuple(ip, fc.string({ maxLength: 40 })).map(([a, t]) => `Received: ${t} [${a}] ${t}`),
+    );
+    const line = fc.oneof(received, fc.string({ maxLength: 80 }), fc.constant('X-Spam: yes'));
+    const block = fc.array(line, { maxLength: 30 }).map((ls) => `${ls.join('\r\n')}\r\n\r\n`);
+    let scored = 0;
+    await fc.assert(
+      fc.asyncProperty(block, async (headers) => {
+        const d = await chain.evaluate(at({ headers }));
+        if (d.findings.some((f) => f.check === 'received')) scored += 1;
+        return d.action === 'next';
+      }),
+      { numRuns: 400 },
+    );
+    // The property was tried where it matters: many blocks did score (up to the cap).
+    expect(scored).toBeGreaterThan(50);
+    // With envelope evidence the same headers may tip the balance, as designed.
+    const listed = `Received: from x (x [${pool[0]}]) by r; d\r\nReceived: from y (y [${pool[1]}]) by r; d\r\n\r\n`;
+    const tipped = await chain.evaluate(at({ headers: listed }), [
+      { check: 'dnsbl', tag: 'listed', score: 1 },
+    ]);
+    expect([tipped.action, tipped.check]).toEqual(['reject', 'weigh-data']);
   });
 });

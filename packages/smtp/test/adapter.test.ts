@@ -276,6 +276,7 @@ describe('links that read headers', () => {
       name: 'header-points',
       stage: 'data',
       readsHeaders: true,
+      maxScore: 1,
       run(s) {
         seen.push(s.headers);
         return next(
