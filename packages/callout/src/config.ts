@@ -1,4 +1,5 @@
 import type { Check, CheckFactory, Clock, Logger, Site } from '@mxguard/core';
+import { checkFactory, storeLocation, stringList, z } from '@mxguard/core';
 import type { CalloutOptions } from './callout.js';
 import { callout } from './callout.js';
 import { MemoryCalloutStore } from './stores/memory.js';
@@ -21,6 +22,44 @@ export type CalloutStoreConfig =
   | string
   | { readonly type: 'memory'; readonly max?: number }
   | { readonly type?: 'redis'; readonly url: string; readonly prefix?: string };
+
+const storeMax = z.number().min(0).optional().describe('Most entries kept');
+
+/** The config's `calloutStore` key: "memory", a redis:// URL, or an object. */
+export const calloutStoreSchema = z.union([
+  storeLocation.describe('"memory" or a redis:// URL'),
+  z.strictObject({ type: z.literal('memory'), max: storeMax }),
+  z.strictObject({
+    type: z.literal('redis').optional(),
+    url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL'),
+    prefix: z.string().optional(),
+  }),
+]);
+
+/** The options of `callout` (off until `domains` names some). */
+export const calloutOptions = z.strictObject({
+  domains: stringList.optional().describe('The frequently forged domains whose senders are verified'),
+  port: z.number().optional(),
+  helo: z.string().optional().describe('EHLO name of probes (default: the first of ourHosts)'),
+  probeSender: z.string().optional(),
+  probesPerMinute: z.number().optional(),
+  maxInFlight: z.number().optional(),
+  waitMs: z.number().optional(),
+  probeTimeoutMs: z.number().optional(),
+  rejectCode: z.number().optional(),
+  deferCode: z.number().optional(),
+  tempfailAction: z.string().optional(),
+  allowPrivateTargets: z.boolean().optional(),
+  maxMxHosts: z.number().optional(),
+  maxTargets: z.number().optional(),
+  ipv6: z.boolean().optional(),
+  positiveExpireMs: z.number().optional(),
+  positiveRefreshMs: z.number().optional(),
+  negativeExpireMs: z.number().optional(),
+  negativeRefreshMs: z.number().optional(),
+  temporaryRefreshMs: z.number().optional(),
+  probeTtlMs: z.number().optional(),
+});
 
 /** Builds a callout store from config. Throws TypeError on anything else. */
 export function calloutStoreFromConfig(config: CalloutStoreConfig = 'memory'): CalloutStore {
@@ -91,5 +130,5 @@ export function calloutFromConfig(options: Record<string, unknown>, site: Site, 
 
 /** The checks of this package by their stable names, for config files. */
 export const calloutFactories: Record<string, CheckFactory<CalloutEnv>> = {
-  callout: calloutFromConfig,
+  callout: checkFactory<CalloutEnv>(calloutOptions, calloutFromConfig),
 };

@@ -1,6 +1,15 @@
 import type { Chain, Help, Link } from './chain.js';
 import { chain } from './chain.js';
-import type { Check, Clock, Logger } from './model.js';
+import { ConfigError, type ConfigIssue } from './config-error.js';
+import type { Clock, Logger } from './model.js';
+import {
+  type OptionsSchema,
+  parseWith,
+  policySchema,
+  type RegistryEntry,
+  withOptions,
+  type z,
+} from './schema.js';
 import type { CheckFactory, Site, SiteInput } from './site.js';
 import { site as makeSite } from './site.js';
 
@@ -12,8 +21,14 @@ export interface CheckSpec {
   readonly [option: string]: unknown;
 }
 
-/** The JSON config of a policy. Every field is optional. */
+/**
+ * The JSON config of a policy (see {@link policySchema}, its single source of validation). Every
+ * field is optional. Package settings (`dns`, `greylist`, ...) are typed by the schema that adds
+ * them (the CLI's `MxguardConfig`).
+ */
 export interface PolicyConfig extends SiteInput {
+  /** The JSON Schema of the file, for editors. */
+  readonly $schema?: string;
   /** The ordered list of checks. @default the recommended preset */
   readonly checks?: readonly (string | CheckSpec)[];
   /** @default true (Postfix smtpd_delay_reject) */
@@ -22,44 +37,38 @@ export interface PolicyConfig extends SiteInput {
   readonly helpUrl?: string;
   /** Shorthand for `help.contact`. */
   readonly helpContact?: string;
-  /** Options for checks of the default list, by name, when `checks` is not given. */
+  /**
+   * Options by check name, for checks of the chain: merged into the preset's entries when `checks`
+   * is not given, and into the `checks` entries of that name when it is (a key given in both places
+   * is refused). Naming a check that is not in the chain is refused.
+   */
   readonly options?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
-  /** Names of checks to run in warn mode. */
+  /** Names of checks of the chain to run in warn mode. */
   readonly warn?: readonly string[];
-  /** Package-specific settings (DNS lists, greylist store, ...), read by the code that builds the registry. */
-  readonly [setting: string]: unknown;
 }
 
 /** Factories bound to their environment: what `buildChain` can make, by check name. */
-export type Registry = Readonly<Record<string, (options: Record<string, unknown>, site: Site) => Check>>;
+export type Registry = Readonly<Record<string, RegistryEntry>>;
 
-/** A config error names where in the config it is. */
-export class ConfigError extends Error {
-  constructor(
-    readonly path: string,
-    message: string,
-  ) {
-    super(`config ${path}: ${message}`);
-    this.name = 'ConfigError';
-  }
-}
-
-/** Binds a package's factories to the environment they need (a resolver, a store). */
+/** Binds a package's factories to the environment they need (a resolver, a store), keeping their option schemas. */
 export function bindFactories<E>(factories: Readonly<Record<string, CheckFactory<E>>>, env: E): Registry {
   return Object.fromEntries(
-    Object.entries(factories).map(([name, f]) => [
-      name,
-      (o: Record<string, unknown>, s: Site) => f(o, s, env),
-    ]),
+    Object.entries(factories).map(([name, f]) => {
+      const bound = (o: Record<string, unknown>, s: Site) => f(o, s, env);
+      return [name, f.options ? withOptions(f.options, bound) : bound];
+    }),
   );
 }
 
-const SITE_LISTS = ['ourDomains', 'ourHosts', 'ourAddresses', 'ourNetworks', 'trustedForwarders'] as const;
+/** The option schemas of a registry's checks, by name, for {@link policySchema}. */
+export function catalogOf(registry: Registry): Record<string, OptionsSchema | undefined> {
+  return Object.fromEntries(Object.entries(registry).map(([n, f]) => [n, f.options]));
+}
 
-/** Reads the site part of a config, with clear errors. */
+/** Reads the site part of a (validated) config. */
 export function siteFromConfig(config: PolicyConfig): Site {
   const input: { -readonly [K in keyof SiteInput]: SiteInput[K] } = {};
-  for (const key of SITE_LISTS) {
+  for (const key of ['ourDomains', 'ourHosts', 'ourAddresses', 'ourNetworks', 'trustedForwarders'] as const) {
     const v = config[key];
     if (v === undefined) continue;
     if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) {
@@ -68,14 +77,8 @@ export function siteFromConfig(config: PolicyConfig): Site {
     input[key] = v;
   }
   const help: { url?: string; contact?: string } = { ...(config.help ?? {}) };
-  if (config.helpUrl !== undefined) {
-    if (typeof config.helpUrl !== 'string') throw new ConfigError('helpUrl', 'must be a string');
-    help.url = config.helpUrl;
-  }
-  if (config.helpContact !== undefined) {
-    if (typeof config.helpContact !== 'string') throw new ConfigError('helpContact', 'must be a string');
-    help.contact = config.helpContact;
-  }
+  if (config.helpUrl !== undefined) help.url = config.helpUrl;
+  if (config.helpContact !== undefined) help.contact = config.helpContact;
   input.help = help as Help;
   return makeSite(input);
 }
@@ -86,68 +89,133 @@ export interface BuildOptions {
   /** The list used when the config has no `checks`. */
   readonly defaults?: readonly (string | CheckSpec)[];
   /**
-   * Names that may be missing from the registry without an error (they are left out and listed in
-   * `skipped`): the default list names checks of every package, and a registry built offline or
-   * without a store lacks some.
+   * Checks that are off, and why (name -> reason): left out of the default list and listed in
+   * `off`; a config that names one in `checks`, `warn` or `options` is refused with the reason.
    */
-  readonly optional?: ReadonlySet<string>;
+  readonly off?: Readonly<Record<string, string>>;
+  /** Top-level settings of packages that the caller reads (validated here with the rest). */
+  readonly settings?: z.ZodRawShape;
 }
 
-/** A built policy: the chain, the site, and what was left out and why. */
+/** One link of a built chain as the config made it: the check, its mode and its effective options. */
+export interface PlannedLink {
+  readonly name: string;
+  readonly mode: 'enforce' | 'warn';
+  /** The options the factory got (preset, `checks` entry and `options` merged). */
+  readonly options: Readonly<Record<string, unknown>>;
+}
+
+/** A built policy: the chain, the site, the plan it was built from, and what is off and why. */
 export interface Policy {
   readonly chain: Chain;
   readonly site: Site;
+  /** Each link as configured, in order. */
+  readonly links: readonly PlannedLink[];
+  /** Checks of the default list that are off, with the reason. */
+  readonly off: readonly { readonly name: string; readonly why: string }[];
+  /** The names of `off`. */
   readonly skipped: readonly string[];
 }
 
+/** The names a default list may name, for the schema: the registry's and the off ones. */
+function catalogFor(registry: Registry, options: BuildOptions): Record<string, OptionsSchema | undefined> {
+  const catalog = catalogOf(registry);
+  for (const c of [...(options.defaults ?? []), ...Object.keys(options.off ?? {})]) {
+    const n = typeof c === 'string' ? c : c.name;
+    if (!(n in catalog)) catalog[n] = undefined;
+  }
+  return catalog;
+}
+
 /**
- * Builds a chain from a config and a registry of factories. Unknown check names, bad options and
- * bad site settings throw ConfigError: a policy that does not say what the admin meant must not run.
+ * Builds a chain from a config and a registry of factories. The config is validated against the
+ * schema of that registry ({@link policySchema}); unknown keys, unknown checks, `warn` or
+ * `options` naming a check not in the chain, bad options and bad site settings throw one
+ * ConfigError listing every issue: a policy that does not say what the admin meant must not run.
  */
 export function buildPolicy(config: PolicyConfig, registry: Registry, options: BuildOptions = {}): Policy {
-  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
-    throw new ConfigError('(root)', 'must be a JSON object');
-  }
+  const catalog = catalogFor(registry, options);
+  const schema = policySchema({
+    checks: catalog,
+    ...(options.settings ? { settings: options.settings } : {}),
+  });
+  parseWith(schema, config, Object.keys(catalog));
   const s = siteFromConfig(config);
+  const off = options.off ?? {};
   const explicit = config.checks !== undefined;
-  if (explicit && !Array.isArray(config.checks)) throw new ConfigError('checks', 'must be a list');
-  const specs = (config.checks ?? options.defaults ?? []).map((c, i) => normaliseSpec(c, `checks[${i}]`));
+  const specs = explicit
+    ? (config.checks ?? []).map((c, i) => ({ spec: normaliseSpec(c, `checks[${i}]`), path: `checks[${i}]` }))
+    : (options.defaults ?? [])
+        .map((c) => ({ spec: normaliseSpec(c, 'checks'), path: 'checks' }))
+        .filter(({ spec }) => !(spec.name in off));
+  const inChain = new Set(specs.map(({ spec }) => spec.name));
+  const issues: ConfigIssue[] = [];
+  const notInChain = (n: string) =>
+    off[n] !== undefined
+      ? `"${n}" is off (${off[n]}), so it is not in the chain`
+      : explicit
+        ? `"${n}" is not in "checks"; add it there or remove it here`
+        : `"${n}" is not in the recommended chain; to add it, list the chain in "checks"`;
+  (config.warn ?? []).forEach((w, i) => {
+    if (!inChain.has(w)) issues.push({ path: `warn[${i}]`, message: notInChain(w) });
+  });
+  for (const n of Object.keys(config.options ?? {})) {
+    if (!inChain.has(n)) issues.push({ path: `options.${n}`, message: notInChain(n) });
+  }
   const warn = new Set(config.warn ?? []);
   const links: Link[] = [];
-  const skipped: string[] = [];
-  specs.forEach((spec, i) => {
-    const path = `checks[${i}]`;
+  const planned: PlannedLink[] = [];
+  for (const { spec, path } of specs) {
     const factory = registry[spec.name];
     if (!factory) {
-      if (!explicit || options.optional?.has(spec.name)) {
-        skipped.push(spec.name);
-        return;
+      issues.push({
+        path: explicit ? `${path}.name` : path,
+        message:
+          off[spec.name] !== undefined
+            ? `"${spec.name}" is off (${off[spec.name]})`
+            : `no provider for check "${spec.name}"`,
+      });
+      continue;
+    }
+    const user = config.options?.[spec.name] ?? {};
+    if (explicit) {
+      for (const k of Object.keys(user)) {
+        if (k in spec) {
+          issues.push({
+            path: `options.${spec.name}.${k}`,
+            message: `also given in ${path}; give it in one place`,
+          });
+        }
       }
-      throw new ConfigError(
-        path,
-        `unknown check "${spec.name}" (known: ${Object.keys(registry).sort().join(', ')})`,
-      );
     }
     // The user's options for a default-list check win over the preset's.
-    const user = explicit ? {} : (config.options?.[spec.name] ?? {});
     const { name, action, ...rest } = { ...spec, ...user, name: spec.name } as CheckSpec;
     const merged: Record<string, unknown> = { ...rest };
     const mode = action === 'warn' || warn.has(name) ? 'warn' : 'enforce';
     if (action !== undefined && action !== 'warn') merged.action = action;
     try {
       links.push({ check: factory(merged, s), mode });
+      planned.push({ name, mode, options: merged });
     } catch (err) {
-      throw new ConfigError(path, err instanceof Error ? err.message : String(err));
+      issues.push({ path, message: err instanceof Error ? err.message : String(err) });
     }
-  });
+  }
+  if (issues.length > 0) throw ConfigError.of(issues);
   const chainOptions: Parameters<typeof chain>[1] = {
     delayReject: config.delayReject ?? true,
     help: s.help,
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.log ? { log: options.log } : {}),
   };
+  const offList = Object.entries(off).map(([name, why]) => ({ name, why }));
   try {
-    return { chain: chain(links, chainOptions), site: s, skipped };
+    return {
+      chain: chain(links, chainOptions),
+      site: s,
+      links: planned,
+      off: offList,
+      skipped: offList.map((o) => o.name),
+    };
   } catch (err) {
     throw new ConfigError('checks', err instanceof Error ? err.message : String(err));
   }

@@ -1,6 +1,7 @@
 export * from './chain.js';
 export * from './checks/index.js';
 export * from './config.js';
+export * from './config-error.js';
 export * from './deadline.js';
 export * from './decision-log.js';
 export * from './memo.js';
@@ -10,6 +11,7 @@ export * from './pipelining.js';
 export * from './presets.js';
 export * from './rdns/index.js';
 export * from './reply.js';
+export * from './schema.js';
 export * from './site.js';
 export * from './tables/index.js';
 export * from './weigh.js';

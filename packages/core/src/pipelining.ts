@@ -1,5 +1,6 @@
 import type { Check } from './model.js';
 import { HIT_ACTIONS, type HitAction, hit, next, reply } from './reply.js';
+import { checkOptions, withOptions } from './schema.js';
 import type { CheckFactory } from './site.js';
 
 /**
@@ -57,9 +58,12 @@ export function actionOption(
   );
 }
 
-export const pipeliningFactory: CheckFactory = (options) => {
-  const score = options.score;
-  if (score !== undefined && typeof score !== 'number')
-    throw new TypeError('pipelining: score must be a number');
-  return pipeliningCheck({ action: actionOption(options, 'pipelining', 'reject'), score });
-};
+export const pipeliningFactory: CheckFactory = withOptions(
+  checkOptions({}),
+  (options: Record<string, unknown>) => {
+    const score = options.score;
+    if (score !== undefined && typeof score !== 'number')
+      throw new TypeError('pipelining: score must be a number');
+    return pipeliningCheck({ action: actionOption(options, 'pipelining', 'reject'), score });
+  },
+);

@@ -1,10 +1,12 @@
 import { coreFactories } from './checks/index.js';
 import type { CheckSpec, Policy, PolicyConfig, Registry } from './config.js';
-import { buildPolicy } from './config.js';
+import { bindFactories, buildPolicy } from './config.js';
+import { ConfigError, type ConfigIssue, suggestion } from './config-error.js';
 import type { Check, Clock, Logger } from './model.js';
 import { pipeliningFactory } from './pipelining.js';
 import { rdnsFactories } from './rdns/index.js';
-import { weighFromConfig } from './weigh-config.js';
+import { withOptions, z } from './schema.js';
+import { weighFactory } from './weigh-config.js';
 
 /**
  * The recommended order, after the "Enhanced Spam Defence" article and Postfix practice: what we
@@ -59,42 +61,73 @@ export const RECOMMENDED_NAMES: ReadonlySet<string> = new Set(RECOMMENDED.map((c
 
 /** The pure checks of core, by name (no environment needed), and `weigh` (see weigh-config.ts). */
 export const pureRegistry: Registry = {
-  ...Object.fromEntries(Object.entries(coreFactories).map(([n, f]) => [n, (o, s) => f(o, s, undefined)])),
-  ...Object.fromEntries(Object.entries(rdnsFactories).map(([n, f]) => [n, (o, s) => f(o, s, undefined)])),
-  pipelining: (o, s) => pipeliningFactory(o, s, undefined),
+  ...bindFactories(coreFactories, undefined),
+  ...bindFactories(rdnsFactories, undefined),
+  ...bindFactories({ pipelining: pipeliningFactory }, undefined),
   // Not in the preset: a config that scores rather than refuses puts it after its scoring checks.
-  weigh: (o, s) => weighFromConfig(o, s),
-} as Registry;
+  weigh: weighFactory,
+};
 
 export interface RecommendedOptions extends PolicyConfig {
   /**
    * Checks that need I/O, made by their packages (`@mxguard/dns`, `@mxguard/greylist`, ...), by
-   * name or as a registry. The preset puts each in its place; names not provided are left out and
-   * listed in `skipped`.
+   * name or as a registry. The preset puts each in its place.
    */
   readonly provided?: Readonly<Record<string, Check>> | Registry;
+  /**
+   * Checks of the recommended list to leave out, by name, or name -> why. A check of the list that
+   * is neither provided nor omitted is an error, so nothing is left out silently; what is omitted
+   * is listed, with the reason, in the policy's `off`.
+   */
+  readonly omit?: readonly string[] | Readonly<Record<string, string>>;
   readonly clock?: Clock;
   readonly log?: Logger;
 }
 
 /**
  * The preset a new user starts from: the recommended checks in the recommended order, for the
- * site the options describe. Without a greylist, the rDNS doubts fall back to their own default
- * action (defer), so a doubt is never silently dropped.
+ * site the options describe. Each check of the list that needs I/O (DNS, a store) must be in
+ * `provided` or named in `omit`. Without a greylist, the rDNS doubts fall back to their own
+ * default action (defer), so a doubt is never silently dropped.
  */
 export function recommended(options: RecommendedOptions = {}): Policy {
-  const { provided = {}, clock, log, ...config } = options;
+  const { provided = {}, clock, log, omit = [], ...config } = options;
   const registry: Record<string, Registry[string]> = { ...pureRegistry };
   for (const [name, v] of Object.entries(provided)) {
-    registry[name] = typeof v === 'function' ? v : () => v;
+    // A check made in code takes no options from the config: options for it are refused.
+    registry[name] = typeof v === 'function' ? v : withOptions(z.strictObject({}), () => v);
   }
-  const hasGreylist = 'greylist' in registry;
+  const off: Record<string, string> = Array.isArray(omit)
+    ? Object.fromEntries((omit as readonly string[]).map((n) => [n, 'omitted']))
+    : { ...(omit as Readonly<Record<string, string>>) };
+  const issues: ConfigIssue[] = [];
+  for (const n of Object.keys(off)) {
+    if (!RECOMMENDED_NAMES.has(n)) {
+      issues.push({
+        path: `omit.${n}`,
+        message: `not a check of the recommended list${suggestion(n, [...RECOMMENDED_NAMES])}`,
+      });
+    } else if (n in provided) {
+      issues.push({ path: `omit.${n}`, message: `"${n}" is both provided and omitted` });
+    }
+  }
+  if (config.checks === undefined) {
+    const missing = RECOMMENDED.map((c) => c.name).filter((n) => !(n in registry) && !(n in off));
+    if (missing.length > 0) {
+      issues.push({
+        path: 'provided',
+        message: `no provider for ${missing.map((n) => `"${n}"`).join(', ')} of the recommended list: pass them in "provided" (a registry from their packages) or name them in "omit"`,
+      });
+    }
+  }
+  if (issues.length > 0) throw ConfigError.of(issues);
+  const hasGreylist = 'greylist' in registry && !('greylist' in off);
   const defaults = RECOMMENDED.map((spec) =>
     !hasGreylist && spec.action === 'greylist' ? { name: spec.name } : spec,
   );
   return buildPolicy(config, registry, {
     defaults,
-    optional: RECOMMENDED_NAMES,
+    off,
     ...(clock ? { clock } : {}),
     ...(log ? { log } : {}),
   });

@@ -1,6 +1,7 @@
 import type { Help } from './chain.js';
 import type { Check } from './model.js';
 import type { HitAction } from './reply.js';
+import type { OptionsSchema } from './schema.js';
 
 /**
  * What a site says about itself. Every check that needs to know "us" reads it from here, so a
@@ -56,4 +57,8 @@ export interface CommonCheckOptions {
  * map of these, keyed by check name, so a config file can name any check of any package. `env`
  * carries what the package needs (a resolver, a store, a clock).
  */
-export type CheckFactory<Env = unknown> = (options: Record<string, unknown>, site: Site, env: Env) => Check;
+export interface CheckFactory<Env = unknown> {
+  (options: Record<string, unknown>, site: Site, env: Env): Check;
+  /** The options it reads (see `withOptions`): the config schema collects them. */
+  readonly options?: OptionsSchema;
+}

@@ -14,6 +14,7 @@
  */
 import type { Check, Stage } from './model.js';
 import { STAGES } from './model.js';
+import { withOptions, z } from './schema.js';
 import type { Site } from './site.js';
 import { weigh } from './weigh.js';
 
@@ -47,3 +48,18 @@ export function weighFromConfig(options: Record<string, unknown>, _site?: Site):
     ...(stage !== undefined ? { stage: stage as Stage, name: `weigh-${stage as Stage}` } : {}),
   });
 }
+
+/** The options of the `weigh` link. */
+export const weighOptions = z.strictObject({
+  reject: z.number().describe('The total of points that rejects'),
+  defer: z.number().optional().describe('The total that defers (below reject); none when absent'),
+  stage: z
+    .enum(STAGES as [Stage, ...Stage[]])
+    .optional()
+    .describe('Weigh at this stage (data: add the DATA signals)'),
+});
+
+/** `weigh` for a registry, with its options. */
+export const weighFactory = withOptions(weighOptions, (o: Record<string, unknown>, s: Site) =>
+  weighFromConfig(o, s),
+);

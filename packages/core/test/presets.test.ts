@@ -32,9 +32,53 @@ const fakeGreylist: Check = {
       : next('no doubt'),
 };
 
+/** The checks of the preset that need a package with I/O (DNS, stores): core alone omits them. */
+const IO = [
+  'reputation',
+  'sender-domain',
+  'recipient-domain',
+  'address-guessing',
+  'dnswl',
+  'dnsbl',
+  'rhsbl',
+  'fcrdns',
+  'callout',
+  'greylist',
+];
+const NO_GREYLIST = IO.filter((n) => n !== 'greylist');
+
 describe('recommended()', () => {
-  it('keeps the documented order and leaves out what no package provided', () => {
-    const p = recommended();
+  it('refuses to leave out a check silently: one with no provider must be named in omit', () => {
+    expect(() => recommended({ ourDomains: ['example.com'] })).toThrow(ConfigError);
+    expect(() => recommended({ ourDomains: ['example.com'] })).toThrow(
+      /config\.provided: no provider for "reputation", "sender-domain", .*"greylist" of the recommended list/,
+    );
+    expect(() => recommended({ omit: NO_GREYLIST })).toThrow(/no provider for "greylist"/);
+    expect(() => recommended({ omit: [...IO, 'dnsbll'] })).toThrow(
+      /config\.omit\.dnsbll: not a check of the recommended list; did you mean "dnsbl"\?/,
+    );
+    expect(() => recommended({ omit: IO, provided: { greylist: fakeGreylist } })).toThrow(
+      /"greylist" is both provided and omitted/,
+    );
+    // With an explicit chain the preset's list does not apply.
+    expect(recommended({ checks: ['relay'] }).chain.links).toHaveLength(1);
+  });
+
+  it('lists what was omitted, with the reason, and refuses options or warn for it', () => {
+    const p = recommended({
+      omit: { ...Object.fromEntries(IO.map((n) => [n, 'omitted'])), dnsbl: 'no resolver' },
+    });
+    expect(p.off).toContainEqual({ name: 'dnsbl', why: 'no resolver' });
+    expect(() => recommended({ omit: IO, options: { dnsbl: { threshold: 2 } } })).toThrow(
+      /config\.options\.dnsbl: "dnsbl" is off \(omitted\), so it is not in the chain/,
+    );
+    expect(() => recommended({ omit: IO, warn: ['greylist'] })).toThrow(
+      /config\.warn\[0\]: "greylist" is off/,
+    );
+  });
+
+  it('keeps the documented order and leaves out what is omitted', () => {
+    const p = recommended({ omit: IO });
     const names = p.chain.links.map((l) => l.check.name);
     const order = RECOMMENDED.map((c) => c.name).filter((n) => names.includes(n));
     expect(names).toEqual(order);
@@ -46,7 +90,7 @@ describe('recommended()', () => {
   });
 
   it('a clean session passes; a forged HELO, relaying and a non-FQDN sender are refused', async () => {
-    const c = recommended({ ourHosts: ['mx.example.com'] }).chain;
+    const c = recommended({ ourHosts: ['mx.example.com'], omit: IO }).chain;
     expect((await c.evaluate(at())).action).toBe('next');
     const forged = await c.evaluate(at({ helo: 'mx.example.com' }));
     expect([forged.action, forged.check]).toEqual(['reject', 'helo-claims-us']);
@@ -57,7 +101,7 @@ describe('recommended()', () => {
   });
 
   it('our networks and authenticated users are accepted before content checks (permit_mynetworks)', async () => {
-    const c = recommended({ ourNetworks: ['192.0.2.0/24'] }).chain;
+    const c = recommended({ ourNetworks: ['192.0.2.0/24'], omit: IO }).chain;
     const d = await c.evaluate(at({ clientAddress: '192.0.2.5', helo: 'pc', rcptTo: 'x@elsewhere.org' }));
     expect([d.action, d.check]).toEqual(['accept', 'relay']);
     const auth = await c.evaluate(at({ authUser: 'alice', helo: 'pc', rcptTo: 'x@elsewhere.org' }));
@@ -65,13 +109,13 @@ describe('recommended()', () => {
   });
 
   it('trusted forwarders are never checked, so we never refuse what they relay', async () => {
-    const c = recommended({ trustedForwarders: ['198.51.100.0/24'] }).chain;
+    const c = recommended({ trustedForwarders: ['198.51.100.0/24'], omit: IO }).chain;
     const d = await c.evaluate(at({ clientAddress: '198.51.100.9', helo: 'pc', mailFrom: 'a@localhost' }));
     expect([d.action, d.check]).toEqual(['accept', 'trusted']);
   });
 
   it('with a greylist, rDNS doubts send the client to it (selective greylisting), never a hard refusal', async () => {
-    const c = recommended({ provided: { greylist: fakeGreylist } }).chain;
+    const c = recommended({ provided: { greylist: fakeGreylist }, omit: NO_GREYLIST }).chain;
     const dynamic = await c.evaluate(
       at({
         rdns: { names: ['c-73-12-34-56.hsd1.ca.comcast.net'], verified: 'c-73-12-34-56.hsd1.ca.comcast.net' },
@@ -85,7 +129,7 @@ describe('recommended()', () => {
   });
 
   it('without a greylist the rDNS checks keep their own default (defer), so a doubt is never dropped', async () => {
-    const c = recommended().chain;
+    const c = recommended({ omit: IO }).chain;
     const none = await c.evaluate(at({ rdns: { names: [] } }));
     expect([none.action, none.check]).toEqual(['defer', 'rdns-missing']);
   });
@@ -106,6 +150,7 @@ describe('recommended()', () => {
     const p = recommended({
       options: { 'rdns-missing': { action: 'score' }, 'helo-fqdn': { action: 'reject' } },
       warn: ['helo-fqdn'],
+      omit: IO,
     });
     const none = await p.chain.evaluate(at({ rdns: { names: [] }, helo: 'pc' }));
     expect(none.action).toBe('next');
@@ -190,7 +235,7 @@ describe('weigh from a config file', () => {
     expect([tipped.action, tipped.check, tipped.reply?.code]).toEqual(['reject', 'weigh-data', 554]);
     expect(tipped.reason).toMatch(/^score 5 .*rdns-dynamic:dynamic=4.*header-points:bad=1/);
     expect(() => buildPolicy({ checks: [{ name: 'weigh', reject: 5, stage: 'eom' }] }, pureRegistry)).toThrow(
-      /"stage" must be one of connect, helo, mail, rcpt, data/,
+      /config\.checks\[0\]\.stage: must be one of "connect", "helo", "mail", "rcpt", "data"; got "eom"/,
     );
   });
 
@@ -200,7 +245,7 @@ describe('weigh from a config file', () => {
       /below/,
     );
     expect(() => buildPolicy({ checks: [{ name: 'weigh', reject: 5, rejct: 1 }] }, pureRegistry)).toThrow(
-      /unknown option "rejct"/,
+      /config\.checks\[0\]\.rejct: unknown key; did you mean "reject"\?/,
     );
   });
 });

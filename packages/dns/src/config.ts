@@ -8,10 +8,39 @@
  * - `dns`: resolver settings (`servers`, `timeout`, `tries`, `concurrency`, `cacheSize`,
  *   `minTtl`, `maxTtl`, `negativeTtl`, `defaultTtl`, `temporaryTtl`).
  */
-import { ConfigError } from '@mxguard/core';
+import { ConfigError, stringList, z } from '@mxguard/core';
 import type { ListSpec } from './listspec.js';
 import { parseListSpec } from './listspec.js';
 import type { DnsResolverOptions } from './resolver.js';
+
+const seconds = z.number().min(0);
+
+/** The DNS keys of a config, for the config schema. */
+export const dnsSettingsShape = {
+  dns: z
+    .strictObject({
+      servers: z
+        .array(z.string().min(1))
+        .optional()
+        .describe('"host" or "host:port" of the resolvers to ask'),
+      timeout: seconds.optional(),
+      tries: seconds.optional(),
+      concurrency: seconds.optional(),
+      maxPending: seconds.optional(),
+      cacheSize: seconds.optional(),
+      minTtl: seconds.optional(),
+      maxTtl: seconds.optional(),
+      negativeTtl: seconds.optional(),
+      defaultTtl: seconds.optional(),
+      temporaryTtl: seconds.optional(),
+    })
+    .optional()
+    .describe('Resolver settings'),
+  dnsLists: stringList
+    .optional()
+    .describe('Client-IP DNS lists as postscreen_dnsbl_sites: "zone=filter*weight" (negative: allowlist)'),
+  rhsLists: stringList.optional().describe('Right-hand-side lists for rhsbl, the same syntax'),
+};
 
 /** The DNS settings of a config. */
 export interface DnsSettings {

@@ -4,6 +4,7 @@
  * from the environment, with the DNS lists of the config (`dnsSettingsFromConfig`).
  */
 import type { CheckFactory, HitAction } from '@mxguard/core';
+import { checkFactory, checkOptions, hitActionSchema, z } from '@mxguard/core';
 import type { RhsTarget } from './checks/dnslists.js';
 import { dnsbl, dnswl, rhsbl } from './checks/dnslists.js';
 import { recipientDomain, senderDomain } from './checks/domain.js';
@@ -15,6 +16,8 @@ import {
   listsOption,
   numberOption,
   rejectCode,
+  TEMPFAIL_ACTIONS,
+  type TempfailAction,
   tempfailAction,
 } from './checks/options.js';
 import type { ListHealth } from './lists.js';
@@ -57,56 +60,99 @@ function targetsOption(v: unknown): RhsTarget[] | undefined {
  * - sender-domain / recipient-domain: `action`, `rejectCode` (450), `nullMx` ('reject'),
  *   `privateMx` ('defer' / 'off'), `tempfail` ('defer_if_permit').
  */
+const listsSchema = z
+  .array(z.string())
+  .optional()
+  .describe('DNS lists, "zone=filter*weight" (default: the config\'s dnsLists / rhsLists)');
+const threshold = z.number().optional().describe('The total weight of listings that fires');
+const tempfail = z
+  .enum(TEMPFAIL_ACTIONS as [TempfailAction, ...TempfailAction[]])
+  .optional()
+  .describe('What a DNS temporary failure gives');
+const rejectCodeSchema = z
+  .union([z.literal(450), z.literal(550)])
+  .optional()
+  .describe('Code when the domain is not found (450 as Postfix unknown_address_reject_code default)');
+const domainSchema = checkOptions({
+  rejectCode: rejectCodeSchema,
+  nullMx: hitActionSchema.optional().describe('What a null MX (RFC 7505) gives'),
+  privateMx: z
+    .union([hitActionSchema, z.literal('off')])
+    .optional()
+    .describe('What an MX in private or reserved address space gives'),
+  tempfail,
+});
+
 export const dnsFactories: Record<string, CheckFactory<DnsEnv>> = {
-  dnsbl: (o, _site, env) =>
+  dnsbl: checkFactory<DnsEnv>(checkOptions({ lists: listsSchema, threshold }), (o, _site, env) =>
     dnsbl(env.resolver, listsOption('dnsbl', o.lists, env.dnsLists), {
       threshold: numberOption('dnsbl', 'threshold', o.threshold, 1),
       action: hitAction('dnsbl', 'action', o.action, 'reject'),
       ...healthOf(env),
     }),
-  dnswl: (o, _site, env) => {
-    const explicit = o.lists !== undefined;
-    const all = listsOption('dnswl', o.lists, env.dnsLists);
-    const action = o.action ?? 'accept';
-    if (action !== 'accept' && action !== 'score') {
-      throw new TypeError(`dnswl: action must be accept or score; got ${JSON.stringify(action)}`);
-    }
-    return dnswl(env.resolver, explicit ? all : all.filter((s) => s.weight < 0), {
-      action,
-      ...healthOf(env),
-    });
-  },
-  rhsbl: (o, _site, env) => {
-    const targets = targetsOption(o.targets);
-    return rhsbl(env.resolver, listsOption('rhsbl', o.lists, env.rhsLists), {
-      threshold: numberOption('rhsbl', 'threshold', o.threshold, 1),
-      action: hitAction('rhsbl', 'action', o.action, 'reject'),
-      ...(targets ? { targets } : {}),
-      ...healthOf(env),
-    });
-  },
-  fcrdns: (o, _site, env) =>
+  ),
+  dnswl: checkFactory<DnsEnv>(
+    z.strictObject({ lists: listsSchema, action: z.enum(['accept', 'score']).optional() }),
+    (o, _site, env) => {
+      const explicit = o.lists !== undefined;
+      const all = listsOption('dnswl', o.lists, env.dnsLists);
+      const action = o.action ?? 'accept';
+      if (action !== 'accept' && action !== 'score') {
+        throw new TypeError(`dnswl: action must be accept or score; got ${JSON.stringify(action)}`);
+      }
+      return dnswl(env.resolver, explicit ? all : all.filter((s) => s.weight < 0), {
+        action,
+        ...healthOf(env),
+      });
+    },
+  ),
+  rhsbl: checkFactory<DnsEnv>(
+    checkOptions({
+      lists: listsSchema,
+      threshold,
+      targets: z
+        .array(z.enum(TARGETS as [RhsTarget, ...RhsTarget[]]))
+        .optional()
+        .describe('What is looked up'),
+    }),
+    (o, _site, env) => {
+      const targets = targetsOption(o.targets);
+      return rhsbl(env.resolver, listsOption('rhsbl', o.lists, env.rhsLists), {
+        threshold: numberOption('rhsbl', 'threshold', o.threshold, 1),
+        action: hitAction('rhsbl', 'action', o.action, 'reject'),
+        ...(targets ? { targets } : {}),
+        ...healthOf(env),
+      });
+    },
+  ),
+  fcrdns: checkFactory<DnsEnv>(checkOptions({}), (o, _site, env) =>
     fcrdns(env.resolver, {
       action: hitAction('fcrdns', 'action', o.action, 'greylist'),
       score: numberOption('fcrdns', 'score', o.score, 1),
     }),
-  'helo-resolves': (o, _site, env) =>
-    heloResolves(env.resolver, {
-      action: hitAction('helo-resolves', 'action', o.action, 'reject'),
-      rejectCode: rejectCode('helo-resolves', o.rejectCode, 450),
-      tempfail: tempfailAction('helo-resolves', o.tempfail, 'defer_if_permit'),
-      score: numberOption('helo-resolves', 'score', o.score, 1),
-    }),
-  'sender-domain': (o, site, env) =>
+  ),
+  'helo-resolves': checkFactory<DnsEnv>(
+    checkOptions({ rejectCode: rejectCodeSchema, tempfail }),
+    (o, _site, env) =>
+      heloResolves(env.resolver, {
+        action: hitAction('helo-resolves', 'action', o.action, 'reject'),
+        rejectCode: rejectCode('helo-resolves', o.rejectCode, 450),
+        tempfail: tempfailAction('helo-resolves', o.tempfail, 'defer_if_permit'),
+        score: numberOption('helo-resolves', 'score', o.score, 1),
+      }),
+  ),
+  'sender-domain': checkFactory<DnsEnv>(domainSchema, (o, site, env) =>
     senderDomain(env.resolver, {
       ...domainOptions('sender-domain', o, 'defer'),
       ourDomains: site.ourDomains,
     }),
-  'recipient-domain': (o, site, env) =>
+  ),
+  'recipient-domain': checkFactory<DnsEnv>(domainSchema, (o, site, env) =>
     recipientDomain(env.resolver, {
       ...domainOptions('recipient-domain', o, 'off'),
       ourDomains: site.ourDomains,
     }),
+  ),
 };
 
 function domainOptions(check: string, o: Record<string, unknown>, privateDefault: HitAction | 'off') {

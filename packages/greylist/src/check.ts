@@ -1,5 +1,5 @@
-import type { Check, CheckFactory, Finding, Session, Verdict } from '@mxguard/core';
-import { clientIp, defer, ipNetwork, next, reply } from '@mxguard/core';
+import type { Check, CheckFactory, Finding, Session, Site, Verdict } from '@mxguard/core';
+import { clientIp, defer, ipNetwork, next, reply, stringList, withOptions, z } from '@mxguard/core';
 import { clientAllowlist, recipientAllowlist } from './allowlist.js';
 import { type KeyOptions, networkTripletKey } from './key.js';
 import type { GreylistDecision, GreylistOutcome, GreylistPolicy } from './machine.js';
@@ -252,6 +252,36 @@ export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): 
 }
 
 /** Reads the greylist options from a config object, with clear errors; see GreylistOptions. */
+/** The greylist's options as a config writes them (`options.greylist`, or its `checks` entry). */
+export const greylistOptions = z.strictObject({
+  mode: z.enum(['selective', 'all']).optional().describe('selective: only clients an earlier check doubted'),
+  delay: z.number().min(0).optional().describe('Seconds before a retry is accepted (postgrey --delay)'),
+  retryWindow: z.number().min(0).optional().describe('Seconds a retry is awaited (postgrey --retry-window)'),
+  maxAge: z.number().min(0).optional().describe('Seconds a passed triplet is kept (postgrey --max-age)'),
+  autoWhitelistClients: z
+    .number()
+    .min(0)
+    .optional()
+    .describe('Passed deliveries after which a client skips greylisting'),
+  autoWhitelistInterval: z.number().min(0).optional(),
+  lookupByHost: z.boolean().optional().describe('Key by the client address, not its network'),
+  ipv4Prefix: z.int().min(0).max(32).optional(),
+  ipv6Prefix: z.int().min(0).max(128).optional(),
+  allowClients: stringList
+    .optional()
+    .describe('Clients never greylisted: addresses, CIDRs, host names, /regex/'),
+  providers: z
+    .union([z.boolean(), stringList])
+    .optional()
+    .describe('The shipped list of large senders: all, none or categories'),
+  allowRecipients: stringList.optional().describe('Recipients never greylisted'),
+  onStoreError: z.enum(['pass', 'defer']).optional(),
+  text: z.string().optional().describe('Text of the 4xx reply'),
+  ifPermit: z.boolean().optional(),
+  action: z.enum(['defer', 'defer_if_permit']).optional(),
+  score: z.number().optional(),
+});
+
 export function greylistOptionsFromConfig(o: Record<string, unknown>): GreylistOptions {
   const out: Record<string, unknown> = {};
   const allowed = new Set([
@@ -309,5 +339,7 @@ export function greylistOptionsFromConfig(o: Record<string, unknown>): GreylistO
 
 /** The greylist's checks by config name, for `bindFactories(greylistFactories, { store })`. */
 export const greylistFactories: Record<string, CheckFactory<GreylistEnv>> = {
-  greylist: (options, _site, env) => greylistCheck(env, greylistOptionsFromConfig(options)),
+  greylist: withOptions(greylistOptions, (options: Record<string, unknown>, _site: Site, env: GreylistEnv) =>
+    greylistCheck(env, greylistOptionsFromConfig(options)),
+  ),
 };

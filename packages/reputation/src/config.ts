@@ -1,4 +1,5 @@
 import type { Check, CheckFactory, Clock, Logger, Site } from '@mxguard/core';
+import { checkFactory, storeLocation, stringList, z } from '@mxguard/core';
 import type { RecipientValidator } from './guessing.js';
 import { addressGuessing, tableValidator } from './guessing.js';
 import type { ReputationOptions } from './reputation.js';
@@ -22,6 +23,55 @@ export type ReputationStoreConfig =
   | string
   | { readonly type: 'memory'; readonly max?: number }
   | { readonly type?: 'redis'; readonly url: string; readonly prefix?: string };
+
+/** The config's `reputationStore` key: "memory", a redis:// URL, or an object. */
+export const reputationStoreSchema = z.union([
+  storeLocation.describe('"memory" or a redis:// URL'),
+  z.strictObject({ type: z.literal('memory'), max: z.number().min(0).optional() }),
+  z.strictObject({
+    type: z.literal('redis').optional(),
+    url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL'),
+    prefix: z.string().optional(),
+  }),
+]);
+
+const prefixes = {
+  ipv4Prefix: z.int().min(0).max(32).optional().describe('The network of an IPv4 client'),
+  ipv6Prefix: z.int().min(0).max(128).optional().describe('The network of an IPv6 client'),
+};
+
+/** The options of `reputation`. */
+export const reputationOptions = z.strictObject({
+  halfLifeMs: z.number().optional().describe('How fast a network is forgiven'),
+  doubt: z.number().optional(),
+  defer: z.number().optional(),
+  reject: z.number().optional(),
+  greylistDelay: z.number().optional(),
+  points: z
+    .strictObject({
+      rejection: z.number().optional(),
+      deferral: z.number().optional(),
+      greylistFailure: z.number().optional(),
+      accepted: z.number().optional(),
+      protocolViolation: z.number().optional(),
+    })
+    .optional(),
+  minScore: z.number().optional(),
+  maxScore: z.number().optional(),
+  onStoreError: z.enum(['next', 'defer']).optional(),
+  ignoreChecks: stringList.optional(),
+  ...prefixes,
+});
+
+/** The options of `address-guessing`. */
+export const addressGuessingOptions = z.strictObject({
+  threshold: z.number().optional(),
+  windowMs: z.number().optional(),
+  lockoutMs: z.number().optional(),
+  unknownText: z.string().optional(),
+  users: stringList.optional().describe('The valid recipients (without it the check is off)'),
+  ...prefixes,
+});
 
 /** Builds a reputation store from config. Throws TypeError on anything else. */
 export function reputationStoreFromConfig(config: ReputationStoreConfig = 'memory'): ReputationStore {
@@ -99,33 +149,39 @@ export function reputationFromConfig(
 
 /** The checks of this package by their stable names, for config files. */
 export const reputationFactories: Record<string, CheckFactory<ReputationEnv>> = {
-  reputation: (options, _site: Site, env): Check => reputationFromConfig(options, env).check,
-  'address-guessing': (options, site: Site, env): Check => {
-    const o = plain('address-guessing', options, [
-      'threshold',
-      'windowMs',
-      'lockoutMs',
-      'unknownText',
-      'users',
-      'ipv4Prefix',
-      'ipv6Prefix',
-    ]);
-    const { users, ...rest } = o;
-    let validator = env.validator;
-    if (!validator) {
-      if (!Array.isArray(users) || !users.every((u) => typeof u === 'string')) {
-        throw new TypeError(
-          'address-guessing: needs a validator in the env or a "users" list of valid recipients',
-        );
+  reputation: checkFactory<ReputationEnv>(
+    reputationOptions,
+    (options, _site: Site, env): Check => reputationFromConfig(options, env).check,
+  ),
+  'address-guessing': checkFactory<ReputationEnv>(
+    addressGuessingOptions,
+    (options, site: Site, env): Check => {
+      const o = plain('address-guessing', options, [
+        'threshold',
+        'windowMs',
+        'lockoutMs',
+        'unknownText',
+        'users',
+        'ipv4Prefix',
+        'ipv6Prefix',
+      ]);
+      const { users, ...rest } = o;
+      let validator = env.validator;
+      if (!validator) {
+        if (!Array.isArray(users) || !users.every((u) => typeof u === 'string')) {
+          throw new TypeError(
+            'address-guessing: needs a validator in the env or a "users" list of valid recipients',
+          );
+        }
+        validator = tableValidator(users, site.ourDomains);
       }
-      validator = tableValidator(users, site.ourDomains);
-    }
-    return addressGuessing({
-      ...rest,
-      validator,
-      store: env.store,
-      clock: env.clock,
-      log: env.log,
-    } as Parameters<typeof addressGuessing>[0]);
-  },
+      return addressGuessing({
+        ...rest,
+        validator,
+        store: env.store,
+        clock: env.clock,
+        log: env.log,
+      } as Parameters<typeof addressGuessing>[0]);
+    },
+  ),
 };

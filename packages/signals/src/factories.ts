@@ -12,7 +12,7 @@
  * the headers itself.
  */
 import type { Check, CheckFactory, Clock, Logger, Site } from '@mxguard/core';
-import { silentLogger, systemClock } from '@mxguard/core';
+import { checkFactory, checkOptions, silentLogger, stringList, systemClock, z } from '@mxguard/core';
 import type { Resolver } from '@mxguard/dns';
 import type { CountryField, GeoCheckOptions } from './geo.js';
 import { geoCheck } from './geo.js';
@@ -115,6 +115,54 @@ function openGeo(path: string, env: SignalsEnv) {
   // One copy per path when the env shares databases; else this check's own, watched copy.
   return (env.geo ?? new GeoDatabases({ log: env.log ?? silentLogger })).open(path);
 }
+
+const exempt = stringList.optional().describe('Clients never judged (beside our networks and forwarders)');
+const pointsTable = z.record(z.string(), z.number());
+
+/** The options of `geo`. */
+export const geoOptions = checkOptions({
+  database: z.string().describe('Path of the MaxMind (mmdb) database'),
+  allow: stringList.optional().describe('Countries (ISO 3166 codes) allowed; others hit'),
+  deny: stringList.optional().describe('Countries that hit'),
+  denyAsn: z.array(z.number()).optional(),
+  scores: pointsTable.optional().describe('Points by country'),
+  asnScores: pointsTable.optional().describe('Points by AS number'),
+  field: z.enum(['country', 'registered', 'either']).optional(),
+  exempt,
+});
+
+/** The options of `os-fingerprint`. */
+export const osFingerprintOptions = z.strictObject({
+  socket: z.string().optional().describe("p0f's API socket (p0f -s)"),
+  timeoutMs: z.number().optional(),
+  database: z.string().optional().describe('A geo database, for the expected-countries rule'),
+  expectedCountries: stringList.optional(),
+  combinationScore: z.number().optional(),
+  scores: pointsTable.optional(),
+  desktop: stringList.optional(),
+  action: z
+    .enum(['score', 'greylist'], { error: 'must be score or greylist: an OS guess is never proof' })
+    .optional(),
+  geoCheckName: z.string().optional(),
+  exempt,
+});
+
+/** The options of `received` (no `action`: it only adds points for a weigh). */
+export const receivedOptions = z.strictObject({
+  action: z
+    .literal('warn', {
+      error:
+        'no hit action: Received headers are claims by strangers, so received only adds points for a ' +
+        '"weigh" link and never rejects, defers or greylists on its own (DESIGN principle 3)',
+    })
+    .optional(),
+  lists: stringList.min(1).describe('DNS lists the relays are looked up in, "zone=filter" without weights'),
+  score: z.number().optional(),
+  maxScore: z.number().optional(),
+  skipTop: z.number().optional(),
+  maxRelays: z.number().optional(),
+  trusted: stringList.optional(),
+});
 
 const GEO_KEYS = [
   'database',
@@ -244,7 +292,7 @@ export const receivedFactory: CheckFactory<SignalsEnv> = (o, site, env): Check =
  * `bindFactories(signalsFactories, env)`.
  */
 export const signalsFactories: Record<string, CheckFactory<SignalsEnv>> = {
-  geo: geoFactory,
-  'os-fingerprint': osFingerprintFactory,
-  received: receivedFactory,
+  geo: checkFactory<SignalsEnv>(geoOptions, geoFactory),
+  'os-fingerprint': checkFactory<SignalsEnv>(osFingerprintOptions, osFingerprintFactory),
+  received: checkFactory<SignalsEnv>(receivedOptions, receivedFactory),
 };

@@ -103,7 +103,9 @@ describe('signalsFactories from a JSON config', () => {
     expect(build({})).toThrow(/database.*required/);
     expect(build({ database: join(dir, 'nope.mmdb') })).toThrow(/cannot read/);
     expect(build({ database: dbPath, allow: 'DE' })).toThrow(/list of strings/);
-    expect(build({ database: dbPath, alow: ['DE'] })).toThrow(/unknown option "alow"/);
+    expect(build({ database: dbPath, alow: ['DE'] })).toThrow(
+      /config\.checks\[0\]\.alow: unknown key; did you mean "allow"\?/,
+    );
     expect(build({ database: dbPath, action: 'explode' })).toThrow(/action/);
     expect(() =>
       buildPolicy(

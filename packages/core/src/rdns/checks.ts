@@ -9,6 +9,7 @@ import { clientIp } from '../memo.js';
 import type { Check, Session, Verdict } from '../model.js';
 import type { HitAction } from '../reply.js';
 import { hit, next, reply } from '../reply.js';
+import { checkOptions, stringList, withOptions, z } from '../schema.js';
 import type { CheckFactory, CommonCheckOptions, Site } from '../site.js';
 import { type TableEnv, type TableFile, tableFile } from '../tables/file.js';
 import { matchPatternTable, type PatternTable, parsePatternTable, parseTableRef } from '../tables/postfix.js';
@@ -204,8 +205,22 @@ export function rdnsMissing(options: RdnsMissingOptions = {}): Check {
 
 /** The reverse-DNS checks by config name: `rdns-dynamic` and `rdns-missing`. Options as above. */
 export const rdnsFactories: Record<string, CheckFactory> = {
-  'rdns-dynamic': (options: Record<string, unknown>, _site: Site, env: unknown) =>
-    rdnsDynamic(options as RdnsDynamicOptions, env as TableEnv | undefined),
-  'rdns-missing': (options: Record<string, unknown>, _site: Site) =>
+  'rdns-dynamic': withOptions(
+    checkOptions({
+      patterns: z
+        .union([z.string(), stringList])
+        .optional()
+        .describe("The admin's own dynamic-pool patterns: a table file (type:/path) or inline lines"),
+      exempt: z
+        .union([z.string(), stringList])
+        .optional()
+        .describe('Names never taken for dynamic: a table file or inline lines'),
+      classifier: z.boolean().optional().describe('Use the built-in classifier beside the patterns'),
+    }),
+    (options: Record<string, unknown>, _site: Site, env: unknown) =>
+      rdnsDynamic(options as RdnsDynamicOptions, env as TableEnv | undefined),
+  ),
+  'rdns-missing': withOptions(checkOptions({}), (options: Record<string, unknown>, _site: Site) =>
     rdnsMissing(options as RdnsMissingOptions),
+  ),
 };

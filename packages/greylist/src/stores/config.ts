@@ -1,4 +1,5 @@
 import type { Clock, Logger } from '@mxguard/core';
+import { storeLocation, z } from '@mxguard/core';
 import { memoryStore } from './memory.js';
 import { redisStore } from './redis.js';
 import type { GreylistStore } from './types.js';
@@ -21,6 +22,22 @@ export type StoreConfig =
       readonly maxClients?: number;
       readonly commandTimeout?: number;
     };
+
+/** The config's `greylist` key: where greylist triplets live (see {@link StoreConfig}). */
+export const greylistStoreSchema = z
+  .union([
+    storeLocation.describe('"memory" or a redis:// URL'),
+    z.strictObject({
+      store: storeLocation.optional().describe('"memory" (default) or a redis:// URL'),
+      prefix: z.string().optional().describe('Redis key prefix'),
+      file: z.string().optional().describe('Memory store: the file it is saved to and loaded from'),
+      saveInterval: z.number().min(0).optional().describe('Memory store: seconds between saves'),
+      maxTriplets: z.number().min(0).optional(),
+      maxClients: z.number().min(0).optional(),
+      commandTimeout: z.number().min(0).optional().describe('Redis: ms a command may take'),
+    }),
+  ])
+  .describe('The greylist store (the greylist check options go in options.greylist)');
 
 /** What a store made from config may use. */
 export interface StoreEnv {
