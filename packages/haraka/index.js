@@ -280,23 +280,40 @@ exports.register = function () {
 };
 
 /**
- * Haraka: builds the runtime before the first connection in a single process (`nodes=0`). A
- * cluster master handles no connections: its workers build their own in `init_child`.
+ * A config that does not say what its author meant stops Haraka (exit 1, the reason in its log),
+ * as `mxguard check|serve|policy` exit 2: `next(DENY)` from init_master / init_child. Any other
+ * failure to build the runtime is logged at CRIT and every transaction is deferred 451 4.3.0.
+ */
+function startedOrRefused(plugin, next, build) {
+  build().then(
+    () => next(),
+    (err) => {
+      if (err && err.name === 'ConfigError') {
+        plugin.logcrit(`refusing to start: ${messageOf(err)}`);
+        return next(constants.deny, `mxguard: config/mxguard.json: ${messageOf(err)}`);
+      }
+      return next();
+    },
+  );
+}
+
+/**
+ * Haraka: validates config/mxguard.json before Haraka listens, and builds the runtime before the
+ * first connection in a single process (`nodes=0`). A cluster master handles no connections: its
+ * workers build their own in `init_child`.
  */
 exports.hook_init_master = function (next, server) {
-  if (server?.cluster) return next();
-  runtimeOf(this).then(
-    () => next(),
-    () => next(),
-  );
+  const settings = this.mxguard.settings;
+  startedOrRefused(this, next, async () => {
+    const { validateConfig } = await import('mxguard');
+    validateConfig(settings.policy);
+    if (!server?.cluster) await runtimeOf(this);
+  });
 };
 
 /** Haraka: builds the runtime in each cluster worker. */
 exports.hook_init_child = function (next) {
-  runtimeOf(this).then(
-    () => next(),
-    () => next(),
-  );
+  startedOrRefused(this, next, () => runtimeOf(this));
 };
 
 /**

@@ -3,6 +3,8 @@ import { parseArgs } from 'node:util';
 import { ConfigError } from '@mxguard/core';
 import { parseRelayTarget } from '@mxguard/smtp';
 import { runCheck } from './check.js';
+import { configJsonSchema } from './config.js';
+import { describeConfig } from './config-check.js';
 import { jsonLogger, loadConfig } from './runtime.js';
 import { runPolicy, runServe, type TlsFiles } from './serve.js';
 import { createRuntime } from './wiring.js';
@@ -17,6 +19,12 @@ Usage:
       MTA behind it (--relay smtp://HOST:PORT, lmtp://HOST:PORT or lmtp:/SOCKET) or to a spool folder.
   mxguard policy [--listen 127.0.0.1:10023 | --socket PATH] [--config FILE] [--offline | --resolver HOST:PORT]
       A Postfix policy server (check_policy_service inet:127.0.0.1:10023).
+  mxguard config check FILE [--offline]
+      Validates FILE and prints the effective chain link by link, and what is off and why.
+  mxguard config schema
+      Prints the JSON Schema of the config file (schema/mxguard.schema.json).
+
+Every config error exits with status 2, naming the place in the file and the nearest known name.
 
 Options:
   --config FILE        JSON config: ourDomains, ourHosts, ourNetworks, trustedForwarders, helpUrl, checks, ...
@@ -38,6 +46,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return command === undefined ? 2 : 0;
   }
+  if (command === 'config') return configCommand(rest);
   const { values } = parseArgs({
     args: rest,
     options: {
@@ -122,6 +131,28 @@ async function main(argv: string[]): Promise<number> {
     default:
       throw new UsageError(`unknown command "${command}"`);
   }
+}
+
+/** `mxguard config check FILE` and `mxguard config schema`. */
+async function configCommand(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  const { values, positionals } = parseArgs({
+    args: rest,
+    options: { offline: { type: 'boolean', default: false } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (sub === 'schema' && positionals.length === 0) {
+    process.stdout.write(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
+    return 0;
+  }
+  if (sub === 'check' && positionals.length === 1) {
+    const file = positionals[0] as string;
+    const config = await loadConfig(file);
+    process.stdout.write(await describeConfig(config, { offline: values.offline === true, source: file }));
+    return 0;
+  }
+  throw new UsageError('usage: mxguard config check FILE [--offline] | mxguard config schema');
 }
 
 class UsageError extends Error {}

@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
-import type { Clock, Logger, Policy, PolicyConfig, ReverseDns, Session } from '@mxguard/core';
+import type { Clock, Logger, Policy, ReverseDns, Session } from '@mxguard/core';
 import { ConfigError } from '@mxguard/core';
 import type { DnsTiming } from '@mxguard/dns';
+import { type MxguardConfig, validateConfig } from './config.js';
 
 /**
  * A clock that follows the session being replayed when it carries a time, and the system clock
@@ -46,22 +47,22 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
-/** Reads a JSON config file with errors that name the file. */
-export async function loadConfig(path: string | undefined): Promise<PolicyConfig> {
+/** Reads and validates a JSON config file, with errors that name the file and the place in it. */
+export async function loadConfig(path: string | undefined): Promise<MxguardConfig> {
   if (path === undefined) return {};
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new ConfigError(path, `cannot read: ${err instanceof Error ? err.message : String(err)}`);
+    throw new ConfigError('', `${path}: cannot read: ${err instanceof Error ? err.message : String(err)}`);
   }
+  let v: unknown;
   try {
-    const v = JSON.parse(text) as unknown;
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('must be a JSON object');
-    return v as PolicyConfig;
+    v = JSON.parse(text) as unknown;
   } catch (err) {
-    throw new ConfigError(path, err instanceof Error ? err.message : String(err));
+    throw new ConfigError('', `${path}: not JSON: ${err instanceof Error ? err.message : String(err)}`);
   }
+  return validateConfig(v);
 }
 
 /** A logger writing one JSON object a line to a stream (stderr for the CLI). */

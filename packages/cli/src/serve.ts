@@ -1,10 +1,11 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import type { Logger, PolicyConfig, Session } from '@mxguard/core';
+import type { Logger, Session } from '@mxguard/core';
 import { DEADLINE_GRACE_MS } from '@mxguard/core';
 import { DnsResolver } from '@mxguard/dns';
 import { type Listen, type PolicyServerOptions, startPolicyServer } from '@mxguard/postfix';
 import { DEFAULT_BUDGET_MS, type GatewayOptions, type GatewayTls, startGateway } from '@mxguard/smtp';
+import { type MxguardConfig, validateConfig } from './config.js';
 import type { Runtime } from './runtime.js';
 import { createRuntime, DNS_CHECKS } from './wiring.js';
 
@@ -105,7 +106,9 @@ export interface RuntimeForOptions {
  * names every check that is off because DNS is unreachable (the README's main job on a machine
  * without internet).
  */
-export async function runtimeFor(config: PolicyConfig, options: RuntimeForOptions): Promise<Runtime> {
+export async function runtimeFor(config: MxguardConfig, options: RuntimeForOptions): Promise<Runtime> {
+  // A config error stops the start at once, before the DNS probe.
+  validateConfig(config);
   const online = await dnsReachable(options);
   const rt = await createRuntime(config, {
     offline: !online,
@@ -174,7 +177,7 @@ export function gatewayOptions(
 }
 
 /** `mxguard serve`: the example gateway, until SIGINT/SIGTERM. */
-export async function runServe(config: PolicyConfig, options: ServeOptions): Promise<number> {
+export async function runServe(config: MxguardConfig, options: ServeOptions): Promise<number> {
   const out = options.out ?? ((l: string) => process.stdout.write(`${l}\n`));
   const { host, port } = parseListen(options.listen);
   const relay = options.relay;
@@ -272,7 +275,7 @@ export function policyServerOptions(
 }
 
 /** `mxguard policy`: the Postfix policy server, until SIGINT/SIGTERM. */
-export async function runPolicy(config: PolicyConfig, options: PolicyOptions): Promise<number> {
+export async function runPolicy(config: MxguardConfig, options: PolicyOptions): Promise<number> {
   const out = options.out ?? ((l: string) => process.stdout.write(`${l}\n`));
   if (options.listen && options.socket) throw new Error('--listen and --socket exclude each other');
   const listen = options.socket ? { path: options.socket } : parseListen(options.listen ?? '127.0.0.1:10023');

@@ -4,6 +4,7 @@ import { calloutFactories, calloutStoreFromConfig } from '@mxguard/callout';
 import type {
   Chain,
   Check,
+  CheckFactory,
   Decision,
   Logger,
   PolicyConfig,
@@ -12,21 +13,40 @@ import type {
   Session,
   TableEnv,
 } from '@mxguard/core';
-import { bindFactories, ConfigError, coreFactories, next, rdnsFactories, recommended } from '@mxguard/core';
-import { DnsResolver, dnsFactories, dnsSettingsFromConfig, lookupRdns, prefetch } from '@mxguard/dns';
+import {
+  bindFactories,
+  ConfigError,
+  coreFactories,
+  next,
+  rdnsFactories,
+  recommended,
+  withOptions,
+} from '@mxguard/core';
+import {
+  DnsResolver,
+  dnsFactories,
+  dnsSettingsFromConfig,
+  FakeResolver,
+  lookupRdns,
+  prefetch,
+} from '@mxguard/dns';
 import {
   type GreylistStore,
   greylistCheck,
+  greylistOptions,
   greylistOptionsFromConfig,
   storeFromConfig,
 } from '@mxguard/greylist';
 import {
+  addressGuessingOptions,
   type ReputationStoreConfig,
   reputationFactories,
   reputationFromConfig,
+  reputationOptions,
   reputationStoreFromConfig,
 } from '@mxguard/reputation';
 import { createSignalsEnv, signalsFactories } from '@mxguard/signals';
+import { type MxguardConfig, policyPart, validateConfig } from './config.js';
 import { ReplayClock, type Runtime } from './runtime.js';
 
 /** The checks that need DNS: offline they are present but say, in the trace, that they were skipped. */
@@ -54,6 +74,11 @@ export interface RuntimeOptions {
    * has no caller waiting): the resolver's own defaults.
    */
   readonly budget?: number;
+  /**
+   * Builds every check as configured but touches nothing outside: a resolver that is never asked,
+   * memory stores in place of the configured ones (`mxguard config check`).
+   */
+  readonly dryRun?: boolean;
 }
 
 /** The same chain, telling `onDecision` about every evaluation (the reputation's feed). */
@@ -72,6 +97,7 @@ function wrapConfig<T>(key: string, make: () => T): T {
   try {
     return make();
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     throw new ConfigError(key, err instanceof Error ? err.message : String(err));
   }
 }
@@ -80,6 +106,7 @@ async function wrapConfigAsync<T>(key: string, make: () => Promise<T>): Promise<
   try {
     return await make();
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     throw new ConfigError(key, err instanceof Error ? err.message : String(err));
   }
 }
@@ -121,7 +148,8 @@ function offlineCheck(name: string): Check {
  * Builds everything a command needs from a config: the registry of every package's checks bound
  * to their environment (resolver, stores, clock), the policy, and the notes on what is off.
  */
-export async function createRuntime(config: PolicyConfig, options: RuntimeOptions): Promise<Runtime> {
+export async function createRuntime(config: MxguardConfig, options: RuntimeOptions): Promise<Runtime> {
+  validateConfig(config);
   const clock = options.clock ?? new ReplayClock();
   const log = options.log;
   const notes: string[] = [];
@@ -129,12 +157,22 @@ export async function createRuntime(config: PolicyConfig, options: RuntimeOption
   const registry: Record<string, Registry[string]> = {};
 
   // DNS
-  const dns = wrapConfig('dns', () => dnsSettingsFromConfig(config));
+  const dns = wrapConfig('dns', () => dnsSettingsFromConfig(config as Readonly<Record<string, unknown>>));
   let resolver: DnsResolver | undefined;
   if (options.offline) {
     for (const name of DNS_CHECKS) registry[name] = () => offlineCheck(name);
     notes.push(
       `offline: DNS checks skipped (${[...DNS_CHECKS, 'callout'].join(', ')}); reverse DNS not looked up`,
+    );
+  } else if (options.dryRun) {
+    Object.assign(
+      registry,
+      bindFactories(dnsFactories, {
+        resolver: new FakeResolver({}),
+        dnsLists: dns.dnsLists,
+        rhsLists: dns.rhsLists,
+        health: false as const,
+      }),
     );
   } else {
     const servers = options.resolver ? [options.resolver] : dns.resolver.servers;
@@ -154,31 +192,38 @@ export async function createRuntime(config: PolicyConfig, options: RuntimeOption
   // Reputation: one record per client network, fed by every decision of the chain.
   let reputation: ReturnType<typeof reputationFromConfig> | undefined;
   const repStore = wrapConfig('reputationStore', () =>
-    reputationStoreFromConfig((config.reputationStore ?? 'memory') as ReputationStoreConfig),
+    reputationStoreFromConfig(
+      (options.dryRun ? 'memory' : (config.reputationStore ?? 'memory')) as ReputationStoreConfig,
+    ),
   );
   closers.push(() => repStore.close());
   const repEnv = { clock, store: repStore, log };
-  registry.reputation = (o) => {
+  registry.reputation = withOptions(reputationOptions, (o: Record<string, unknown>) => {
     reputation = reputationFromConfig(o, repEnv);
     return reputation.check;
-  };
+  });
   // address-guessing needs the list of valid recipients: in the default list it runs only when
   // its options name `users`; named in `checks`, it says what it is missing.
   const guessing = reputationFactories['address-guessing'];
   const guessingOptions = config.options?.['address-guessing'];
   const explicitChecks = (config.checks ?? []).map((c) => (typeof c === 'string' ? c : c.name));
+  const omit: Record<string, string> = {};
   if (guessing && (guessingOptions?.users !== undefined || explicitChecks.includes('address-guessing'))) {
-    registry['address-guessing'] = (o, site) => guessing(o, site, repEnv);
+    registry['address-guessing'] = withOptions(addressGuessingOptions, (o: Record<string, unknown>, site) =>
+      guessing(o, site, repEnv),
+    );
+  } else {
+    omit['address-guessing'] = 'needs options.address-guessing.users, the valid recipients';
   }
 
   // Greylist: in memory unless the config names a store. A greylisted client that never retried
   // in time counts against its network's reputation.
   const store: GreylistStore = await wrapConfigAsync('greylist', () =>
-    storeFromConfig(config.greylist ?? 'memory', { clock, log }),
+    storeFromConfig(options.dryRun ? 'memory' : (config.greylist ?? 'memory'), { clock, log }),
   );
   closers.push(() => store.close());
   await whenReady(store, 'greylist', log);
-  registry.greylist = (o) =>
+  registry.greylist = withOptions(greylistOptions, (o: Record<string, unknown>) =>
     greylistCheck(
       { store },
       {
@@ -191,15 +236,26 @@ export async function createRuntime(config: PolicyConfig, options: RuntimeOption
           }
         },
       },
-    );
+    ),
+  );
 
   // Callout: only for the domains the config lists (off until some are), and only with DNS.
-  if (resolver) {
+  if (resolver || options.dryRun) {
     const calloutStore = wrapConfig('calloutStore', () =>
-      calloutStoreFromConfig((config.calloutStore ?? 'memory') as CalloutStoreConfig),
+      calloutStoreFromConfig(
+        (options.dryRun ? 'memory' : (config.calloutStore ?? 'memory')) as CalloutStoreConfig,
+      ),
     );
     closers.push(() => calloutStore.close());
-    Object.assign(registry, bindFactories(calloutFactories, { clock, resolver, store: calloutStore, log }));
+    Object.assign(
+      registry,
+      bindFactories(calloutFactories, {
+        clock,
+        resolver: resolver ?? new FakeResolver({}),
+        store: calloutStore,
+        log,
+      }),
+    );
   } else {
     registry.callout = () => offlineCheck('callout');
   }
@@ -208,13 +264,14 @@ export async function createRuntime(config: PolicyConfig, options: RuntimeOption
   // each check that reads one is kept so a SIGHUP can make it look at its file at once.
   const tableEnv: TableEnv = { fs: { statSync, readFileSync }, clock, log };
   const reloadable: { reload(): unknown }[] = [];
-  const withTables =
-    (f: (o: Record<string, unknown>, s: Parameters<Registry[string]>[1], e: TableEnv) => Check) =>
-    (o: Record<string, unknown>, s: Parameters<Registry[string]>[1]) => {
+  const withTables = (f: CheckFactory<TableEnv | undefined>): Registry[string] => {
+    const bound = (o: Record<string, unknown>, s: Parameters<Registry[string]>[1]) => {
       const c = f(o, s, tableEnv) as Check & { reload?: () => unknown };
       if (typeof c.reload === 'function') reloadable.push(c as { reload(): unknown });
       return c;
     };
+    return f.options ? withOptions(f.options, bound) : bound;
+  };
   for (const n of [
     'access',
     'client-access',
@@ -235,7 +292,13 @@ export async function createRuntime(config: PolicyConfig, options: RuntimeOption
   closers.push(async () => signals.close());
   Object.assign(registry, bindFactories(signalsFactories, signals));
 
-  const built = recommended({ ...config, provided: registry, clock, log });
+  const built = recommended({
+    ...(policyPart(config) as PolicyConfig),
+    provided: registry,
+    omit,
+    clock,
+    log,
+  });
   const onDecision = (session: Session, decision: Decision) => {
     reputation?.recordOutcome(session, decision).catch((err: unknown) => {
       log.error({ err: String(err) }, 'reputation: recording an outcome failed');
@@ -249,7 +312,7 @@ export async function createRuntime(config: PolicyConfig, options: RuntimeOption
       log.error({ err: String(err), flag }, 'reputation: recording a protocol violation failed');
     });
   };
-  if (policy.skipped.length > 0) notes.push(`not configured: ${policy.skipped.join(', ')}`);
+  for (const off of policy.off) notes.push(`off: ${off.name} (${off.why})`);
 
   const r = resolver;
   const base: Runtime = {

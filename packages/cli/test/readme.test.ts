@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { FakeResolver } from '@mxguard/dns';
 import { describe, expect, it } from 'vitest';
 import { myPolicy } from '../../../examples/policy.js';
+import { presetPolicy } from '../../../examples/preset.js';
 
 const root = new URL('../../../', import.meta.url);
 
@@ -65,5 +66,34 @@ describe('the README example', () => {
         /^relaying: reject by relay: 554 5\.7\.1 <x@elsewhere\.org>: Relay access denied/,
       ),
     ]);
+  });
+});
+
+describe('the preset example of docs/adapters/smtp-server.md', () => {
+  it('is examples/preset.ts, word for word', () => {
+    const doc = readFileSync(new URL('docs/adapters/smtp-server.md', root), 'utf8');
+    const example = readFileSync(new URL('examples/preset.ts', root), 'utf8');
+    expect(doc).toContain(`\`\`\`ts\n${example}\`\`\``);
+  });
+
+  it('runs: every check of the preset is in the chain or listed, with its reason, as off', async () => {
+    const dns = new FakeResolver({
+      '9.113.0.203.zen.spamhaus.org': { A: ['127.0.0.2'] },
+      'example.net': { MX: [{ priority: 10, exchange: 'mx.example.net' }] },
+      'mx.example.net': { A: ['192.0.2.25'] },
+    });
+    const policy = presetPolicy(dns);
+    const names = policy.chain.links.map((l) => l.check.name);
+    expect(names).toEqual(expect.arrayContaining(['dnsbl', 'sender-domain', 'greylist', 'relay']));
+    expect(policy.off.map((o) => o.name).sort()).toEqual(['address-guessing', 'callout', 'reputation']);
+    const listed = await policy.chain.evaluate({
+      clientAddress: '203.0.113.9',
+      helo: 'mail.example.net',
+      mailFrom: 'a@example.net',
+      rcptTo: 'b@example.com',
+      stage: 'rcpt',
+      rdns: { names: ['mail.example.net'], verified: 'mail.example.net' },
+    });
+    expect([listed.action, listed.check]).toEqual(['reject', 'dnsbl']);
   });
 });

@@ -269,27 +269,25 @@ describe('the data stage, in a single-process Haraka (nodes=0)', () => {
   });
 });
 
-describe('a policy that cannot be built', () => {
-  it('is logged at CRIT and every transaction is deferred 451 4.3.0: Haraka stays up, no mail is lost', async () => {
-    const broken = await startHaraka(
-      'broken',
-      { ourDomains: ['example.com'], offline: true, checks: ['relay', 'received'] },
-      'nodes=0\n',
-      'cannot build the policy',
-    );
-    expect(broken.log).toMatch(
-      /\[CRIT\] \[-\] \[mxguard\] cannot build the policy: config checks\[1\]: received/,
-    );
-    const out = swaksTo(broken, [
-      '--helo',
-      'mail.example.net',
-      '--from',
-      'alice@example.net',
-      '--to',
-      'postmaster@example.com',
-    ]);
-    expect(out).toMatch(/<\*\*\s+451 4\.3\.0 Temporary local problem, try again later/);
-    expect(broken.child.exitCode).toBeNull();
+describe('a config that does not say what its author meant', () => {
+  it('stops Haraka at start, saying where and the nearest known name', async () => {
+    await expect(
+      startHaraka(
+        'bad-key',
+        { ourDomain: ['example.com'], ourDomains: ['example.com'], offline: true },
+        'nodes=0\n',
+      ),
+    ).rejects.toThrow(/Haraka exited 1:[\s\S]*config\.ourDomain: unknown key; did you mean "ourDomains"\?/);
+  });
+
+  it('stops Haraka at start for a check that cannot be built (received without its lists)', async () => {
+    await expect(
+      startHaraka(
+        'broken',
+        { ourDomains: ['example.com'], offline: true, checks: ['relay', 'received'] },
+        'nodes=0\n',
+      ),
+    ).rejects.toThrow(/Haraka exited 1:[\s\S]*config\.checks\[1\]: "received" needs options \(lists\)/);
   });
 
   it('a config/mxguard.json that is not valid JSON stops Haraka at start, saying why', async () => {
