@@ -12,6 +12,18 @@ const { chain } = recommended({
   ourDomains: ['example.com'],
   ourHosts: ['mx.example.com'],
   provided: bindFactories(greylistFactories, { store }),
+  // Offline: no DNS checks, no reputation store, no callout.
+  omit: [
+    'reputation',
+    'sender-domain',
+    'recipient-domain',
+    'address-guessing',
+    'dnswl',
+    'dnsbl',
+    'rhsbl',
+    'fcrdns',
+    'callout',
+  ],
   clock,
 });
 
