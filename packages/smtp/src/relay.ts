@@ -147,9 +147,15 @@ export function relayDelivery(options: RelayOptions): RelayDelivery {
   }
 
   function release(conn: SMTPConnection): void {
-    if (closed || idle.length >= maxIdle) return conn.close();
+    if (closed || idle.length >= maxIdle) {
+      conn.close();
+      return;
+    }
     conn.reset((err) => {
-      if (err || closed || idle.length >= maxIdle || !usable(conn)) return conn.close();
+      if (err || closed || idle.length >= maxIdle || !usable(conn)) {
+        conn.close();
+        return;
+      }
       const entry = {
         conn,
         timer: setTimeout(() => {
