@@ -43,7 +43,14 @@ export declare const _internals: {
     policy: Record<string, unknown>;
     offline: boolean;
     resolver: string | undefined;
+    /** The time budget of each hook's answer, ms, when the config sets it. */
+    budget: number | undefined;
   };
+  /**
+   * The budget of each hook: the configured one, else 10 s, never closer than 1.25 s to Haraka's
+   * plugin timeout (seconds; 0: none). Throws on a configured budget Haraka would cut short.
+   */
+  budgetOf(settings: { budget: number | undefined }, pluginTimeoutSeconds: unknown): number;
   /** A reply as `next()` arguments: DENY (5xx), DENYSOFT (4xx) or DENYSOFTDISCONNECT (421), with a DSN. */
   haraka(reply: Reply): [number, Dsn];
   /** A decision's refusal as `next()` arguments, or undefined to go on. */

@@ -21,6 +21,15 @@ const DSN = require('haraka-dsn');
 
 /** How long an unfinished PTR lookup is waited for before it counts as a temporary failure (ms). */
 const ENRICH_TIMEOUT_MS = 10_000;
+/**
+ * The time budget of each hook's answer (ms), as `mxguard serve`'s per command: when it runs out the
+ * DNS lookups still unanswered count as temporary failures and the chain answers with what it has.
+ * Below Haraka's own plugin timeout (`plugin_timeout`, 30 s), past which Haraka answers DENYSOFT
+ * "plugin timeout" without our reply or our log line.
+ */
+const DEFAULT_BUDGET_MS = 10_000;
+/** What Haraka's plugin timeout must leave after budget and grace, ms. */
+const HARAKA_MARGIN_MS = 1000;
 /** At most this much of the header block is handed to the chain (as the smtp-server adapter). */
 const MAX_HEADER_BYTES = 64 * 1024;
 /** What a lookup that failed or timed out gives the chain: an unknown, never a crash. */
@@ -47,7 +56,12 @@ function settingsOf(raw) {
   if (typeof raw !== 'object' || Array.isArray(raw)) {
     throw new Error('mxguard: config/mxguard.json must be a JSON object');
   }
-  const { offline, resolver, ...policy } = raw;
+  const { offline, resolver, budget, ...policy } = raw;
+  if (budget !== undefined && !(Number.isInteger(budget) && budget >= 100 && budget <= 600_000)) {
+    throw new Error(
+      'mxguard: config/mxguard.json: "budget" must be a whole number of milliseconds from 100 to 600000',
+    );
+  }
   if (offline !== undefined && typeof offline !== 'boolean') {
     throw new Error('mxguard: config/mxguard.json: "offline" must be true or false');
   }
@@ -64,7 +78,27 @@ function settingsOf(raw) {
       'mxguard: config/mxguard.json needs "ourDomains" (the domains this Haraka receives mail for); a missing file or one that is not valid JSON reads as empty',
     );
   }
-  return { policy, offline: offline === true, resolver };
+  return { policy, offline: offline === true, resolver, budget };
+}
+
+/**
+ * The budget of each hook: the configured one, else DEFAULT_BUDGET_MS but never closer than 1 s (plus
+ * the 250 ms grace) to Haraka's plugin timeout. A configured budget Haraka would cut short is
+ * refused: Haraka would answer in our place, and the config would not do what it says.
+ */
+function budgetOf(settings, pluginTimeoutSeconds) {
+  const timeout = Number(pluginTimeoutSeconds);
+  // Haraka: a timeout of 0 (or none) means hooks are never timed out.
+  const limit = Number.isFinite(timeout) && timeout > 0 ? timeout * 1000 - 250 - HARAKA_MARGIN_MS : Infinity;
+  if (settings.budget !== undefined) {
+    if (settings.budget > limit) {
+      throw new Error(
+        `mxguard: config/mxguard.json: "budget" ${settings.budget} ms does not fit in Haraka's plugin timeout of ${timeout} s (at most ${limit} ms): raise mxguard.timeout or lower the budget`,
+      );
+    }
+    return settings.budget;
+  }
+  return Math.max(100, Math.min(DEFAULT_BUDGET_MS, limit));
 }
 
 /** mxguard's Logger over Haraka's plugin logger: one JSON object a line. */
@@ -131,11 +165,13 @@ function runtimeOf(plugin) {
   const st = plugin.mxguard;
   if (!st.runtime) {
     st.runtime = (async () => {
-      const { runtimeFor, decisionRecord } = await import('mxguard');
+      const { runtimeFor, decisionRecord, withinBudget, settleBy, currentDeadline } = await import('mxguard');
       st.decisionRecord = decisionRecord;
+      st.deadlines = { withinBudget, settleBy, currentDeadline };
       const rt = await runtimeFor(st.settings.policy, {
         offline: st.settings.offline,
         ...(st.settings.resolver ? { resolver: st.settings.resolver } : {}),
+        budget: st.budget,
         log: loggerOf(plugin),
       });
       plugin.loginfo(`checks: ${rt.policy.chain.links.map((l) => l.check.name).join(', ')}`);
@@ -164,25 +200,19 @@ function enrichmentOf(plugin, connection) {
     (rt) => {
       const { lookupRdns, prefetch } = rt;
       if (!lookupRdns) return {};
-      let timer;
-      const timeout = new Promise((resolve) => {
-        timer = setTimeout(() => resolve('timeout'), ENRICH_TIMEOUT_MS);
-        timer.unref();
-      });
-      const lookup = Promise.resolve().then(async () => {
+      // Haraka waits for its reverse-DNS step before the banner: no longer than a hook's budget.
+      // The deadline cuts the lookups themselves, so none is left holding a resolver slot.
+      const ms = Math.min(ENRICH_TIMEOUT_MS, plugin.mxguard.budget);
+      const lookup = async () => {
         prefetch?.({ clientAddress, stage: 'connect' });
         return { rdns: await lookupRdns(clientAddress) };
-      });
-      return Promise.race([lookup, timeout]).then(
-        (r) => {
-          clearTimeout(timer);
-          return r === 'timeout' ? failed(`no answer within ${ENRICH_TIMEOUT_MS} ms`) : r;
-        },
-        (err) => {
-          clearTimeout(timer);
-          return failed(messageOf(err));
-        },
-      );
+      };
+      return plugin.mxguard.deadlines
+        .withinBudget(ms, lookup, () => undefined, { graceMs: 0 })
+        .then(
+          (r) => (r.late ? failed(`no answer within ${ms} ms`) : r.value),
+          (err) => failed(messageOf(err)),
+        );
     },
     // The runtime failed: the hook that awaits it answers 451; nothing to add here.
     () => ({}),
@@ -192,7 +222,10 @@ function enrichmentOf(plugin, connection) {
 
 /** The Session the chain sees at `stage`, from Haraka's connection and transaction. */
 async function sessionAt(plugin, connection, stage, fields = {}) {
-  const extra = await enrichmentOf(plugin, connection);
+  await runtimeOf(plugin);
+  const { settleBy, currentDeadline } = plugin.mxguard.deadlines;
+  // The hook's deadline bounds the wait too (the lookup may have been started by an earlier hook).
+  const extra = await settleBy(enrichmentOf(plugin, connection), currentDeadline(), () => ENRICH_FAILED);
   const txn = connection.transaction;
   const session = {
     ...extra,
@@ -256,12 +289,25 @@ async function judge(plugin, connection, session, carried = [], alwaysLog = true
 }
 
 /**
- * Runs a hook's work and answers Haraka exactly once: `work` resolves with `next()`'s arguments
- * (or nothing to let Haraka go on). Any throw is logged and answered 451 4.3.0.
+ * Runs a hook's work within its time budget and answers Haraka exactly once: `work` resolves with
+ * `next()`'s arguments (or nothing to let Haraka go on). Any throw is logged and answered 451
+ * 4.3.0; so is work still unfinished 250 ms past the budget (something that ignores the deadline),
+ * logged as `decision-late`.
  */
 function settle(plugin, connection, next, hook, work) {
-  Promise.resolve()
-    .then(work)
+  const st = plugin.mxguard;
+  runtimeOf(plugin)
+    .then(() =>
+      st.deadlines.withinBudget(st.budget, work, () => {
+        connection.logerror(plugin, JSON.stringify({ event: 'decision-late', hook, ms: st.budget }));
+        return haraka(TEMP_FAILURE);
+      }),
+    )
+    .then((r) => {
+      if (r.expired && !r.late)
+        connection.logwarn(plugin, JSON.stringify({ event: 'budget-exhausted', hook, ms: st.budget }));
+      return r.value;
+    })
     .then(
       (args) => (args ? next(...args) : next()),
       (err) => {
@@ -276,7 +322,14 @@ exports.register = function () {
   const raw = this.config.get('mxguard.json', () => {
     this.lognotice('config/mxguard.json changed: restart Haraka to apply it');
   });
-  this.mxguard = { settings: settingsOf(raw), runtime: undefined, decisionRecord: undefined };
+  const settings = settingsOf(raw);
+  this.mxguard = {
+    settings,
+    budget: budgetOf(settings, this.timeout),
+    runtime: undefined,
+    decisionRecord: undefined,
+    deadlines: undefined,
+  };
 };
 
 /**
@@ -420,4 +473,4 @@ exports.shutdown = function () {
 };
 
 /** For tests and other adapters: the pure parts. */
-exports._internals = { settingsOf, haraka, refusalOf, stripMapped, domainOf };
+exports._internals = { settingsOf, budgetOf, haraka, refusalOf, stripMapped, domainOf };

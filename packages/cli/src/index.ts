@@ -1,5 +1,6 @@
 // For adapters written in plain JavaScript over this runtime (the Haraka plugin): one log format.
-export { decisionRecord } from '@mxguard/core';
+// ... and one deadline: the time budget of each hook's answer, carried down to the DNS lookups.
+export { currentDeadline, DEADLINE_GRACE_MS, decisionRecord, settleBy, withinBudget } from '@mxguard/core';
 export * from './check.js';
 export * from './config.js';
 export * from './replay.js';

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../../testing/net.js';
+import { TestDnsServer } from '../../dns/test/helpers/dns-server.js';
+import { RawClient } from '../../smtp/test/helpers.js';
 
 // A real Haraka (the root devDependency) on loopback, with this plugin loaded the way an operator
 // installs it (node_modules/haraka-plugin-mxguard in Haraka's directory, `mxguard` in
@@ -414,5 +416,64 @@ describe('greylisting through Haraka', () => {
     }
     expect(retry).toMatch(/<-\s+250 .*recipient <someone@example\.com> OK/);
     expect(retry).toMatch(/<-\s+250 .*Message Queued/);
+  });
+});
+
+describe('a deadline for every answer, in a real Haraka', () => {
+  // Timings bound answers from above only: budget + 250 ms grace + 1000 ms for a loaded machine.
+  const BUDGET = 1500;
+  const BOUND = BUDGET + 250 + 1000;
+  const dns = new TestDnsServer();
+  let slow: Instance;
+  beforeAll(async () => {
+    await dns.start();
+    dns.fault = 'drop';
+    slow = await startHaraka('deadline', {
+      ourDomains: ['example.com'],
+      resolver: dns.address,
+      budget: BUDGET,
+      dnsLists: ['zen.test=127.0.0.[2..11]*3'],
+    });
+  });
+  afterAll(() => dns.stop());
+
+  it('DNS dropping every query: the banner, MAIL and RCPT each within the budget, none a 5xx', async () => {
+    const [host, port] = slow.server.split(':');
+    const c = await RawClient.open(Number(port), host);
+    const timed = async (send?: string) => {
+      const started = performance.now();
+      const line = send === undefined ? await c.line() : await c.cmd(send);
+      return { line, ms: performance.now() - started };
+    };
+    try {
+      // Haraka waits for its reverse-DNS step (answered by the plugin) before the banner.
+      const steps = [
+        await timed(),
+        await timed('EHLO mail.sender.test'),
+        await timed('MAIL FROM:<alice@sender.test>'),
+        await timed('RCPT TO:<bob@example.com>'),
+      ];
+      for (const { line, ms } of steps) {
+        expect(ms).toBeLessThan(BOUND);
+        expect(line).toMatch(/^[24]\d\d[ -]/);
+      }
+      expect(steps[0]?.line).toMatch(/^220 /);
+    } finally {
+      c.close();
+    }
+    expect(await logMatching(slow, /budget-exhausted/)).toMatch(
+      /"event":"budget-exhausted","hook":"(mail|rcpt)"/,
+    );
+  });
+
+  it("a budget is refused when Haraka's plugin timeout would cut it short", () => {
+    expect(plugin._internals.budgetOf({ budget: undefined }, 30)).toBe(10_000);
+    expect(plugin._internals.budgetOf({ budget: undefined }, 5)).toBe(3750);
+    expect(plugin._internals.budgetOf({ budget: undefined }, 0)).toBe(10_000);
+    expect(plugin._internals.budgetOf({ budget: 20_000 }, 30)).toBe(20_000);
+    expect(() => plugin._internals.budgetOf({ budget: 29_000 }, 30)).toThrow(/plugin timeout/);
+    expect(() => plugin._internals.settingsOf({ ourDomains: ['example.com'], budget: 'soon' })).toThrow(
+      /"budget"/,
+    );
   });
 });
