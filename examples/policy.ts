@@ -26,7 +26,7 @@ export function myPolicy(resolver: Resolver) {
   return chain(
     [
       relayCheck({}, us), // reject_unauth_destination
-      heloFqdn(), // reject_non_fqdn_helo_hostname
+      heloFqdn({ action: 'reject' }), // reject_non_fqdn_helo_hostname (default: a doubt)
       dnsbl(resolver, parseListSpecs(['zen.spamhaus.org=127.0.0.[2..11]*3'])),
       noBulk, // a site rule of your own
       { check: senderDomain(resolver), mode: 'warn' }, // see what it would do first
