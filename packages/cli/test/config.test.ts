@@ -349,7 +349,9 @@ describe('the CLI on a bad config', () => {
     const r = cli(['config', 'check', good, '--offline']);
     expect(r.status).toBe(0);
     expect(r.stdout).toContain(`${good}: valid`);
-    expect(r.stdout).toMatch(/^\s+7\. helo-fqdn\s+warn \(logs what it would do, never refuses\)\s+\(would greylist\)$/m);
+    expect(r.stdout).toMatch(
+      /^\s+7\. helo-fqdn\s+warn \(logs what it would do, never refuses\)\s+\(would greylist\)$/m,
+    );
     expect(r.stdout).toMatch(
       /^\s+\d+\. dnsbl\s+action default\s+lists: zen\.spamhaus\.org=127\.0\.0\.\[2\.\.11\]\*3\s+\[skipped offline: no DNS\]$/m,
     );
