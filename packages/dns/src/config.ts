@@ -5,7 +5,7 @@
  *   (`"zen.spamhaus.org=127.0.0.[2..11]*3"`, `"list.dnswl.org=127.0.[0..255].[1..3]*-2"`);
  *   negative weights are allowlists (dnswl), all of them count toward dnsbl's threshold;
  * - `rhsLists`: right-hand-side lists for rhsbl, the same syntax;
- * - `dns`: resolver settings (`servers`, `timeout`, `tries`, `concurrency`, `cacheSize`,
+ * - `dns`: resolver settings (`servers`, `timeout`, `tries`, `concurrency`, `cacheSize`, `cacheBytes`,
  *   `minTtl`, `maxTtl`, `negativeTtl`, `defaultTtl`, `temporaryTtl`).
  */
 import { ConfigError, stringList, z } from '@mxguard/core';
@@ -56,6 +56,7 @@ const NUMERIC = [
   'concurrency',
   'maxPending',
   'cacheSize',
+  'cacheBytes',
   'minTtl',
   'maxTtl',
   'negativeTtl',

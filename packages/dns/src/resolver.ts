@@ -48,6 +48,13 @@ export interface DnsResolverOptions {
   readonly maxPending?: number;
   /** Entries in the answer cache (positive and negative). @default 10000 */
   readonly cacheSize?: number;
+  /**
+   * Bytes the answer cache may hold, as {@link answerBytes} counts them; past it the least
+   * recently used answers go. An answer can be large (a TXT RRset over TCP, 64 KiB), so the entry
+   * count alone allowed 10,000 × 64 KiB. An answer larger than this is returned, not cached.
+   * @default 16777216 (16 MiB)
+   */
+  readonly cacheBytes?: number;
   /** Answers are cached at least this many seconds, whatever their TTL. @default 5 */
   readonly minTtl?: number;
   /** ... and at most this many seconds. @default 3600 */
@@ -132,6 +139,16 @@ interface Flight {
 
 type Answer = DnsResult<unknown>;
 
+/**
+ * Bytes counted for one cached answer: two a character of its key and of its records as JSON (V8
+ * keeps most of them in one byte a character, so this is about twice the truth), plus 128 for the
+ * entry, the result object and the cache's own slots.
+ */
+export function answerBytes(key: string, answer: DnsResult<unknown>): number {
+  const records = answer.ok ? JSON.stringify(answer.records).length : 0;
+  return 128 + 2 * (key.length + records);
+}
+
 function positiveNumber(name: string, v: number | undefined, fallback: number, min = 0): number {
   if (v === undefined) return fallback;
   if (typeof v !== 'number' || !Number.isFinite(v) || v < min) {
@@ -200,6 +217,7 @@ export class DnsResolver implements Resolver {
     const concurrency = positiveNumber('concurrency', options.concurrency, 32, 1);
     this.#maxPending = positiveNumber('maxPending', options.maxPending, 2000, 1);
     const cacheSize = positiveNumber('cacheSize', options.cacheSize, 10_000, 1);
+    const cacheBytes = positiveNumber('cacheBytes', options.cacheBytes, 16 * 1024 * 1024, 1);
     this.#minTtl = positiveNumber('minTtl', options.minTtl, 5);
     this.#maxTtl = positiveNumber('maxTtl', options.maxTtl, 3600);
     if (this.#maxTtl < this.#minTtl) throw new TypeError('DnsResolver: maxTtl must be >= minTtl');
@@ -216,6 +234,8 @@ export class DnsResolver implements Resolver {
     // The injected clock drives expiry; no timers (ttlAutopurge off), exact expiry (ttlResolution 0).
     this.#cache = new LRUCache<string, Answer>({
       max: Math.round(cacheSize),
+      maxSize: Math.round(cacheBytes),
+      sizeCalculation: (answer, key) => answerBytes(key, answer),
       ttlResolution: 0,
       // +1: lru-cache takes a start time of 0 to mean "no TTL", and a ManualClock may read 0.
       perf: { now: () => clock.now() + 1 },
