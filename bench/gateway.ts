@@ -35,7 +35,15 @@ const policy = recommended({
     'greylist',
   ],
 });
-const gw = await startGateway({ chain: policy.chain, log: silentLogger, spoolDir: dir, port: 0 });
+// Every connection comes from 127.0.0.1: lift the per-client connection limits (anvil), which
+// would otherwise turn most of 32 connections from one address away.
+const gw = await startGateway({
+  chain: policy.chain,
+  log: silentLogger,
+  spoolDir: dir,
+  port: 0,
+  connectionLimits: { perClient: 0, ratePerMinute: 0 },
+});
 const transport = nodemailer.createTransport({
   host: '127.0.0.1',
   port: gw.port,

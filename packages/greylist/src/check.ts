@@ -168,7 +168,7 @@ export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): 
       const sender = session.mailFrom;
       if (rcpt === undefined || sender === undefined) return next('greylist: no recipient yet');
       const now = ctx.clock.now();
-      const doubts = ctx.findings.filter((f) => f.doubt === true);
+      const doubts = doubtsOf(ctx.findings);
       const emit = (e: Omit<GreylistEvent, 'clientAddress' | 'sender' | 'recipient' | 'doubts' | 'now'>) => {
         stats.outcomes[e.outcome]++;
         if (!options.onDecision) return;
@@ -249,6 +249,15 @@ export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): 
       );
     },
   };
+}
+
+const NO_DOUBTS: readonly Finding[] = [];
+
+/** The findings that doubt the client; no new array when there are none (the common case). */
+function doubtsOf(findings: readonly Finding[]): readonly Finding[] {
+  let out: Finding[] | undefined;
+  for (const f of findings) if (f.doubt === true) (out ??= []).push(f);
+  return out ?? NO_DOUBTS;
 }
 
 /** Reads the greylist options from a config object, with clear errors; see GreylistOptions. */

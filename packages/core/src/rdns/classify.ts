@@ -260,6 +260,18 @@ function findV6(host: string, parts: readonly number[]): { full?: string; partia
   return {};
 }
 
+const TOKEN_SEPARATORS = /[.\-_0-9]+/;
+
+function addOnce(list: string[], t: string): void {
+  if (!list.includes(t)) list.push(t);
+}
+
+function words(kind: string, ts: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const t of ts) out.push(`${kind} word "${t}"`);
+  return out;
+}
+
 function isMailToken(t: string): boolean {
   return MAIL_WORDS.has(t) || t.includes('mail') || t.includes('smtp');
 }
@@ -296,14 +308,20 @@ export function classifyPtr(ip: string | ParsedIp, name: string): PtrClassificat
   if (host === '')
     return { class: 'static', evidence: ['name is the registrable domain itself'], registrable };
 
-  const tokens = host.split(/[.\-_0-9]+/).filter((t) => t.length > 0);
-  const found = (set: ReadonlySet<string>) => [...new Set(tokens.filter((t) => set.has(t)))];
-  const mail = [...new Set(tokens.filter(isMailToken))];
-  const pool = found(POOL_WORDS);
-  const access = found(ACCESS_WORDS);
-  const generic = found(GENERIC_WORDS);
-  const fixed = found(STATIC_WORDS);
-  const words = (kind: string, ts: string[]) => ts.map((t) => `${kind} word "${t}"`);
+  // One pass over the host part's words, each sorted into the lists it belongs to (no duplicates).
+  const mail: string[] = [];
+  const pool: string[] = [];
+  const access: string[] = [];
+  const generic: string[] = [];
+  const fixed: string[] = [];
+  for (const t of host.split(TOKEN_SEPARATORS)) {
+    if (t.length === 0) continue;
+    if (isMailToken(t)) addOnce(mail, t);
+    if (POOL_WORDS.has(t)) addOnce(pool, t);
+    if (ACCESS_WORDS.has(t)) addOnce(access, t);
+    if (GENERIC_WORDS.has(t)) addOnce(generic, t);
+    if (STATIC_WORDS.has(t)) addOnce(fixed, t);
+  }
   const out = (cls: PtrClass, evidence: string[]): PtrClassification => ({
     class: cls,
     evidence,
