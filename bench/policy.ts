@@ -289,7 +289,18 @@ async function startCli(dir: string): Promise<{ port: number; child: ChildProces
   const log = openSync(join(dir, 'mxguard-policy.log'), 'a');
   const child = spawn(
     process.execPath,
-    [...process.execArgv, bin, 'policy', '--offline', '--listen', `127.0.0.1:${port}`, '--config', config],
+    [
+      ...process.execArgv,
+      // BENCH_CPU_PROF=DIR: a CPU profile of the policy server, written to DIR when it stops.
+      ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
+      bin,
+      'policy',
+      '--offline',
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--config',
+      config,
+    ],
     { stdio: ['ignore', 'ignore', log] },
   );
   await waitFor(port, child, 'mxguard policy');
