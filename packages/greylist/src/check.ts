@@ -256,7 +256,11 @@ const NO_DOUBTS: readonly Finding[] = [];
 /** The findings that doubt the client; no new array when there are none (the common case). */
 function doubtsOf(findings: readonly Finding[]): readonly Finding[] {
   let out: Finding[] | undefined;
-  for (const f of findings) if (f.doubt === true) (out ??= []).push(f);
+  for (const f of findings) {
+    if (f.doubt !== true) continue;
+    if (out === undefined) out = [];
+    out.push(f);
+  }
   return out ?? NO_DOUBTS;
 }
 
