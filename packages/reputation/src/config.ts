@@ -46,6 +46,11 @@ export const reputationOptions = z.strictObject({
   doubt: z.number().optional(),
   defer: z.number().optional(),
   reject: z.number().optional(),
+  offender: z
+    .number()
+    .positive()
+    .optional()
+    .describe('Own score from which an address may be deferred or refused (else at most doubted)'),
   greylistDelay: z.number().optional(),
   points: z
     .strictObject({
