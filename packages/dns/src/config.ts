@@ -28,6 +28,7 @@ export const dnsSettingsShape = {
       concurrency: seconds.optional(),
       maxPending: seconds.optional(),
       cacheSize: seconds.optional(),
+      cacheBytes: seconds.optional().describe('Bytes the answer cache may hold (default 16 MiB)'),
       minTtl: seconds.optional(),
       maxTtl: seconds.optional(),
       negativeTtl: seconds.optional(),
