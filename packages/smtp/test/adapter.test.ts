@@ -1,12 +1,12 @@
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Check, Session } from '@mxguard/core';
-import { chain, ManualClock, next, reject, reply, weigh } from '@mxguard/core';
-import { type Gateway, type GatewayOptions, readSpoolFile, startGateway } from '@mxguard/smtp';
+import { chain, next, reject, reply, weigh } from '@mxguard/core';
+import { type Gateway, type GatewayOptions, readSpoolFile } from '@mxguard/smtp';
 import nodemailer from 'nodemailer';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { heloDot, pipelining, recipientBlock, senderBlock } from './checks.js';
-import { counterRandom, MemoryLogger, RawClient, tempDir } from './helpers.js';
+import { type MemoryLogger, RawClient, testGateway } from './helpers.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterAll(async () => {
@@ -17,22 +17,7 @@ afterAll(async () => {
 async function gateway(
   overrides: Partial<GatewayOptions> & Pick<GatewayOptions, 'chain'>,
 ): Promise<{ gw: Gateway; log: MemoryLogger; spoolDir: string }> {
-  const spool = await tempDir('mxguard-spool-');
-  const log = new MemoryLogger();
-  const gw = await startGateway({
-    log,
-    clock: new ManualClock(1_700_000_000_000),
-    random: counterRandom(),
-    spoolDir: spool.dir,
-    port: 0,
-    hostname: 'mx.example.com',
-    ...overrides,
-  });
-  cleanups.push(async () => {
-    await gw.close();
-    await spool.remove();
-  });
-  return { gw, log, spoolDir: spool.dir };
+  return testGateway(overrides, cleanups);
 }
 
 /** A check that records the sessions it sees. */

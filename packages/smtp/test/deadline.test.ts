@@ -5,11 +5,11 @@
  * refused. Timings bound answers from above only: MARGIN 1000 ms over budget + 250 ms grace, for a
  * loaded machine.
  */
-import { type Check, chain, ManualClock, next } from '@mxguard/core';
+import { type Check, chain, next } from '@mxguard/core';
 import { FakeResolver, heloResolves } from '@mxguard/dns';
-import { type Gateway, type GatewayOptions, smtpServerHooks, startGateway } from '@mxguard/smtp';
+import { type GatewayOptions, smtpServerHooks } from '@mxguard/smtp';
 import { afterEach, describe, expect, it } from 'vitest';
-import { counterRandom, MemoryLogger, RawClient, tempDir } from './helpers.js';
+import { MemoryLogger, RawClient, testGateway } from './helpers.js';
 
 const MARGIN = 1000;
 const GRACE = 250;
@@ -18,24 +18,8 @@ afterEach(async () => {
   for (const c of cleanups.splice(0)) await c();
 });
 
-async function gateway(overrides: Partial<GatewayOptions> & Pick<GatewayOptions, 'chain'>) {
-  const spool = await tempDir('mxguard-spool-');
-  const log = new MemoryLogger();
-  const gw: Gateway = await startGateway({
-    log,
-    clock: new ManualClock(1_700_000_000_000),
-    random: counterRandom(),
-    spoolDir: spool.dir,
-    port: 0,
-    hostname: 'mx.example.com',
-    ...overrides,
-  });
-  cleanups.push(async () => {
-    await gw.close();
-    await spool.remove();
-  });
-  return { gw, log };
-}
+const gateway = (overrides: Partial<GatewayOptions> & Pick<GatewayOptions, 'chain'>) =>
+  testGateway(overrides, cleanups);
 
 const hangs: Check = { name: 'hangs', stage: 'rcpt', run: () => new Promise(() => {}) };
 

@@ -3,6 +3,8 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '@mxguard/core';
+import { ManualClock } from '@mxguard/core';
+import { type Gateway, type GatewayOptions, startGateway } from '@mxguard/smtp';
 
 /** A logger that keeps every line, for assertions. */
 export class MemoryLogger implements Logger {
@@ -133,4 +135,30 @@ export function counterRandom(): (n: number) => Uint8Array {
     b.writeUInt32BE(++i, n - 4);
     return b;
   };
+}
+
+/**
+ * A gateway on a free loopback port with its own spool folder, a memory log, a fixed clock and
+ * counter randomness; `cleanups` gets what stops it and removes the folder.
+ */
+export async function testGateway(
+  overrides: Partial<GatewayOptions> & Pick<GatewayOptions, 'chain'>,
+  cleanups: (() => Promise<void>)[],
+): Promise<{ gw: Gateway; log: MemoryLogger; spoolDir: string }> {
+  const spool = await tempDir('mxguard-spool-');
+  const log = new MemoryLogger();
+  const gw = await startGateway({
+    log,
+    clock: new ManualClock(1_700_000_000_000),
+    random: counterRandom(),
+    spoolDir: spool.dir,
+    port: 0,
+    hostname: 'mx.example.com',
+    ...overrides,
+  });
+  cleanups.push(async () => {
+    await gw.close();
+    await spool.remove();
+  });
+  return { gw, log, spoolDir: spool.dir };
 }
