@@ -204,7 +204,7 @@ const GOOD: [string, unknown][] = [
     'every store and DNS setting',
     {
       ...D,
-      dns: { servers: ['127.0.0.1:53'], timeout: 2000 },
+      dns: { servers: ['127.0.0.1:53'], timeout: 2000, cacheBytes: 1048576 },
       dnsLists: ['zen.spamhaus.org=127.0.0.[2..11]*3'],
       rhsLists: ['dbl.spamhaus.org'],
       greylist: { store: 'memory', maxTriplets: 1000 },
