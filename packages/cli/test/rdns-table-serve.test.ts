@@ -152,7 +152,10 @@ describe('mxguard serve: greylisting the clients of an admin regexp table of dyn
     expect(spooled()).toBe(2);
   });
 
-  it('logs the evidence: the table file and line that matched', () => {
+  it('logs the evidence: the table file and line that matched', async () => {
+    // The gateway is another process: its log line may still be on its way through the pipe.
+    for (let i = 0; i < 100 && !stderr.includes(`admin table ${table} line 3`); i += 1)
+      await new Promise((r) => setTimeout(r, 100));
     expect(stderr).toContain(`admin table ${table} line 3`);
   });
 });
