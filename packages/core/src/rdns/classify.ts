@@ -8,11 +8,12 @@
  *   registrable domain (Public Suffix List, ICANN section), so `comcast.net` or `dynu.com` never
  *   count as evidence; only what the provider put in front of them does.
  * - Tokens: the host part split on `.`, `-`, `_` and digits (`c-73-12-34-56.hsd1.ca` -> c, hsd, ca).
- * - Address embedding: the client address in the host part as decimal octets (forward or reversed,
- *   any separator), as one zero-padded or plain run of digits, as 8 hex digits, or as its 32-bit
- *   integer.
+ * - Address embedding: the client address in the host part as decimal octets (forward, reversed,
+ *   rotated or permuted, any separator), as one zero-padded or plain run of digits, as 8 hex
+ *   digits (separators allowed), as its 32-bit integer, or as its last three octets.
  * - Precedence: mail role > pool word > static/hosting word > embedded address > access/customer
- *   word > partial address with a generic word > nothing (static).
+ *   word > partial address (first three or last two octets) with a generic word > opaque
+ *   customer ID > nothing (static).
  */
 import type { IPv4, IPv6 } from 'ipaddr.js';
 import { parse as parseDomain } from 'tldts';
@@ -70,6 +71,22 @@ const POOL_WORDS: ReadonlySet<string> = new Set([
   'dip', // "dial-in pool" (Deutsche Telekom's dip0.t-ipconnect.de, dip.t-dialin.net)
   'nat',
   'cgnat',
+  'cgn',
+  'ddns', // "dynamic DNS": Bulgarian and Balkan cable operators (x-x-x-x.ddns.example.bg)
+  'dyna',
+  'dynadsl',
+  'dyndsl',
+  'dynamisch', // Dutch, German
+  'dynamiczny', // Polish
+  'dynamiczne',
+  'dinamikus', // Hungarian
+  'dinamicki', // Croatian, Serbian
+  'dinamik', // Turkish, Indonesian
+  'dinamicas',
+  'dinamicos',
+  'dynaamiline', // Estonian
+  'ippool',
+  'dialpool',
 ]);
 
 /** Access technologies and customer words: evidence of a residential line, beaten by mail and static words. */
@@ -119,6 +136,52 @@ const ACCESS_WORDS: ReadonlySet<string> = new Set([
   'lte',
   'gprs',
   'umts',
+  // Added after measuring on the labelled list and the published tables (docs/checks/rdns.md):
+  // cable and DSL plant words, and "customer"/"subscriber"/"home" in the languages of large
+  // access providers.
+  'cbl', // cable (Charter's, Cablevision's cbl-... names)
+  'catv',
+  'kabel', // Dutch, German, Scandinavian
+  'cabo', // Portuguese
+  'modem',
+  'cmts',
+  'docsis',
+  'hfc',
+  'sdsl',
+  'hdsl',
+  'dsld',
+  'gpon',
+  'epon',
+  'fibra', // Spanish, Portuguese, Italian
+  'broad', // Chinese providers' x.x.x.x.broad.xx.xx.dynamic
+  'bredband', // Swedish, Norwegian, Danish
+  'laajakaista', // Finnish
+  'klant', // Dutch
+  'klanten',
+  'kund', // Swedish
+  'asiakas', // Finnish
+  'ugyfel', // Hungarian
+  'abonent', // Russian, Polish, Bulgarian (transliterated)
+  'abon',
+  'abonnes', // French
+  'abonado', // Spanish
+  'abonados',
+  'assinante', // Portuguese
+  'clienti', // Italian
+  'utente',
+  'utenti',
+  'usuario',
+  'usuarios',
+  'hogar', // Spanish "home"
+  'casa',
+  'privat', // German, Scandinavian "private (customer)"
+  'particulier', // French
+  'residencial',
+  'wimax',
+  'hsdpa',
+  'hspa',
+  'cdma',
+  'gsm',
 ]);
 
 /** Generic words: evidence only beside a partial address (`host-12-34-56.example`). */
@@ -137,6 +200,7 @@ const GENERIC_WORDS: ReadonlySet<string> = new Set([
 const STATIC_WORDS: ReadonlySet<string> = new Set([
   'static',
   'sta',
+  'stat',
   'staticip',
   'statik',
   'statico',
@@ -165,6 +229,17 @@ const STATIC_WORDS: ReadonlySet<string> = new Set([
   'cloud',
   'vm',
   'datacenter',
+  'ns', // name servers and hosting companies' servers (OVH's ns3012345.ip-...)
+  'dedic',
+  'fija', // Spanish "fixed"
+  'fixa', // Portuguese
+  'fisso', // Italian
+  'statisch', // Dutch, German
+  'statyczny', // Polish
+  'empresa', // Spanish, Portuguese "business"
+  'empresas',
+  'negocio',
+  'pro',
 ]);
 
 /** Mail roles. Any token containing `mail` or `smtp` also counts (gmail, mailout, smtpout, aaemail). */
@@ -235,21 +310,57 @@ function findV4(host: string, o: readonly number[]): { full?: string; partial?: 
       return { full: `address in host part as digits ${r}` };
     if (r.length >= 8 && r === int) return { full: `address in host part as the integer ${r}` };
   }
-  // Hex, forward or reversed (Deutsche Telekom's p5b0c1d2e.dip0).
+  // Hex, forward or reversed (Deutsche Telekom's p5b0c1d2e.dip0), with or without separators
+  // between the octets (c0-a8-01-02).
   const hx = [a, b, c, d].map(hex2).join('');
   const hxRev = [d, c, b, a].map(hex2).join('');
-  if (host.includes(hx)) return { full: `address in host part as hex ${hx}` };
-  if (host.includes(hxRev)) return { full: `address in host part as reversed hex ${hxRev}` };
-  // Three octets in a row: a partial embedding, weak on its own.
+  const bare = host.replace(/[-._]/g, '');
+  if (bare.includes(hx)) return { full: `address in host part as hex ${hx}` };
+  if (bare.includes(hxRev)) return { full: `address in host part as reversed hex ${hxRev}` };
+  // The four octets rotated or permuted (118.red-80-35-201 for 80.35.201.118, d53-64-35-171 for
+  // 64.53.171.35): four runs in a row that are the octets in another order.
+  const want = [a, b, c, d].sort((x, y) => x - y).join(',');
+  for (let i = 0; i + 4 <= octs.length; i++) {
+    const w = octs.slice(i, i + 4);
+    if (!w.includes(-1) && [...w].sort((x, y) => x - y).join(',') === want)
+      return { full: `octets in host part, permuted (${w.join('-')})` };
+  }
+  // The last three octets in order or reversed (the provider's /8 is implicit: 1-2-3.pool.example).
+  if (hasRun(octs, [b, c, d]) || hasRun(octs, [d, c, b]))
+    return {
+      full: `last three octets in host part (${hasRun(octs, [b, c, d]) ? [b, c, d].join('-') : [d, c, b].join('-')})`,
+    };
+  // The first three, or the last two octets: a partial embedding, weak on its own
+  // (m17-178.vip.126.com is a NetEase relay whose name carries its last two octets).
   for (const seq of [
     [a, b, c],
-    [b, c, d],
-    [d, c, b],
     [c, b, a],
+    [c, d],
+    [d, c],
   ]) {
     if (hasRun(octs, seq)) return { partial: `part of the address in host part (${seq.join('-')})` };
   }
   return {};
+}
+
+/**
+ * An opaque per-customer identifier in one label: a run of 7 or more digits beside letters
+ * (6 is too few: Apple's iCloud relays are mr85p00im-ztdg817341.me.com, Contabo's VPS vmi957109)
+ * (pcp04024417pcs, p2640256-ipngn), 4 or more digit runs between letters (h234n2fls32o895), or 12
+ * or more hex characters mixing digits and letters (a cable modem's MAC: s0106afee8c0fc544).
+ */
+function customerId(host: string): string | undefined {
+  for (const label of host.split('.')) {
+    for (const part of label.split(/[-_]/)) {
+      if (!/[a-z]/.test(part)) continue;
+      if (/\d{7,}/.test(part)) return `customer ID with a long digit run "${part}"`;
+      if ((part.match(/\d+/g) ?? []).length >= 4 && /^[a-z]/.test(part))
+        return `customer ID of letters and digit runs "${part}"`;
+      const hexRun = /[0-9a-f]{12,}/.exec(part);
+      if (hexRun && /\d/.test(hexRun[0]) && /[a-f]/.test(hexRun[0])) return `customer ID in hex "${part}"`;
+    }
+  }
+  return undefined;
 }
 
 /** IPv6: the interface identifier (last four groups) or the whole address as hex groups. */
@@ -345,5 +456,7 @@ export function classifyPtr(ip: string | ParsedIp, name: string): PtrClassificat
   }
   if (embedded.partial && generic.length > 0)
     return out('dynamic', [embedded.partial, ...words('generic', generic)]);
+  const id = customerId(host);
+  if (id) return out('dynamic', [id]);
   return out('static', ['no pool evidence in host part']);
 }
