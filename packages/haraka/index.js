@@ -261,11 +261,14 @@ async function sessionAt(plugin, connection, stage, fields = {}) {
 }
 
 /**
- * One line per decision in Haraka's log, with the fields of the smtp-server adapter's `decision`
- * event (core's `decisionRecord`, loaded with the runtime).
+ * One line per decision in Haraka's log, the line of `mxguard serve` and `mxguard policy` (core's
+ * `decisionRecord`, loaded with the runtime): the time, the session (Haraka's transaction uuid),
+ * the verdict, the deciding check and the trace.
  */
 function logDecision(plugin, connection, session, d) {
-  connection.loginfo(plugin, JSON.stringify(plugin.mxguard.decisionRecord(session, d)));
+  const id = connection.transaction?.uuid ?? connection.uuid;
+  const record = plugin.mxguard.decisionRecord(session, d, id);
+  connection.loginfo(plugin, JSON.stringify({ time: new Date().toISOString(), msg: 'decision', ...record }));
 }
 
 /** Evaluates the chain; a throw of the chain itself is a temporary failure, never a crash. */

@@ -25,6 +25,8 @@ export interface CheckInput {
 /** A verdict line as `mxguard check` writes it. */
 export interface CheckOutput {
   action: Decision['action'];
+  /** In a dry run (`"mode": "warn"`): what would have been done; `action` is then `next`. */
+  would?: Decision['action'];
   code?: number;
   enhanced?: string;
   text?: string;
@@ -93,13 +95,16 @@ function rdnsOf(input: CheckInput): ReverseDns | undefined {
 
 function toOutput(d: Decision): Omit<CheckOutput, 'recipients' | 'notes'> {
   const out: Omit<CheckOutput, 'recipients' | 'notes' | 'trace'> = { action: d.action };
-  if (d.reply && d.action !== 'next') {
-    out.code = d.reply.code;
-    out.enhanced = d.reply.enhanced;
-    out.text = d.reply.text;
+  // In a dry run the decision not enforced is shown with its reply, beside `action: next`.
+  const shown = d.would ?? d;
+  if (d.would) out.would = d.would.action;
+  if (shown.reply && shown.action !== 'next') {
+    out.code = shown.reply.code;
+    out.enhanced = shown.reply.enhanced;
+    out.text = shown.reply.text;
   }
-  if (d.check !== undefined) out.check = d.check;
-  if (d.reason !== undefined) out.reason = d.reason;
+  if (shown.check !== undefined) out.check = shown.check;
+  if (shown.reason !== undefined) out.reason = shown.reason;
   return { ...out, trace: d.trace };
 }
 
@@ -171,7 +176,9 @@ export async function judge(input: CheckInput, rt: Runtime): Promise<CheckOutput
     );
     if (d.action === 'reject' || d.action === 'defer') return toOutput(d);
   }
-  const worst = results.reduce((a, b) => (SEVERITY[b.action] > SEVERITY[a.action] ? b : a));
+  const worst = results.reduce((a, b) =>
+    SEVERITY[b.would ?? b.action] > SEVERITY[a.would ?? a.action] ? b : a,
+  );
   const { rcptTo: _ignored, ...top } = worst;
   return typeof input.rcptTo === 'string' ? top : { ...top, recipients: results };
 }

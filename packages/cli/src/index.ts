@@ -3,6 +3,7 @@
 export { currentDeadline, DEADLINE_GRACE_MS, decisionRecord, settleBy, withinBudget } from '@mxguard/core';
 export * from './check.js';
 export * from './config.js';
+export * from './program.js';
 export * from './replay.js';
 export * from './runtime.js';
 export * from './serve.js';

@@ -20,6 +20,11 @@ export class ReplayClock implements Clock {
   }
 }
 
+/** A mistake on the command line: exit 2 with a message that names the flag. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
 /** Everything a CLI command needs to judge sessions. */
 export interface Runtime {
   readonly policy: Policy;

@@ -6,7 +6,7 @@ import { DnsResolver } from '@mxguard/dns';
 import { type Listen, type PolicyServerOptions, startPolicyServer } from '@mxguard/postfix';
 import { DEFAULT_BUDGET_MS, type GatewayOptions, type GatewayTls, startGateway } from '@mxguard/smtp';
 import { type MxguardConfig, validateConfig } from './config.js';
-import type { Runtime } from './runtime.js';
+import { type Runtime, UsageError } from './runtime.js';
 import { createRuntime, DNS_CHECKS } from './wiring.js';
 
 export interface ServeOptions {
@@ -42,7 +42,7 @@ export function parseListen(s: string, defaultHost = '127.0.0.1'): { host: strin
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(s) ?? /^()()(\d+)$/.exec(s);
   const port = Number(m?.[3]);
   if (!m || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new Error(`--listen must be HOST:PORT, [IPv6]:PORT or PORT; got "${s}"`);
+    throw new UsageError(`--listen must be HOST:PORT, [IPv6]:PORT or PORT; got "${s}"`);
   }
   return { host: m[1] || m[2] || defaultHost, port };
 }
@@ -277,7 +277,7 @@ export function policyServerOptions(
 /** `mxguard policy`: the Postfix policy server, until SIGINT/SIGTERM. */
 export async function runPolicy(config: MxguardConfig, options: PolicyOptions): Promise<number> {
   const out = options.out ?? ((l: string) => process.stdout.write(`${l}\n`));
-  if (options.listen && options.socket) throw new Error('--listen and --socket exclude each other');
+  if (options.listen && options.socket) throw new UsageError('--listen and --socket exclude each other');
   const listen = options.socket ? { path: options.socket } : parseListen(options.listen ?? '127.0.0.1:10023');
   const budget = options.budget ?? POLICY_BUDGET;
   const rt = await runtimeFor(config, { ...options, budget });

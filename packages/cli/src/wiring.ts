@@ -17,6 +17,7 @@ import {
   bindFactories,
   ConfigError,
   coreFactories,
+  dryRun,
   next,
   rdnsFactories,
   recommended,
@@ -304,7 +305,15 @@ export async function createRuntime(config: MxguardConfig, options: RuntimeOptio
       log.error({ err: String(err) }, 'reputation: recording an outcome failed');
     });
   };
-  const policy = { ...built, chain: observed(built.chain, onDecision) };
+  const mode = config.mode ?? 'enforce';
+  if (mode !== 'enforce' && mode !== 'warn') {
+    throw new ConfigError('mode', `must be "enforce" or "warn" (a dry run), got ${JSON.stringify(mode)}`);
+  }
+  // The reputation hears what the chain decided, also in a dry run: it is part of the judging.
+  const judged = observed(built.chain, onDecision);
+  const policy = { ...built, chain: mode === 'warn' ? dryRun(judged) : judged };
+  if (mode === 'warn')
+    notes.push('mode warn: a dry run, every session is judged and logged, nothing is refused');
   // An adapter's finding on the wire (early talker, pipelining without PIPELINING) is held against
   // the network when it is seen, not only if the pipelining check later refuses a command.
   const onFlag = (session: Session, flag: string) => {

@@ -57,6 +57,16 @@ export interface Decision {
   readonly trace: readonly TraceStep[];
   /** Every finding of the evaluation (scores and doubts), enforced links only. */
   readonly findings: readonly Finding[];
+  /**
+   * In a dry run ({@link dryRun}): the decision the chain came to and did not enforce. `action` is
+   * then `next`.
+   */
+  readonly would?: {
+    readonly action: Action;
+    readonly reply?: Reply;
+    readonly check?: string;
+    readonly reason?: string;
+  };
 }
 
 export interface ChainOptions {
@@ -294,4 +304,35 @@ function stepOf(check: string, v: Verdict, ms: number, warn: boolean): TraceStep
   }
   if (warn) base.warn = true;
   return base;
+}
+
+/**
+ * A global dry run (config `"mode": "warn"`): every session is judged by the whole chain and the
+ * decision is logged, but nothing is refused: every decision comes back as `next` (Postfix DUNNO),
+ * with what it would have been in `would`. An `accept` is not enforced either, so the MTA's own
+ * restrictions still run as they would without mxguard.
+ */
+export function dryRun(inner: Chain): Chain {
+  async function evaluate(session: Session, extraFindings?: readonly Finding[]): Promise<Decision> {
+    const d = await inner.evaluate(session, extraFindings);
+    if (d.action === 'next') return d;
+    const would: {
+      action: Action;
+      reply?: Reply;
+      check?: string;
+      reason?: string;
+    } = { action: d.action };
+    if (d.reply) would.reply = d.reply;
+    if (d.check !== undefined) would.check = d.check;
+    if (d.reason !== undefined) would.reason = d.reason;
+    return { action: 'next', trace: d.trace, findings: d.findings, would };
+  }
+  return {
+    ...inner,
+    evaluate,
+    async run(session) {
+      const d = await evaluate(session);
+      return { action: 'next', findings: d.findings };
+    },
+  };
 }

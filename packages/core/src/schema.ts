@@ -89,6 +89,12 @@ export const siteShape = {
     .boolean()
     .optional()
     .describe('Judge connect, HELO and MAIL at RCPT (Postfix smtpd_delay_reject). Default: true'),
+  mode: z
+    .enum(['enforce', 'warn'])
+    .optional()
+    .describe(
+      'warn: a global dry run, every session judged and logged with what would have been done, nothing refused. Default: enforce',
+    ),
 };
 
 /** What a policy schema is made of. */

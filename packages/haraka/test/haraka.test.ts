@@ -162,7 +162,8 @@ describe('haraka-plugin-mxguard in a real Haraka', () => {
     // Haraka's reverse-DNS step was answered by the plugin (offline: no lookup, "Unknown"), so
     // Haraka never asked the system resolver.
     expect(out).toMatch(/<-\s+250-\S+ Hello Unknown \[127\.0\.0\.1\]/);
-    const re = /"event":"decision","stage":"data","client":"127\.0\.0\.1".*"action":"next"/;
+    const re =
+      /"time":"[\d-]+T[\d:.]+Z","msg":"decision","event":"decision","session":"[\w.-]+","stage":"data","client":"127\.0\.0\.1".*"action":"next"/;
     expect(await logMatching(main, re)).toMatch(re);
   });
 

@@ -6,7 +6,14 @@
 import { unlink } from 'node:fs/promises';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import type { Chain, Clock, Decision, Logger, Session } from '@mxguard/core';
-import { currentDeadline, DEADLINE_GRACE_MS, settleBy, systemClock, withinBudget } from '@mxguard/core';
+import {
+  currentDeadline,
+  DEADLINE_GRACE_MS,
+  decisionRecord,
+  settleBy,
+  systemClock,
+  withinBudget,
+} from '@mxguard/core';
 import { LRUCache } from 'lru-cache';
 import { type MappingOptions, sessionOf } from './attributes.js';
 import {
@@ -289,22 +296,8 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
       }
     }
     const action = actionOf(decision, acceptAs);
-    log.info(
-      {
-        conn,
-        instance,
-        stage: session.stage,
-        client: session.clientAddress,
-        helo: session.helo,
-        from: session.mailFrom,
-        to: session.rcptTo,
-        action,
-        check: decision.check,
-        reason: decision.reason,
-        trace: decision.trace.map((s) => `${s.check}:${s.action}${s.warn ? '(warn)' : ''}`).join(' '),
-      },
-      'policy decision',
-    );
+    // The decision line of every adapter; the session is Postfix's instance (one SMTP transaction).
+    log.info({ ...decisionRecord(session, decision, instance ?? `conn-${conn}`), conn }, 'decision');
     return action;
   }
 
@@ -450,8 +443,9 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
   }
 
   const server = createServer({ allowHalfOpen: true }, onConnection);
-  server.on('error', (err) => log.error({ err: err.message }, 'policy server error'));
   await listen(server, options.listen);
+  // Logged from here on: a failure to listen is the caller's error to report, once.
+  server.on('error', (err) => log.error({ err: err.message }, 'policy server error'));
   const addr = server.address();
   const address =
     'path' in options.listen

@@ -1,14 +1,13 @@
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { PassThrough } from 'node:stream';
-import type { Chain, Clock, Decision, Finding, Logger, Reply, Session, Stage } from '@mxguard/core';
+import type { Chain, Decision, Finding, Logger, Reply, Session, Stage } from '@mxguard/core';
 import {
   currentDeadline,
   DEADLINE_GRACE_MS,
   decisionRecord,
   reply as makeReply,
   settleBy,
-  systemClock,
   withinBudget,
 } from '@mxguard/core';
 import type { SMTPServer, SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
@@ -38,8 +37,6 @@ export interface SmtpAdapterOptions {
   readonly chain: Chain;
   /** Receives one `{event:'decision', ...}` line per evaluation, and warnings. */
   readonly log: Logger;
-  /** Stamps decision lines (`time`, ms). Checks get the chain's own clock. @default systemClock */
-  readonly clock?: Clock;
   /**
    * Looks things up about the client (PTR, DNS-list prefetch). Started as soon as the connection is
    * accepted and awaited before the first evaluation, so the lookups run while the client is still
@@ -244,7 +241,6 @@ function authUserOf(user: unknown): string | undefined {
  */
 export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
   const { chain, log } = options;
-  const clock = options.clock ?? systemClock;
   const enrichTimeoutMs = options.enrichTimeoutMs ?? 10_000;
   const budgetMs = options.budgetMs ?? DEFAULT_BUDGET_MS;
   for (const [k, v] of Object.entries({ enrichTimeoutMs, budgetMs })) {
@@ -399,7 +395,7 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
   const pendingFrom = new Map<string, string>();
 
   function logDecision(session: Session, d: Decision, cid: string): void {
-    log.info({ ...decisionRecord(session, d), time: clock.now(), cid });
+    log.info({ ...decisionRecord(session, d, cid), cid }, 'decision');
   }
 
   async function evaluate(
@@ -492,18 +488,24 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
       return undefined;
     }
     if (r) {
-      log.info({
-        ...decisionRecord(session, {
-          action: 'reject',
-          reply: r,
-          check: 'downstream-recipient',
-          reason: 'the mail server behind us does not know the recipient',
-          trace: [],
-          findings: [],
-        }),
-        time: clock.now(),
-        cid,
-      });
+      log.info(
+        {
+          ...decisionRecord(
+            session,
+            {
+              action: 'reject',
+              reply: r,
+              check: 'downstream-recipient',
+              reason: 'the mail server behind us does not know the recipient',
+              trace: [],
+              findings: [],
+            },
+            cid,
+          ),
+          cid,
+        },
+        'decision',
+      );
     }
     return r;
   }

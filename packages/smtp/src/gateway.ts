@@ -215,7 +215,6 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const guard = attach(server, {
     chain: options.chain,
     log: options.log,
-    clock,
     recipientDomains: options.recipientDomains ?? ['example.com'],
     ...(options.enrich ? { enrich: options.enrich } : {}),
     ...(options.enrichTimeoutMs !== undefined ? { enrichTimeoutMs: options.enrichTimeoutMs } : {}),
@@ -240,8 +239,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       : {}),
   });
   defend(server, guard, options, hostname, clock);
-  server.on('error', (err: Error) => options.log.error({ event: 'server-error', err: err.message }));
-
+  // smtp-server re-emits its socket's errors; a failure to listen is the caller's to report, once.
+  let listening = false;
+  server.on('error', (err: Error) => {
+    if (listening) options.log.error({ event: 'server-error', err: err.message });
+  });
   const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error) => reject(err);
@@ -251,6 +253,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       resolve();
     });
   });
+  listening = true;
   const address = server.server.address() as AddressInfo;
   options.log.info({ event: 'listening', host: address.address, port: address.port, hostname });
   return {

@@ -1,0 +1,126 @@
+import type { Logger } from '@mxguard/core';
+import { pino } from 'pino';
+import { type Privacy, Redactor } from './privacy.js';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type LogFormat = 'json' | 'text';
+
+/** How the CLI logs: `--log-level`, `--log-format`, `--log-file`, `--log-privacy`. */
+export interface LogSettings {
+  readonly level: LogLevel;
+  readonly format: LogFormat;
+  /** A file to append to; default stderr. */
+  readonly file?: string | undefined;
+  readonly privacy: Privacy;
+  /** The program name of text lines, as syslog's tag: `mxguard/serve`. */
+  readonly name: string;
+  /** Write each line before returning (tests, short commands). @default false: buffered, non-blocking */
+  readonly sync?: boolean;
+}
+
+/** A pino logger as the core's Logger, with what the process needs to end and rotate it. */
+export interface CliLog {
+  readonly log: Logger;
+  readonly redactor: Redactor;
+  /** Reopens the log file (after logrotate moved it); nothing for stderr. */
+  reopen(): void;
+  /** Writes out what is buffered. */
+  flush(): void;
+}
+
+const q = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
+
+function angle(v: unknown): string {
+  return `<${typeof v === 'string' ? v : ''}>`;
+}
+
+/**
+ * One decision as a Postfix-like line: what was done, at which stage, to whom, the reply, then the
+ * envelope, the check that decided and the trace (`check:action` each, `(warn)` for a link in warn
+ * mode). Like smtpd's `NOQUEUE: reject: RCPT from host[addr]: 554 5.7.1 <rcpt>: text; from=<>
+ * to=<> proto=ESMTP helo=<>`.
+ */
+function decisionText(o: Record<string, unknown>): string {
+  const would = typeof o.would === 'string' ? `would ${o.would} (mode warn)` : undefined;
+  const what = would ?? String(o.action);
+  const stage = String(o.stage ?? '').toUpperCase();
+  const reply = o.code !== undefined ? ` ${o.code} ${o.enhanced ?? ''} ${o.text ?? ''}`.trimEnd() : '';
+  const trace = Array.isArray(o.trace)
+    ? (o.trace as { check: string; action: string; warn?: boolean }[])
+        .map((s) => `${s.check}:${s.action}${s.warn ? '(warn)' : ''}`)
+        .join(',')
+    : '';
+  const parts = [
+    `${o.session ?? '-'}: ${what}: ${stage} from [${o.client ?? ''}]:${reply};`,
+    `from=${angle(o.from)}`,
+    `to=${angle(o.to)}`,
+    `helo=${angle(o.helo)}`,
+  ];
+  if (o.check !== undefined) parts.push(`check=${o.check}`);
+  if (o.reason !== undefined) parts.push(`reason=${JSON.stringify(o.reason)}`);
+  if (trace) parts.push(`trace=${trace}`);
+  return parts.join(' ');
+}
+
+const SKIP = new Set(['level', 'time', 'msg', 'pid', 'hostname', 'name']);
+
+/** Turns one pino JSON line into the text format: `time tag[pid]: level: msg key=value ...`. */
+export function textLine(json: string, name: string): string {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    return json;
+  }
+  const head = `${o.time} ${name}[${o.pid ?? process.pid}]:`;
+  if (o.event === 'decision') return `${head} ${decisionText(o)}\n`;
+  const rest = Object.entries(o)
+    .filter(([k, v]) => !SKIP.has(k) && v !== undefined)
+    .map(([k, v]) => `${k}=${q(v)}`);
+  const msg = typeof o.msg === 'string' ? ` ${o.msg}` : '';
+  return `${head} ${o.level}:${msg}${rest.length ? ` ${rest.join(' ')}` : ''}\n`;
+}
+
+/**
+ * The CLI's logger: pino, one line an event, level names as words and ISO times, writing through
+ * an asynchronous destination (sonic-boom): lines that arrive while a write is in flight are
+ * gathered into the next one, so a slow disk or pipe never blocks the event loop that answers SMTP
+ * clients, and what is still buffered is written out at exit. Addresses are rewritten
+ * to the privacy level before a line is formatted.
+ */
+export function createLog(settings: LogSettings): CliLog {
+  const redactor = new Redactor(settings.privacy);
+  const dest = pino.destination({
+    dest: settings.file ?? 2,
+    sync: settings.sync ?? false,
+    mkdir: settings.file !== undefined,
+  });
+  const text = settings.format === 'text';
+  const logger = pino(
+    {
+      level: settings.level,
+      base: { pid: process.pid },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: {
+        level: (label) => ({ level: label }),
+        log: (obj) => redactor.record(obj),
+      },
+      ...(text ? { hooks: { streamWrite: (s: string) => textLine(s, settings.name) } } : {}),
+    },
+    dest,
+  );
+  return {
+    log: logger,
+    redactor,
+    reopen: () => {
+      if (settings.file !== undefined) dest.reopen();
+    },
+    flush: () => {
+      try {
+        dest.flushSync();
+      } catch {
+        // Not open yet (nothing written): nothing to flush.
+      }
+    },
+  };
+}

@@ -1,0 +1,212 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { askPolicy, mxguardBin, type Running, startMxguard } from '../../../testing/mxguard.js';
+import { rcptRequest } from '../../../testing/postfix.js';
+import { textLine } from '../src/logging.js';
+import { Redactor, truncateIp } from '../src/privacy.js';
+
+// Logs an admin can read: one decision line for serve and policy, JSON or a Postfix-like text
+// line, to stderr or a file, with addresses kept, truncated or hashed.
+const dir = mkdtempSync(join(tmpdir(), 'mxguard-logging-'));
+const config = join(dir, 'config.json');
+writeFileSync(config, JSON.stringify({ ourDomains: ['example.com'], ourHosts: ['mx.example.com'] }));
+const running: Running[] = [];
+afterAll(async () => {
+  await Promise.all(running.map((r) => r.stop()));
+});
+async function start(command: 'serve' | 'policy', args: string[]): Promise<Running> {
+  const r = await startMxguard(command, ['--offline', '--config', config, ...args]);
+  running.push(r);
+  return r;
+}
+/** A HELO that claims to be us: refused by helo-claims-us with 550 5.7.1. */
+const claimsUs = (over: Record<string, string> = {}) =>
+  rcptRequest({ helo_name: 'localhost', client_address: '203.0.113.9', instance: 'abc.1', ...over });
+
+const DECISION_KEYS = ['level', 'time', 'msg', 'event', 'session', 'stage', 'client', 'helo', 'from', 'to'];
+
+describe('one decision line for serve and policy', () => {
+  it('policy: JSON with time, session, deciding check, reply and trace', async () => {
+    const p = await start('policy', []);
+    expect(await askPolicy(p.port, [claimsUs()])).toEqual([expect.stringMatching(/^550 5\.7\.1 /)]);
+    const line = JSON.parse(await p.waitLog(/"msg":"decision"/)) as Record<string, unknown>;
+    expect(line).toMatchObject({
+      level: 'info',
+      msg: 'decision',
+      event: 'decision',
+      session: 'abc.1',
+      stage: 'rcpt',
+      client: '203.0.113.9',
+      helo: 'localhost',
+      from: 'alice@example.net',
+      to: 'bob@example.com',
+      action: 'reject',
+      code: 550,
+      enhanced: '5.7.1',
+      check: 'helo-claims-us',
+    });
+    expect(Date.parse(line.time as string)).toBeGreaterThan(Date.parse('2026-01-01'));
+    expect(line.text).toMatch(/\(helo-claims-us\)$/);
+    expect((line.trace as { check: string }[]).map((s) => s.check)).toContain('helo-claims-us');
+    for (const k of DECISION_KEYS) expect(line, k).toHaveProperty(k);
+
+    // serve writes the same line, its session being the SMTP connection.
+    const s = await start('serve', ['--spool', join(dir, 'spool')]);
+    spawnSync(
+      'swaks',
+      [
+        '--server',
+        s.address,
+        '--helo',
+        'localhost',
+        '--from',
+        'alice@example.net',
+        '--to',
+        'bob@example.com',
+        '--timeout',
+        '10',
+      ],
+      { timeout: 20_000 },
+    );
+    const served = JSON.parse(await s.waitLog(/"stage":"rcpt".*"msg":"decision"/)) as Record<string, unknown>;
+    expect(served).toMatchObject({ action: 'reject', code: 550, check: 'helo-claims-us', helo: 'localhost' });
+    for (const k of DECISION_KEYS) expect(served, k).toHaveProperty(k);
+    expect(Object.keys(served).filter((k) => k !== 'cid')).toEqual(
+      Object.keys(line).filter((k) => k !== 'conn'),
+    );
+  });
+
+  it('--log-format text --log-file: one Postfix-like line a decision, in the file', async () => {
+    const file = join(dir, 'log', 'mxguard.log');
+    const p = await start('policy', ['--log-format', 'text', '--log-file', file]);
+    await askPolicy(p.port, [claimsUs({ instance: 'txt.2' })]);
+    let text = '';
+    for (let i = 0; i < 100 && !text.includes('txt.2'); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      text = readFileSync(file, 'utf8');
+    }
+    expect(text).toMatch(
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z mxguard\/policy\[\d+\]: txt\.2: reject: RCPT from \[203\.0\.113\.9\]: 550 5\.7\.1 .*\(helo-claims-us\); from=<alice@example\.net> to=<bob@example\.com> helo=<localhost> check=helo-claims-us reason=".*" trace=.*helo-claims-us:reject$/m,
+    );
+    expect(text).toMatch(/mxguard\/policy\[\d+\]: info: policy server listening/);
+    expect(p.stderr()).toBe('');
+  });
+});
+
+describe('--log-privacy', () => {
+  it('truncate keeps the client network and the mail domains', async () => {
+    const p = await start('policy', ['--log-privacy', 'truncate']);
+    await askPolicy(p.port, [claimsUs()]);
+    const line = JSON.parse(await p.waitLog(/"msg":"decision"/)) as Record<string, unknown>;
+    expect(line).toMatchObject({ client: '203.0.113.0/24', from: '*@example.net', to: '*@example.com' });
+    expect(p.stderr()).not.toMatch(/203\.0\.113\.9|alice@|bob@/);
+  });
+
+  it('hash: the same sender is the same token, and neither the client nor a local part is in the log', async () => {
+    const p = await start('policy', ['--log-privacy', 'hash']);
+    await askPolicy(p.port, [claimsUs({ instance: 'h.1' }), claimsUs({ instance: 'h.2' })]);
+    await p.waitLog(/"session":"h\.2"/);
+    const lines = p
+      .stderr()
+      .split('\n')
+      .filter((l) => l.includes('"msg":"decision"'))
+      .map((l) => JSON.parse(l) as Record<string, string>);
+    expect(lines).toHaveLength(2);
+    expect(lines[0]!.from).toMatch(/^h:[0-9a-f]{12}@example\.net$/);
+    expect(lines[0]!.client).toMatch(/^h:[0-9a-f]{12}$/);
+    expect(lines[1]!.from).toBe(lines[0]!.from);
+    expect(p.stderr()).not.toMatch(/203\.0\.113\.9|alice@|bob@/);
+  });
+
+  it('each level on its own', () => {
+    expect(truncateIp('192.0.2.77')).toBe('192.0.2.0/24');
+    expect(truncateIp('2001:db8:1:2::99')).toBe('2001:db8:1::/48');
+    expect(truncateIp('2001:0db8::1')).toBe('2001:db8:0::/48');
+    const full = new Redactor('full');
+    const rec = {
+      client: '192.0.2.77',
+      from: 'a@b.example',
+      to: 'c@d.example',
+      reason: 'client 192.0.2.77 sent a@b.example',
+    };
+    expect(full.record(rec)).toBe(rec);
+    expect(new Redactor('truncate').record(rec)).toEqual({
+      client: '192.0.2.0/24',
+      from: '*@b.example',
+      to: '*@d.example',
+      reason: 'client 192.0.2.0/24 sent *@b.example',
+    });
+    const h = new Redactor('hash', Buffer.alloc(32));
+    const r = h.record(rec);
+    expect(r.reason).toBe(`client ${r.client} sent ${r.from}`);
+    expect(h.address('')).toBe('');
+    expect(new Redactor('hash', Buffer.alloc(32, 1)).record(rec).client).not.toBe(r.client);
+  });
+});
+
+it('textLine: a line that is not a decision keeps its fields as key=value', () => {
+  const l = textLine(
+    '{"level":"warn","time":"2026-12-01T00:00:00.000Z","pid":7,"store":"greylist","msg":"store down"}',
+    'mxguard/serve',
+  );
+  expect(l).toBe('2026-12-01T00:00:00.000Z mxguard/serve[7]: warn: store down store=greylist\n');
+});
+
+describe('"mode": "warn" is a dry run: judged and logged as would-reject, nothing refused', () => {
+  it('policy answers DUNNO and logs what it would have answered', async () => {
+    const warn = join(dir, 'warn.json');
+    writeFileSync(warn, JSON.stringify({ ourDomains: ['example.com'], mode: 'warn' }));
+    const r = await startMxguard('policy', ['--offline', '--config', warn]);
+    running.push(r);
+    expect(r.stdout()).toMatch(/note: mode warn: a dry run/);
+    expect(await askPolicy(r.port, [claimsUs()])).toEqual(['DUNNO']);
+    const line = JSON.parse(await r.waitLog(/"msg":"decision"/)) as Record<string, unknown>;
+    expect(line).toMatchObject({ action: 'next', would: 'reject', code: 550, check: 'helo-claims-us' });
+  });
+
+  it('serve accepts the message a HELO claiming to be us would have had refused', async () => {
+    const warn = join(dir, 'warn.json');
+    const r = await startMxguard('serve', [
+      '--offline',
+      '--config',
+      warn,
+      '--spool',
+      join(dir, 'spool-warn'),
+      '--log-format',
+      'text',
+    ]);
+    running.push(r);
+    const out = spawnSync(
+      'swaks',
+      [
+        '--server',
+        r.address,
+        '--helo',
+        'localhost',
+        '--from',
+        'alice@example.net',
+        '--to',
+        'bob@example.com',
+        '--timeout',
+        '10',
+      ],
+      { encoding: 'utf8', timeout: 20_000 },
+    ).stdout;
+    expect(out).toMatch(/<-\s+250 .*queued as/i);
+    expect(await r.waitLog(/would reject \(mode warn\): RCPT/)).toMatch(/550 5\.7\.1 .*check=helo-claims-us/);
+  });
+
+  it('a mode that is neither is refused', () => {
+    const bad = join(dir, 'bad-mode.json');
+    writeFileSync(bad, JSON.stringify({ mode: 'dry' }));
+    const c = spawnSync(process.execPath, [mxguardBin, 'check', '--offline', '--config', bad], {
+      encoding: 'utf8',
+      input: '',
+    });
+    expect(c.status).toBe(2);
+    expect(c.stderr).toMatch(/config mode: must be "enforce" or "warn"/);
+  });
+});
