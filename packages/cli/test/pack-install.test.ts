@@ -78,7 +78,7 @@ afterAll(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-describe('the packed tarballs, installed with npm outside the workspace', () => {
+describe('the packed tarballs, installed with npm outside the workspace', { timeout: 180_000 }, () => {
   it('hold dist, README and LICENSE, no sources or maps, and no workspace: range', () => {
     expect(tarballs.length).toBe(11);
     for (const t of tarballs) {
