@@ -307,18 +307,18 @@ function defend(
   // One entry per open connection, removed on close.
   const messages = new Map<string, number>();
   const refuse = (session: Session, r: ReturnType<typeof makeReply>, reason: string, cid: string) => {
-    options.log.info({
-      ...decisionRecord(session, {
-        action: 'defer',
-        reply: r,
-        check: 'connection-limit',
-        reason,
-        trace: [],
-        findings: [],
-      }),
-      time: clock.now(),
-      cid,
-    });
+    // The decision line of every adapter; the logger stamps the time.
+    options.log.info(
+      {
+        ...decisionRecord(
+          session,
+          { action: 'defer', reply: r, check: 'connection-limit', reason, trace: [], findings: [] },
+          cid,
+        ),
+        cid,
+      },
+      'decision',
+    );
     try {
       options.onFlag?.(session, 'connectionLimit');
     } catch (err) {
