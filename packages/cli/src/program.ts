@@ -218,6 +218,49 @@ export function buildProgram(io: ProgramIo): Command {
     });
   });
 
+  addCommonOptions(
+    program
+      .command('replay')
+      .description(
+        'Judges the RCPT decisions of mail logs (Postfix 3.x lines, or mxguard decision lines) with the config, in time order, and reports what it would refuse by check, and where it disagrees with the log both ways.',
+      )
+      .argument(
+        '<files...>',
+        'log files: Postfix syslog or maillog_file lines, or mxguard JSON decision lines',
+      )
+      .addOption(
+        new Option('--format <format>', 'text: a report to read; json: the report as one JSON object')
+          .choices(['text', 'json'])
+          .default('text'),
+      )
+      .option(
+        '--year <year>',
+        'the year of syslog time stamps, which have none (default: this year, or last year for a date still to come)',
+      ),
+  ).action(async (files: string[], flags: CommonFlags & { format: 'text' | 'json'; year?: string }) => {
+    const year = flags.year === undefined ? undefined : Number(flags.year);
+    if (year !== undefined && !(Number.isInteger(year) && year >= 1970 && year <= 9999))
+      throw new UsageError('--year must be a year, e.g. 2026');
+    const { config, common } = await prepare(flags, 'replay');
+    const [{ createRuntime }, { readLogs, replay, formatReport }] = await Promise.all([
+      import('./wiring.js'),
+      import('./replay.js'),
+    ]);
+    const rcpts = await readLogs(files, { ...(year !== undefined ? { year } : {}), now: Date.now() / 1000 });
+    const rt = await createRuntime(config, common);
+    try {
+      const report = await replay(rcpts, rt);
+      process.stdout.write(
+        flags.format === 'json'
+          ? `${JSON.stringify({ ...report, notes: rt.notes })}\n`
+          : formatReport(report, rt.notes),
+      );
+      io.exitCode = 0;
+    } finally {
+      await rt.close();
+    }
+  });
+
   const config = program
     .command('config')
     .description('Validate a config file, or print the JSON Schema of the config.');

@@ -5,8 +5,10 @@
  * the clock pinned to the logged time so greylisting and reputation replay in order), and reports
  * what each check would refuse, and where mxguard and the log disagree.
  */
+import { readFile } from 'node:fs/promises';
 import { type CheckInput, type CheckOutput, judge } from './check.js';
 import type { Runtime } from './runtime.js';
+import { UsageError } from './runtime.js';
 
 /** One RCPT as the log tells it, and what the server that wrote the log answered. */
 export interface LoggedRcpt {
@@ -60,7 +62,10 @@ const nameOf = (n: string): string | null => (n === '' || n === 'unknown' ? null
  * (`smtpd_log_access_permit_actions = static:all`), with their HELO; otherwise from the queue
  * lines (`client=`, `from=`, `to=`), which have no HELO. Lines of other programs are skipped.
  */
-export function parsePostfixLog(text: string, options: { file?: string; year: number }): LoggedRcpt[] {
+export function parsePostfixLog(
+  text: string,
+  options: { file?: string; year: number; now?: number },
+): LoggedRcpt[] {
   const file = options.file ?? 'log';
   // Per smtpd process and RCPT: the last permit and whether a refusal followed.
   interface Pending {
@@ -89,8 +94,11 @@ export function parsePostfixLog(text: string, options: { file?: string; year: nu
     const prog = m[7] as string;
     const pid = m[8] as string;
     const msg = m[9] as string;
-    const time = secondsOf(m, options.year);
+    let time = secondsOf(m, options.year);
     if (time === undefined) continue;
+    // A syslog date still to come is last year's (a December log read in January).
+    if (!m[6] && options.now !== undefined && time > options.now + 86_400)
+      time = secondsOf(m, options.year - 1) as number;
     const source = `${file}:${i + 1}`;
     if (/\/smtpd$/.test(prog)) {
       if (msg.startsWith('connect from ') || msg.startsWith('disconnect from ')) {
@@ -342,4 +350,31 @@ export function formatReport(report: ReplayReport, notes: readonly string[] = []
   out.push(`refused in the log, accepted by this policy: ${report.newlyAccepted.length}`);
   for (const r of report.newlyAccepted) out.push(`  ${who(r.rcpt)}: was ${r.rcpt.reply ?? r.rcpt.logged}`);
   return `${out.join('\n')}\n`;
+}
+
+/**
+ * Reads log files, each as Postfix lines or, when its first non-empty line is a JSON object, as
+ * mxguard decision lines; the decisions of all files in time order.
+ */
+export async function readLogs(
+  files: readonly string[],
+  options: { year?: number; now: number },
+): Promise<LoggedRcpt[]> {
+  const year = options.year ?? new Date(options.now * 1000).getUTCFullYear();
+  const all: LoggedRcpt[] = [];
+  for (const file of files) {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      throw new UsageError(`cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    const first = text.split('\n').find((l) => l.trim() !== '') ?? '';
+    all.push(
+      ...(first.trim().startsWith('{')
+        ? parseDecisionLog(text, { file })
+        : parsePostfixLog(text, { file, year, now: options.now })),
+    );
+  }
+  return all.sort((a, b) => a.time - b.time);
 }

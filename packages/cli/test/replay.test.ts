@@ -4,6 +4,10 @@
  * queue lines), judged with a config, and the disagreements listed both ways.
  */
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { decisionRecord, silentLogger } from '@mxguard/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../../testing/net.js';
@@ -111,6 +115,42 @@ smtpd_recipient_restrictions = reject_non_fqdn_helo_hostname, reject_unlisted_re
     );
   });
 
+  it('mxguard replay FILE --config: the same report from the command line, and JSON with --format json', () => {
+    const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
+    const dir = mkdtempSync(join(tmpdir(), 'mxguard-replay-'));
+    try {
+      const logFile = join(dir, 'maillog');
+      const configFile = join(dir, 'config.json');
+      writeFileSync(logFile, log);
+      writeFileSync(
+        configFile,
+        JSON.stringify({ ourDomains: ['example.com'], ourHosts: ['mx.example.com'] }),
+      );
+      const run = (extra: string[]) =>
+        spawnSync(process.execPath, [bin, 'replay', '--offline', '--config', configFile, ...extra, logFile], {
+          encoding: 'utf8',
+          timeout: 60_000,
+        });
+      const text = run([]);
+      expect(text.status).toBe(0);
+      expect(text.stdout).toContain('replayed 4 RCPT decisions');
+      expect(text.stdout).toMatch(/helo-claims-us +reject 1/);
+      const json = run(['--format', 'json']);
+      expect(json.status).toBe(0);
+      const report = JSON.parse(json.stdout) as ReplayReport;
+      expect(report.newlyRefused).toHaveLength(1);
+      expect(report.newlyAccepted).toHaveLength(1);
+      const missing = spawnSync(process.execPath, [bin, 'replay', '--offline', join(dir, 'nope')], {
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect(missing.status).toBe(2);
+      expect(missing.stderr).toContain('cannot read');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a stock log (no permit lines): accepted mail from the queue lines, without HELO, and says so', async () => {
     const stock = log
       .split('\n')
@@ -159,7 +199,7 @@ describe('parseDecisionLog', () => {
         from: 'a@b.example',
         to: 'u@example.com',
         logged: 'reject',
-        reply: '550 5.7.1 r',
+        reply: '550 5.7.1 no',
         source: 'd.log:2',
       },
     ]);
