@@ -11,6 +11,16 @@ import {
   withinBudget,
 } from '@mxguard/core';
 import type { SMTPServer, SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
+import {
+  beforeCommand,
+  connectionOf,
+  dataBytesReceived,
+  isBusy,
+  isClosing,
+  parserOf,
+  type SmtpConnectionInternals,
+  wrapSend,
+} from './internals.js';
 import { PipeliningTap } from './pipelining.js';
 import { replyError, startsWithEnhanced } from './reply.js';
 
@@ -169,8 +179,8 @@ export interface SmtpGuard {
   /**
    * Wraps `server.connect` so each new connection (1) starts `enrich` at once, (2) gets a `send`
    * that keeps our enhanced status code instead of smtp-server's guess, (3) is watched for early
-   * talking and (when PIPELINING is not offered) for pipelining. Uses smtp-server internals
-   * (`connections`, `_socket`, `_parser`); tested against smtp-server 3.21.
+   * talking and for unauthorized pipelining. Reaches into smtp-server only through internals.ts,
+   * which is tested against the version the lockfile pins.
    */
   install(server: SMTPServer): void;
   /** Connections currently tracked (bounded by the open connections: entries go on close). */
@@ -526,7 +536,7 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
 
   /**
    * The limits on one connection that smtp-server does not have: junk commands, lifetime and
-   * progress. Uses smtp-server internals (`_onCommand`, `_handlerPending`, `_closing`, `name`).
+   * progress, through internals.ts (beforeCommand, isBusy, isClosing, dataBytesReceived).
    */
   function watchLimits(state: ConnState, connection: SmtpConnectionInternals, base: Session): void {
     const end = (limit: string, reply: string): void => {
@@ -534,13 +544,9 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
       connection.send(421, reply);
     };
     const timeoutReply = () => `4.4.2 ${connection.name} Error: timeout exceeded`;
-    // A handler of ours runs, or the message is in and we are still storing it: the client waits.
-    const busy = (): boolean =>
-      connection._handlerPending ||
-      (!!connection._dataStream && !!connection._parser && !connection._parser._dataMode);
     const expire = (limit: string): void => {
-      if (connection._closing || connection._closed) return;
-      if (busy()) {
+      if (isClosing(connection)) return;
+      if (isBusy(connection)) {
         // We owe the client an answer: it goes out, and the next command is refused.
         state.expired ??= limit;
         return;
@@ -551,29 +557,28 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
     state.lifetimeTimer.unref();
     state.progressTimer = setTimeout(() => {
       // Our own slowness is not the client's: wait for our answer, then give it a full period.
-      const data = connection._dataStream as { byteLength?: number } | null;
-      const parser = connection._parser || undefined;
-      const receiving = parser?._dataMode && data;
-      if (busy()) state.progressTimer?.refresh();
-      else if (receiving && (data.byteLength ?? 0) > state.dataBytes) {
+      const received = dataBytesReceived(connection);
+      if (isBusy(connection)) state.progressTimer?.refresh();
+      else if (received !== undefined && received > state.dataBytes) {
         // Message bytes arrived in this period: progress.
-        state.dataBytes = data.byteLength ?? 0;
+        state.dataBytes = received;
         state.progressTimer?.refresh();
       } else expire('progress');
     }, progressTimeoutMs);
     state.progressTimer.unref();
 
-    const onCommand = connection._onCommand.bind(connection);
-    connection._onCommand = (command, callback) => {
-      if (connection._ready && !connection._upgrading && !connection._nextHandler) {
-        if (state.expired) return end(state.expired, timeoutReply());
-        const verb = (command ?? '').toString().split(' ', 1)[0]?.toUpperCase() ?? '';
-        if (JUNK_COMMANDS.has(verb) && ++state.junk > junkCommandLimit) {
-          return end('junk-commands', `4.7.0 ${connection.name} Error: too many errors`);
-        }
+    beforeCommand(connection, (command) => {
+      if (state.expired) {
+        end(state.expired, timeoutReply());
+        return true;
       }
-      onCommand(command, callback);
-    };
+      const verb = command.split(' ', 1)[0]?.toUpperCase() ?? '';
+      if (JUNK_COMMANDS.has(verb) && ++state.junk > junkCommandLimit) {
+        end('junk-commands', `4.7.0 ${connection.name} Error: too many errors`);
+        return true;
+      }
+      return false;
+    });
   }
 
   const guard: SmtpGuard = {
@@ -748,13 +753,9 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
       const connect = server.connect.bind(server);
       server.connect = (socket, socketOptions) => {
         connect(socket, socketOptions);
-        let conn: (typeof server.connections extends Set<infer C> ? C : never) | undefined;
-        for (const c of server.connections) {
-          if (c._socket === socket) conn = c;
-        }
+        const connection = connectionOf(server, socket);
         // Refused at once (maxClients) or closed: nothing to watch.
-        if (!conn) return;
-        const connection = conn;
+        if (!connection) return;
         const state = stateOf(connection.id);
         const base: Session = {
           clientAddress: stripMapped(connection.remoteAddress),
@@ -766,7 +767,7 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
         const raw = socket as Socket;
         let held: Buffer[] | undefined;
         let heldBytes = 0;
-        const parser = connection._parser;
+        const parser = parserOf(connection);
         const onEarly = (chunk: Buffer) => {
           if (state.greeted || !held) return;
           flag(state, base, FLAG_EARLY_TALKER);
@@ -787,7 +788,7 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
           const chunks = held;
           held = undefined;
           raw.removeListener('data', onEarly);
-          if (!deliverHeld || !parser || connection._parser !== parser || raw.destroyed) return;
+          if (!deliverHeld || !parser || parserOf(connection) !== parser || raw.destroyed) return;
           for (const c of chunks) parser.write(c);
           raw.pipe(parser);
         };
@@ -813,8 +814,7 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
 
         watchLimits(state, connection, base);
 
-        const send = connection.send.bind(connection);
-        connection.send = (code, data, context) => {
+        wrapSend(connection, (send) => (code, data, context) => {
           const wasGreeted = state.greeted;
           if (!wasGreeted && code === 220) state.greeted = true;
           if (!wasGreeted && code === 421 && typeof data === 'string' && /talk too soon/i.test(data)) {
@@ -836,26 +836,11 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
           // Our replies begin with their enhanced code: tell smtp-server not to add its own.
           send(code, data, startsWithEnhanced(code, data) ? false : context);
           if (!wasGreeted) release(code === 220);
-        };
+        });
       };
     },
   };
   return guard;
-}
-
-/** The parts of smtp-server's SMTPConnection (3.21) the limits use. */
-interface SmtpConnectionInternals {
-  readonly name: string;
-  readonly _ready: boolean;
-  readonly _upgrading: boolean;
-  readonly _nextHandler: unknown;
-  readonly _handlerPending: boolean;
-  readonly _closing: boolean;
-  readonly _closed: boolean;
-  readonly _dataStream: unknown;
-  readonly _parser: { readonly _dataMode?: boolean } | false | undefined;
-  _onCommand(command: Buffer | undefined, callback?: () => void): void;
-  send(code: number, data?: string | string[], context?: unknown): void;
 }
 
 /**

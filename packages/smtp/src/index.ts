@@ -1,6 +1,7 @@
 export * from './adapter.js';
 export * from './anvil.js';
 export * from './gateway.js';
+export * from './internals.js';
 export * from './pipelining.js';
 export * from './received.js';
 export * from './relay.js';
