@@ -11,7 +11,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
-import { recommended, silentLogger } from '../packages/core/src/index.js';
+import { PROVIDED_CHECKS, recommended, silentLogger } from '../packages/core/src/index.js';
 import { startGateway } from '../packages/smtp/src/index.js';
 import { percentile, sendAll } from '../testing/mail-load.js';
 
@@ -22,18 +22,7 @@ const dir = await mkdtemp(join(tmpdir(), 'mxguard-bench-spool-'));
 const policy = recommended({
   ourDomains: ['example.com'],
   ourHosts: ['mx.example.com'],
-  omit: [
-    'reputation',
-    'sender-domain',
-    'recipient-domain',
-    'address-guessing',
-    'dnswl',
-    'dnsbl',
-    'rhsbl',
-    'fcrdns',
-    'callout',
-    'greylist',
-  ],
+  omit: PROVIDED_CHECKS,
 });
 // Every connection comes from 127.0.0.1: lift the per-client connection limits (anvil), which
 // would otherwise turn most of 32 connections from one address away.

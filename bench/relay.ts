@@ -9,7 +9,7 @@
  */
 import { cpus } from 'node:os';
 import nodemailer from 'nodemailer';
-import { recommended, silentLogger } from '../packages/core/src/index.js';
+import { PROVIDED_CHECKS, recommended, silentLogger } from '../packages/core/src/index.js';
 import { startGateway } from '../packages/smtp/src/index.js';
 import { type MailLoad, percentile, sendAll } from '../testing/mail-load.js';
 import { freePort } from '../testing/net.js';
@@ -34,18 +34,7 @@ smtpd_recipient_restrictions = permit_mynetworks, reject
 const policy = recommended({
   ourDomains: ['example.com'],
   ourHosts: ['mx.example.com'],
-  omit: [
-    'reputation',
-    'sender-domain',
-    'recipient-domain',
-    'address-guessing',
-    'dnswl',
-    'dnsbl',
-    'rhsbl',
-    'fcrdns',
-    'callout',
-    'greylist',
-  ],
+  omit: PROVIDED_CHECKS,
 });
 const gw = await startGateway({
   chain: policy.chain,

@@ -15,6 +15,7 @@ import {
   postfixAvailable,
   startPostfix,
 } from '../../../testing/postfix-instance.js';
+import { until } from '../../../testing/wait.js';
 
 const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
 
@@ -51,16 +52,6 @@ async function stop(s: Served | undefined): Promise<void> {
   const exited = new Promise((r) => s.child.once('exit', r));
   s.child.kill('SIGTERM');
   await exited;
-}
-
-async function until<T>(f: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 describe.skipIf(!postfixAvailable)('mxguard serve --relay in front of a real Postfix', () => {

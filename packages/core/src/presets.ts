@@ -68,6 +68,14 @@ export const pureRegistry: Registry = {
   weigh: weighFactory,
 };
 
+/**
+ * The checks of the recommended list that need a provider (DNS, a store, a callout): what a caller
+ * that runs the pure checks alone (a benchmark, an offline test) names in `omit`.
+ */
+export const PROVIDED_CHECKS: readonly string[] = RECOMMENDED.map((c) => c.name).filter(
+  (n) => !Object.hasOwn(pureRegistry, n),
+);
+
 export interface RecommendedOptions extends PolicyConfig {
   /**
    * Checks that need I/O, made by their packages (`@mxguard/dns`, `@mxguard/greylist`, ...), by

@@ -4,6 +4,7 @@ import {
   ConfigError,
   defer,
   next,
+  PROVIDED_CHECKS,
   pureRegistry,
   RECOMMENDED,
   recommended,
@@ -247,5 +248,26 @@ describe('weigh from a config file', () => {
     expect(() => buildPolicy({ checks: [{ name: 'weigh', reject: 5, rejct: 1 }] }, pureRegistry)).toThrow(
       /config\.checks\[0\]\.rejct: unknown key; did you mean "reject"\?/,
     );
+  });
+});
+
+describe('PROVIDED_CHECKS', () => {
+  it('names exactly the recommended checks that need DNS, a store or a callout', () => {
+    expect([...PROVIDED_CHECKS].sort()).toEqual(
+      [
+        'address-guessing',
+        'callout',
+        'dnsbl',
+        'dnswl',
+        'fcrdns',
+        'greylist',
+        'recipient-domain',
+        'reputation',
+        'rhsbl',
+        'sender-domain',
+      ].sort(),
+    );
+    // With them omitted, the preset builds from core alone.
+    expect(() => recommended({ ourDomains: ['example.com'], omit: PROVIDED_CHECKS })).not.toThrow();
   });
 });

@@ -18,6 +18,7 @@ import {
   startPostfix,
 } from '../../../testing/postfix-instance.js';
 import { selfSigned } from '../../../testing/tls.js';
+import { until } from '../../../testing/wait.js';
 import { MemoryLogger, RawClient } from './helpers.js';
 
 describe('parseRelayTarget and downstreamReply', () => {
@@ -126,16 +127,6 @@ async function transaction(
   c.write('QUIT\r\n');
   c.socket.end();
   return { rcpt, data };
-}
-
-async function until<T>(f: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 describe.skipIf(!postfixAvailable)('startGateway relaying to a real Postfix', () => {
