@@ -3,7 +3,7 @@ import { createSecureContext } from 'node:tls';
 import type { Chain, Clock, Logger, Session } from '@mxguard/core';
 import { decisionRecord, loadOptionalPeer, reply as makeReply, systemClock } from '@mxguard/core';
 import type { SMTPServer } from 'smtp-server';
-import type { SmtpAdapterOptions, SmtpGuard } from './adapter.js';
+import type { Delivery, SmtpAdapterOptions, SmtpGuard } from './adapter.js';
 import { attach, stripMapped } from './adapter.js';
 import { type ConnectionLimitOptions, ConnectionLimits, limitReply } from './anvil.js';
 import { receivedHeader } from './received.js';
@@ -152,28 +152,27 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     throw new TypeError('startGateway: verifyRecipients needs an smtp:// relay');
   // One folder fsync for the messages that arrive together (group commit), not one a message.
   const syncDir = options.spoolDir !== undefined ? groupDirSync(options.spoolDir) : undefined;
+  // Our Received header, on every message we accept: before the bytes we relay, or in the spool
+  // envelope for the delivery agent that reads it.
+  const received = ({ session, cid, tls, esmtp }: Delivery) =>
+    receivedHeader(session, { hostname, id: cid, time: clock.now(), esmtp, ...(tls ? { tls } : {}) });
   const relay = target
     ? relayDelivery({
         target,
         hostname,
         ...(options.relayTimeoutMs !== undefined ? { timeoutMs: options.relayTimeoutMs } : {}),
-        header: ({ session, cid, tls, esmtp }) =>
-          receivedHeader(session, {
-            hostname,
-            id: cid,
-            time: clock.now(),
-            esmtp,
-            ...(tls ? { tls } : {}),
-          }),
+        header: received,
       })
     : undefined;
   const deliver: SmtpAdapterOptions['deliver'] =
     relay ??
-    (async (stream, { session, cid }) => {
+    (async (stream, delivery) => {
+      const { session, cid } = delivery;
       const spooled = await spoolMessage(stream, session, cid, {
         dir: options.spoolDir as string,
         clock,
         hostname,
+        received: received(delivery),
         ...(syncDir ? { syncDir } : {}),
         ...(options.random ? { random: options.random } : {}),
       });

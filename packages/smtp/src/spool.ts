@@ -32,6 +32,12 @@ export interface SpoolEnvelope {
   readonly tls: boolean;
   /** smtp-server's connection id, to find the conversation in the log. */
   readonly cid: string;
+  /**
+   * Our `Received:` trace header for the message (RFC 5321 section 4.4, with CRLF), which a delivery
+   * agent writes before the message bytes: the bytes after the envelope line stay exactly the
+   * client's, and the header is not lost.
+   */
+  readonly received?: string;
 }
 
 /** Options of {@link spoolMessage}. */
@@ -43,6 +49,8 @@ export interface SpoolOptions {
   readonly random?: (bytes: number) => Uint8Array;
   /** Our host name for the envelope. */
   readonly hostname: string;
+  /** Our Received header for the message, kept in the envelope (see {@link SpoolEnvelope.received}). */
+  readonly received?: string;
   /**
    * Makes the renames in `dir` durable; resolves only once a folder fsync that started after the
    * call has finished. A gateway passes one {@link groupDirSync} for all its messages, so the
@@ -93,6 +101,7 @@ export async function spoolMessage(
     rcptTo: [...(session.recipients ?? [])],
     tls: !!session.tls,
     cid,
+    ...(options.received !== undefined ? { received: options.received } : {}),
   };
   const tmp = join(options.dir, `.tmp-${id}`);
   const final = join(options.dir, `${id}${SPOOL_SUFFIX}`);

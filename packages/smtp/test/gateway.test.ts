@@ -140,6 +140,11 @@ describe('startGateway with a delay-reject chain', () => {
     const id = done.split(' ').pop() ?? '';
     const { envelope, message } = await readSpoolFile(join(spool.dir, `${id}.msg`));
     expect(message.equals(msg)).toBe(true);
+    // Our Received header travels in the envelope, for the agent that delivers the message; two
+    // recipients, so no `for` clause.
+    expect(envelope.received).toMatch(
+      /^Received: from client\.example\.net \(unknown \[127\.0\.0\.1\]\)\r\n\tby mx\.example\.com \(mxguard\) with ESMTP id \S+; \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d \+0000\r\n$/,
+    );
     expect(envelope).toMatchObject({
       version: 1,
       id,
