@@ -10,10 +10,9 @@
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import nodemailer from 'nodemailer';
 import { PROVIDED_CHECKS, recommended, silentLogger } from '../packages/core/src/index.js';
 import { startGateway } from '../packages/smtp/src/index.js';
-import { percentile, sendAll } from '../testing/mail-load.js';
+import { percentile, poolTransport, sendAll } from '../testing/mail-load.js';
 
 const total = Number(process.argv[2] ?? 2000);
 const connections = Number(process.argv[3] ?? 8);
@@ -33,15 +32,7 @@ const gw = await startGateway({
   port: 0,
   connectionLimits: { perClient: 0, ratePerMinute: 0 },
 });
-const transport = nodemailer.createTransport({
-  host: '127.0.0.1',
-  port: gw.port,
-  ignoreTLS: true,
-  name: 'client.example.net',
-  pool: true,
-  maxConnections: connections,
-  maxMessages: Number.POSITIVE_INFINITY,
-});
+const transport = poolTransport(gw.port, connections);
 const body = `From: a@sender.example.net\r\nTo: user@example.com\r\nSubject: bench\r\n\r\n${'The quick brown fox jumps over the lazy dog.\r\n'.repeat(40)}`;
 const { latencies, failed, seconds: elapsed } = await sendAll(transport, total, connections, body);
 transport.close();

@@ -14,7 +14,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import nodemailer from 'nodemailer';
-import { percentile, sendAll } from '../testing/mail-load.js';
+import { percentile, poolTransport, sendAll } from '../testing/mail-load.js';
 import { freePort } from '../testing/net.js';
 
 const total = Number(process.argv[2] ?? 2000);
@@ -70,15 +70,7 @@ const body = `From: a@sender.example.net\r\nTo: user@example.com\r\nSubject: ben
 
 async function run(name: string, plugins: string[]) {
   const { port, child } = await haraka(name, plugins);
-  const transport = nodemailer.createTransport({
-    host: '127.0.0.1',
-    port,
-    ignoreTLS: true,
-    name: 'client.example.net',
-    pool: true,
-    maxConnections: connections,
-    maxMessages: Number.POSITIVE_INFINITY,
-  });
+  const transport = poolTransport(port, connections);
   const { latencies, failed, seconds: elapsed } = await sendAll(transport, total, connections, body);
   transport.close();
   await stop(child);

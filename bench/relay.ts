@@ -8,10 +8,9 @@
  * Run: npx tsx bench/relay.ts [messages=1000] [connections=8]
  */
 import { cpus } from 'node:os';
-import nodemailer from 'nodemailer';
 import { PROVIDED_CHECKS, recommended, silentLogger } from '../packages/core/src/index.js';
 import { startGateway } from '../packages/smtp/src/index.js';
-import { type MailLoad, percentile, sendAll } from '../testing/mail-load.js';
+import { type MailLoad, percentile, poolTransport, sendAll } from '../testing/mail-load.js';
 import { freePort } from '../testing/net.js';
 import { postfixAvailable, startPostfix } from '../testing/postfix-instance.js';
 
@@ -48,15 +47,7 @@ const gw = await startGateway({
 const body = `From: a@sender.example.net\r\nTo: user@example.com\r\nSubject: bench\r\nDate: Tue, 01 Dec 2026 15:00:00 +0000\r\nMessage-ID: <bench@sender.example.net>\r\n\r\n${'The quick brown fox jumps over the lazy dog.\r\n'.repeat(40)}`;
 
 async function run(port: number): Promise<MailLoad> {
-  const transport = nodemailer.createTransport({
-    host: '127.0.0.1',
-    port,
-    ignoreTLS: true,
-    name: 'client.example.net',
-    pool: true,
-    maxConnections: connections,
-    maxMessages: Number.POSITIVE_INFINITY,
-  });
+  const transport = poolTransport(port, connections);
   await sendAll(transport, Math.min(100, total), connections, body); // warm-up
   const load = await sendAll(transport, total, connections, body);
   transport.close();

@@ -1,4 +1,20 @@
-import type { Transporter } from 'nodemailer';
+import nodemailer, { type Transporter } from 'nodemailer';
+
+/**
+ * A nodemailer transport of `connections` persistent connections to a server on 127.0.0.1:`port`,
+ * as the load tests and benchmarks use it (no TLS, EHLO client.example.net, no message limit).
+ */
+export function poolTransport(port: number, connections: number) {
+  return nodemailer.createTransport({
+    host: '127.0.0.1',
+    port,
+    ignoreTLS: true,
+    name: 'client.example.net',
+    pool: true,
+    maxConnections: connections,
+    maxMessages: Number.POSITIVE_INFINITY,
+  });
+}
 
 /** What {@link sendAll} measured. */
 export interface MailLoad {

@@ -11,8 +11,8 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readSpoolFile } from '@mxguard/smtp';
-import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { poolTransport } from '../../../testing/mail-load.js';
 import { tempDir } from './helpers.js';
 
 const fixture = fileURLToPath(new URL('./fixtures/crash-gateway.ts', import.meta.url));
@@ -47,15 +47,7 @@ describe('spool: every acknowledged message survives kill -9', () => {
     const { child, port } = await startChild(spool.dir);
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
     const connections = 16;
-    const transport = nodemailer.createTransport({
-      host: '127.0.0.1',
-      port,
-      ignoreTLS: true,
-      name: 'client.example.net',
-      pool: true,
-      maxConnections: connections,
-      maxMessages: Number.POSITIVE_INFINITY,
-    });
+    const transport = poolTransport(port, connections);
     const acked = new Map<string, string>(); // spool id -> the body sent
     let failed = 0;
     let killed = false;
