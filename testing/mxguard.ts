@@ -96,10 +96,13 @@ export function startMxguard(command: 'serve' | 'policy', args: string[], ms = 4
   });
 }
 
-/** Sends policy requests on one connection and resolves with one `action=` answer for each. */
-export function askPolicy(port: number, requests: Record<string, string>[]): Promise<string[]> {
+/**
+ * Sends policy requests on one connection (a loopback port, or a UNIX socket path) and resolves
+ * with one `action=` answer for each.
+ */
+export function askPolicy(target: number | string, requests: Record<string, string>[]): Promise<string[]> {
   return new Promise((resolve, reject) => {
-    const sock = connect(port, '127.0.0.1');
+    const sock = typeof target === 'string' ? connect(target) : connect(target, '127.0.0.1');
     let buf = '';
     sock.setEncoding('utf8');
     sock.on('data', (d: string) => {

@@ -4,11 +4,11 @@
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { askPolicy } from '../../../testing/mxguard.js';
 
 const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
 let child: ChildProcessWithoutNullStreams;
@@ -42,30 +42,7 @@ afterAll(async () => {
 
 /** Sends requests on one connection and reads one `action=` answer for each. */
 function ask(requests: Record<string, string>[], socketPath?: string): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const sock = socketPath ? connect(socketPath) : connect(port, '127.0.0.1');
-    let buf = '';
-    sock.setEncoding('utf8');
-    sock.on('data', (d: string) => {
-      buf += d;
-      const answers = buf.split('\n\n').filter((a) => a.startsWith('action='));
-      if (answers.length === requests.length) {
-        sock.end();
-        resolve(answers.map((a) => a.slice('action='.length)));
-      }
-    });
-    sock.on('error', reject);
-    sock.write(
-      requests
-        .map(
-          (r) =>
-            `${Object.entries(r)
-              .map(([k, v]) => `${k}=${v}\n`)
-              .join('')}\n`,
-        )
-        .join(''),
-    );
-  });
+  return askPolicy(socketPath ?? port, requests);
 }
 
 const rcpt = {
