@@ -10,9 +10,11 @@ SUDO=""
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
 need=()
 for pair in redis-server:redis-server rbldnsd:rbldnsd nsd:nsd swaks:swaks postfix:postfix \
-  postgrey:postgrey p0f:p0f; do
+  postgrey:postgrey p0f:p0f chromium:chromium; do
   have "${pair%%:*}" || need+=("${pair##*:}")
 done
+# chromium: the status page's browser test drives Debian's chromium headless (playwright-core,
+# which never downloads a browser of its own).
 # swaks --tls needs Perl's TLS modules (Recommends of swaks, not pulled in without recommends).
 perl -MNet::SSLeay -MIO::Socket::SSL -e 1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
 have openssl || need+=(openssl)

@@ -69,3 +69,7 @@ document.addEventListener('DOMContentLoaded', function () {
   q.addEventListener('input', filter);
 });
 `;
+
+/** The page's icon (so the browser does not ask for a /favicon.ico that is not there). */
+export const STATUS_ICON =
+  '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><path d="M8 1 2 3.5v4C2 11 4.6 14 8 15c3.4-1 6-4 6-7.5v-4z" fill="#30638e"/></svg>';

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { STATUS_CSS, STATUS_JS } from './assets.js';
+import { STATUS_CSS, STATUS_ICON, STATUS_JS } from './assets.js';
 import type { StatusBoard } from './board.js';
 import { renderPage, type StatusHealth } from './page.js';
 
@@ -42,7 +42,7 @@ function send(req: IncomingMessage, res: ServerResponse, status: number, type: s
 
 /**
  * The status page's routes, by path, for the `--http` listener: `/status` (the page; `?q=` searches
- * the decisions), `/status.css`, `/status.js`, and `/` sending a browser to `/status`.
+ * the decisions), `/status.css`, `/status.js`, its icon `/status.svg`, and `/` sending a browser to `/status`.
  */
 export function statusRoutes(board: StatusBoard, providers: StatusProviders): Record<string, Route> {
   const page: Route = async (req, res) => {
@@ -78,6 +78,7 @@ export function statusRoutes(board: StatusBoard, providers: StatusProviders): Re
     '/status': page,
     '/status.css': async (req, res) => send(req, res, 200, 'text/css; charset=utf-8', STATUS_CSS),
     '/status.js': async (req, res) => send(req, res, 200, 'text/javascript; charset=utf-8', STATUS_JS),
+    '/status.svg': async (req, res) => send(req, res, 200, 'image/svg+xml', STATUS_ICON),
   };
 }
 

@@ -216,6 +216,7 @@ export function renderPage(board: StatusBoard, info: StatusInfo, q: string): str
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${esc(info.title)} status</title>
 <link rel="stylesheet" href="/status.css">
+<link rel="icon" href="/status.svg" type="image/svg+xml">
 <script src="/status.js" defer></script>
 </head>
 <body>

@@ -1,0 +1,145 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Session } from '@mxguard/core';
+import type { Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium, watchedPage } from '../../../testing/browser.js';
+import { createRuntime, jsonLogger } from '../src/index.js';
+import { Redactor } from '../src/privacy.js';
+import type { Runtime } from '../src/runtime.js';
+import { StatusBoard } from '../src/status/board.js';
+import { statusHandler } from '../src/status/handler.js';
+
+// The status page in a real browser (Debian's chromium, headless, through playwright-core): fed by
+// decisions of the real chain, served by a plain node http server on a loopback port.
+
+const HOSTILE_HELO = '<img src=x onerror=alert(1)>';
+const HOSTILE_FROM = '"<script>alert(2)</script>"@evil.example';
+
+let browser: Browser;
+let server: Server;
+let base: string;
+let rt: Runtime;
+const board = new StatusBoard({ clock: { now: () => Date.now() } });
+const hashed = new StatusBoard({ clock: { now: () => Date.now() }, redactor: new Redactor('hash') });
+
+async function decide(s: Partial<Session>): Promise<void> {
+  const session = {
+    clientAddress: '192.0.2.10',
+    stage: 'rcpt',
+    helo: 'mail.example.net',
+    mailFrom: 'alice@example.net',
+    rcptTo: 'postmaster@example.com',
+    ...s,
+  } as Session;
+  const d = await rt.policy.chain.evaluate(session);
+  board.record(session, d, 'test');
+  hashed.record(session, d, 'test');
+}
+
+beforeAll(async () => {
+  rt = await createRuntime(
+    { ourDomains: ['example.com'], ourHosts: ['mx.example.com'] },
+    { offline: true, log: jsonLogger(() => {}) },
+  );
+  await decide({ helo: 'localhost', clientAddress: '203.0.113.9' });
+  await decide({ helo: HOSTILE_HELO, mailFrom: HOSTILE_FROM, clientAddress: '198.51.100.7' });
+  await decide({});
+  const health = async () => ({
+    ok: true,
+    stores: { greylist: 'up' },
+    lists: { 'zen.example ip': 'healthy' },
+  });
+  const plain = statusHandler(board, { title: 'mxguard policy', health });
+  const privateOne = statusHandler(hashed, { title: 'mxguard policy', health });
+  server = createServer((req, res) => {
+    // A second board with hashed addresses under /hashed.
+    if (req.url?.startsWith('/hashed/')) {
+      req.url = req.url.slice('/hashed'.length);
+      if (privateOne(req, res)) return;
+    } else if (plain(req, res)) return;
+    res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  browser = await launchChromium();
+}, 60_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await new Promise((r) => server?.close(r));
+  await rt?.close();
+});
+
+describe('status page in headless chromium', () => {
+  it('loads with its chart, the decisions and their traces; the search filters; no errors', async () => {
+    const { page, trouble } = await watchedPage(browser);
+    const res = await page.goto(`${base}/status`);
+    expect(res?.status()).toBe(200);
+    await page.waitForLoadState('load');
+    // The chart: a bar for the check that refused localhost, drawn (it has a height).
+    const bar = page.locator('svg#chart rect.bar[data-check="helo-claims-us"]');
+    expect(await bar.count()).toBe(1);
+    const box = await bar.boundingBox();
+    expect(box?.height ?? 0).toBeGreaterThan(1);
+    expect(await page.locator('.legend li[data-check="helo-claims-us"]').textContent()).toContain(
+      '1 rejected',
+    );
+    // The decision, with the deciding check and its reply.
+    const rows = page.locator('#decisions tbody tr');
+    expect(await rows.count()).toBe(3);
+    const refused = page.locator('#decisions tbody tr', { hasText: '203.0.113.9' });
+    expect(await refused.locator('td.helo').textContent()).toBe('localhost');
+    expect(await refused.locator('td.check').textContent()).toBe('helo-claims-us');
+    expect(await refused.locator('td.verdict').textContent()).toBe('reject');
+    expect(await refused.locator('td.reply').textContent()).toMatch(/^5\d\d 5\.\d+\.\d+ /);
+    // Its trace opens.
+    await refused.locator('summary').click();
+    expect(await refused.locator('li.step.reject b').textContent()).toBe('helo-claims-us');
+    expect(await refused.locator('li.step.reject').isVisible()).toBe(true);
+    // Typing filters as you type.
+    await page.fill('#q', '203.0.113');
+    expect(await page.locator('#decisions tbody tr:visible').count()).toBe(1);
+    expect(await page.textContent('#shown')).toBe('1 of 3');
+    await page.fill('#q', 'postmaster@example.com');
+    expect(await page.locator('#decisions tbody tr:visible').count()).toBe(3);
+    // Enter asks the server.
+    await page.fill('#q', 'evil.example');
+    await Promise.all([page.waitForURL(/\?q=evil\.example$/), page.press('#q', 'Enter')]);
+    expect(await page.locator('#decisions tbody tr').count()).toBe(1);
+    expect(trouble).toEqual({ console: [], errors: [], failed: [], dialogs: [] });
+    await page.close();
+  });
+
+  it('shows the HELO and sender an attacker chose as text: no element of theirs, no script runs', async () => {
+    const { page, trouble } = await watchedPage(browser);
+    await page.goto(`${base}/status`);
+    await page.waitForLoadState('load');
+    const row = page.locator('#decisions tbody tr', { hasText: '198.51.100.7' });
+    expect(await row.locator('td.helo').textContent()).toBe(HOSTILE_HELO);
+    expect(await row.locator('td.from').textContent()).toBe(HOSTILE_FROM);
+    expect(await page.locator('img').count()).toBe(0);
+    expect(await page.locator('script').count()).toBe(1);
+    // The same through the search box and the query string.
+    await page.goto(`${base}/status?q=${encodeURIComponent('"><script>alert(3)</script>')}`);
+    expect(await page.inputValue('#q')).toBe('"><script>alert(3)</script>');
+    expect(await page.locator('script').count()).toBe(1);
+    expect(trouble.dialogs).toEqual([]);
+    expect(trouble.errors).toEqual([]);
+    expect(trouble.console).toEqual([]);
+    await page.close();
+  });
+
+  it('shows hashed addresses under --log-privacy hash, and finds a sender by its address in clear', async () => {
+    const { page, trouble } = await watchedPage(browser);
+    await page.goto(`${base}/hashed/status`);
+    const text = (await page.textContent('#decisions')) ?? '';
+    expect(text).not.toContain('alice@');
+    expect(text).not.toContain('203.0.113.9');
+    expect(text).toMatch(/h:[0-9a-f]{12}@example\.net/);
+    await page.goto(`${base}/hashed/status?q=alice%40example.net`);
+    expect(await page.locator('#decisions tbody tr').count()).toBe(2);
+    expect(trouble).toEqual({ console: [], errors: [], failed: [], dialogs: [] });
+    await page.close();
+  });
+});
