@@ -12,7 +12,8 @@ header p { margin: 0 0 .5rem; color: #4a5561; }
 main { display: flex; flex-wrap: wrap; gap: 1rem; }
 .box { background: #fff; border: 1px solid #d8dde3; border-radius: 6px; padding: .8rem 1rem; flex: 1 1 20rem; }
 .box.wide { flex: 1 1 100%; }
-svg#chart { width: 100%; max-width: 960px; height: auto; display: block; }
+svg#chart { width: 100%; max-width: 1100px; height: auto; display: block; }
+td.time { white-space: nowrap; }
 .axis { stroke: #8a96a3; }
 .tick { font-size: 10px; fill: #4a5561; }
 .legend { list-style: none; padding: 0; margin: .4rem 0 0; display: flex; flex-wrap: wrap; gap: .3rem 1.2rem; }
