@@ -130,6 +130,14 @@ describe('StatusBoard', () => {
     expect(board.latest()).toHaveLength(4);
   });
 
+  it('files a decision under the time it was made when told', () => {
+    const clock = new ManualClock(T0 + 10 * 60_000);
+    const board = new StatusBoard({ clock });
+    board.record(session(), refused('helo-syntax'), 'x', T0 + 2 * 60_000);
+    expect(board.latest()[0]?.time).toBe(T0 + 2 * 60_000);
+    expect(board.lastHour()[MINUTES - 9]?.checks.get('helo-syntax')?.reject).toBe(1);
+  });
+
   it('counts a dry run by what it would have done', () => {
     const board = new StatusBoard({ clock: new ManualClock(T0) });
     board.record(session(), {
@@ -190,6 +198,7 @@ describe('status page over http', () => {
     ok: false,
     stores: { greylist: 'up', reputation: 'down' },
     lists: { 'zen.example ip': 'healthy', 'broken.example ip': 'disabled' },
+    problems: ['store reputation is not reachable'],
   };
   const handle = statusHandler(board, {
     title: 'mxguard serve',
@@ -238,6 +247,7 @@ describe('status page over http', () => {
     expect(html).toMatch(/<td>reputation<\/td><td class="state bad">down<\/td>/);
     expect(html).toContain('<span id="overall" class="state bad">degraded</span>');
     expect(html).toContain('offline: DNS checks skipped');
+    expect(html).toContain('<li class="problem">store reputation is not reachable</li>');
     expect(html).toContain('3 of 3');
   });
 

@@ -42,6 +42,7 @@ details ol { margin: .3rem 0; padding-left: 1.4rem; }
 form { margin-bottom: .5rem; }
 input[type=search] { width: 22rem; max-width: 100%; padding: .25rem .4rem; }
 .notes { color: #6b4e00; margin: 0 0 .5rem; }
+.notes .problem { color: #b00020; font-weight: 600; }
 .empty { color: #6b7682; }
 `;
 

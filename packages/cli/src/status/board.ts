@@ -180,14 +180,17 @@ export class StatusBoard {
     this.since = this.#clock.now();
   }
 
-  /** Records one evaluation of the chain. Never throws: the page must not cost a decision. */
-  record(session: Session, d: Decision, id?: string | number): void {
-    this.add(decisionRecord(session, d, id));
+  /**
+   * Records one evaluation of the chain, made at `at` (ms since the epoch; default now on the
+   * board's clock), with the adapter's session id when it has one.
+   */
+  record(session: Session, d: Decision, id?: string | number, at?: number): void {
+    this.add(decisionRecord(session, d, id), at);
   }
 
   /** Records one decision log record (the fields of {@link decisionRecord}). */
-  add(record: Record<string, unknown>): void {
-    const now = this.#clock.now();
+  add(record: Record<string, unknown>, at?: number): void {
+    const now = at ?? this.#clock.now();
     const d = shown(this.redactor.record(record), now);
     const bytes = Buffer.byteLength(JSON.stringify(d));
     this.#entries.push({ d, bytes });

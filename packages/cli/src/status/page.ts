@@ -8,6 +8,8 @@ export interface StatusHealth {
   readonly stores: Readonly<Record<string, string>>;
   /** DNS list (`zone kind`) to state (`healthy`, `disabled`, `unprobed`). */
   readonly lists: Readonly<Record<string, string>>;
+  /** One line for each thing that is not well. */
+  readonly problems?: readonly string[];
 }
 
 /** What the page shows besides the board. */
@@ -208,7 +210,9 @@ export function renderPage(board: StatusBoard, info: StatusInfo, q: string): str
   const found = search(board, all, q);
   const h = info.health;
   const overall = h === undefined ? 'unknown' : h.ok ? 'good' : 'bad';
-  const notes = (info.notes ?? []).map((n) => `<li>${esc(n)}</li>`).join('');
+  const notes = [...(h?.problems ?? []).map((p) => `<li class="problem">${esc(p)}</li>`)]
+    .concat((info.notes ?? []).map((n) => `<li>${esc(n)}</li>`))
+    .join('');
   return `<!doctype html>
 <html lang="en">
 <head>
