@@ -23,6 +23,8 @@
  *   not daemonised, mxguard one JSON line).
  * - C connections, each sending one request and waiting for its answer before the next, as each
  *   Postfix smtpd process does. Latency: from the write to the whole answer.
+ * - The servers take turns: the stream is cut into SLICES slices and each slice goes to every
+ *   server in turn, so the machine's load (other jobs) weighs on all of them alike.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import {
@@ -55,6 +57,8 @@ import { freePort } from '../testing/net.js';
 import { rcptRequest } from '../testing/postfix.js';
 
 const POSTGREY = '/usr/sbin/postgrey';
+/** The stream is cut into this many slices, each sent to every server in turn. */
+const SLICES = 10;
 
 /** One JSON line a decision to a file, as postgrey logs one line a decision (here to a file too). */
 function fileLogger(path: string): Logger {
@@ -200,11 +204,18 @@ function asker(socket: Socket): (req: string) => Promise<string> {
     });
 }
 
-async function drive(port: number, requests: string[], connections: number): Promise<Result> {
+/** What one server did with one slice of the stream. */
+interface Run {
+  seconds: number;
+  readonly latencies: number[];
+  readonly actions: Record<string, number>;
+}
+
+/** Sends `requests` over `connections` connections to `port`, adding to `run`. */
+async function drive(port: number, requests: string[], connections: number, run: Run): Promise<void> {
   const sockets = await Promise.all(Array.from({ length: connections }, () => open(port)));
   const askers = sockets.map(asker);
-  const latencies = new Float64Array(requests.length);
-  const actions: Record<string, number> = {};
+  const { latencies, actions } = run;
   let next = 0;
   const start = performance.now();
   await Promise.all(
@@ -213,23 +224,26 @@ async function drive(port: number, requests: string[], connections: number): Pro
         const i = next++;
         const t = performance.now();
         const answer = await ask(requests[i] as string);
-        latencies[i] = performance.now() - t;
+        latencies.push(performance.now() - t);
         const kind = answer.replace(/^action=/, '').split(' ')[0] ?? '?';
         actions[kind] = (actions[kind] ?? 0) + 1;
       }
     }),
   );
-  const seconds = (performance.now() - start) / 1000;
+  run.seconds += (performance.now() - start) / 1000;
   for (const s of sockets) s.destroy();
-  const sorted = Array.from(latencies).sort((a, b) => a - b);
+}
+
+function summary(run: Run): Result {
+  const sorted = Float64Array.from(run.latencies).sort();
   const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
   return {
-    rps: requests.length / seconds,
+    rps: run.latencies.length / run.seconds,
     p50: at(0.5),
     p90: at(0.9),
     p99: at(0.99),
     max: sorted.at(-1) ?? 0,
-    actions,
+    actions: run.actions,
   };
 }
 
@@ -362,9 +376,16 @@ async function main(): Promise<void> {
     add('mxguard, recommended', await startCli(dir));
     add('mxguard, postgrey-equivalent', await startChild(['--serve', join(dir, 'mxguard.log')], 'mxguard'));
     add('postgrey', await startPostgrey(dir));
-    for (const [, s] of servers) await drive(s.port, warm, c);
-    const results: [string, Result][] = [];
-    for (const [name, s] of servers) results.push([name, await drive(s.port, requests, c)]);
+    for (const [, s] of servers) await drive(s.port, warm, c, { seconds: 0, latencies: [], actions: {} });
+    // The contestants take turns, a slice of the stream each, so a change in the machine's load
+    // (other jobs) falls on all of them rather than on whichever ran at that moment.
+    const runs = servers.map((): Run => ({ seconds: 0, latencies: [], actions: {} }));
+    const size = Math.ceil(n / SLICES);
+    for (let from = 0; from < n; from += size) {
+      const slice = requests.slice(from, from + size);
+      for (const [i, [, s]] of servers.entries()) await drive(s.port, slice, c, runs[i] as Run);
+    }
+    const results: [string, Result][] = servers.map(([name], i) => [name, summary(runs[i] as Run)]);
     const limit = results[0]?.[1].rps ?? 1;
     const postgrey = results.at(-1)?.[1].rps ?? 1;
     const postgreyVersion = execFileSync(POSTGREY, ['--version']).toString().trim();

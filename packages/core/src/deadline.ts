@@ -13,11 +13,56 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { setMaxListeners } from 'node:events';
 
-const current = new AsyncLocalStorage<AbortSignal>();
+/**
+ * The deadline of one decision as its asynchronous context holds it. Its `AbortSignal` is made
+ * only when something asks for it (a DNS lookup, through {@link currentDeadline}): a decision whose
+ * checks are all offline never pays for an AbortController and its listeners.
+ */
+class Deadline {
+  private made: AbortSignal | undefined;
+  private controller: AbortController | undefined;
+  private reason: Error | undefined;
+
+  constructor(
+    /** The deadline this one is nested in: the earlier of the two applies. */
+    private readonly outer: Deadline | undefined,
+    /** A signal given by the caller ({@link withDeadline}); none: this deadline aborts itself. */
+    private readonly given: AbortSignal | undefined,
+  ) {}
+
+  /** True once the budget of this deadline itself ran out. */
+  get expired(): boolean {
+    return this.reason !== undefined;
+  }
+
+  /** Ends this deadline: its signal (now or when it is made) aborts with `reason`. */
+  expire(reason: Error): void {
+    this.reason = reason;
+    this.controller?.abort(reason);
+  }
+
+  get signal(): AbortSignal {
+    if (this.made) return this.made;
+    let own = this.given;
+    if (!own) {
+      this.controller = new AbortController();
+      if (this.reason) this.controller.abort(this.reason);
+      own = this.controller.signal;
+    }
+    const both = this.outer ? AbortSignal.any([this.outer.signal, own]) : own;
+    // Every lookup of the decision listens to it until it settles (and then stops): their number is
+    // bounded by the decision's checks, not by a count Node should warn about.
+    setMaxListeners(0, both);
+    this.made = both;
+    return both;
+  }
+}
+
+const current = new AsyncLocalStorage<Deadline>();
 
 /** The deadline of the decision being made here, as a signal that aborts when its budget runs out. */
 export function currentDeadline(): AbortSignal | undefined {
-  return current.getStore();
+  return current.getStore()?.signal;
 }
 
 /**
@@ -25,12 +70,7 @@ export function currentDeadline(): AbortSignal | undefined {
  * earlier of the two applies.
  */
 export function withDeadline<T>(signal: AbortSignal, fn: () => T): T {
-  const outer = current.getStore();
-  const both = outer ? AbortSignal.any([outer, signal]) : signal;
-  // Every lookup of the decision listens to it until it settles (and then stops): their number is
-  // bounded by the decision's checks, not by a count Node should warn about.
-  setMaxListeners(0, both);
-  return current.run(both, fn);
+  return current.run(new Deadline(current.getStore(), signal), fn);
 }
 
 /**
@@ -85,37 +125,55 @@ export const DEADLINE_GRACE_MS = 250;
  * (and `work`'s eventual result is dropped). So the answer comes within `budgetMs + graceMs`, plus
  * whatever the event loop is late by.
  */
-export async function withinBudget<T>(
+export function withinBudget<T>(
   budgetMs: number,
   work: () => Promise<T>,
   late: () => T,
   options: BudgetOptions = {},
 ): Promise<Budgeted<T>> {
   if (!Number.isFinite(budgetMs) || budgetMs <= 0)
-    throw new TypeError(`time budget must be a number of milliseconds > 0, got ${budgetMs}`);
+    return Promise.reject(new TypeError(`time budget must be a number of milliseconds > 0, got ${budgetMs}`));
   const graceMs = options.graceMs ?? DEADLINE_GRACE_MS;
-  const controller = new AbortController();
-  let budgetTimer: NodeJS.Timeout | undefined;
-  let graceTimer: NodeJS.Timeout | undefined;
-  const tooLate = new Promise<'late'>((resolve) => {
-    budgetTimer = setTimeout(() => {
-      controller.abort(new Error(`time budget of ${budgetMs} ms exhausted`));
-      graceTimer = setTimeout(() => resolve('late'), graceMs);
+  // One timer a decision, and no AbortController unless a lookup asks for the signal (Deadline).
+  const deadline = new Deadline(current.getStore(), undefined);
+  return new Promise<Budgeted<T>>((resolve, reject) => {
+    let settled = false;
+    let graceTimer: NodeJS.Timeout | undefined;
+    const budgetTimer = setTimeout(() => {
+      deadline.expire(new Error(`time budget of ${budgetMs} ms exhausted`));
+      graceTimer = setTimeout(() => {
+        if (settled) return;
+        settled = true;
+        try {
+          resolve({ value: late(), expired: true, late: true });
+        } catch (err) {
+          reject(err);
+        }
+      }, graceMs);
     }, budgetMs);
-  });
-  try {
-    const done = withDeadline(controller.signal, () => Promise.resolve().then(work)).then((value) => ({
-      value,
-    }));
-    const outcome = await Promise.race([done, tooLate]);
-    if (outcome === 'late') {
-      // work's own failure, if it ever comes, must not be an unhandled rejection.
-      done.catch(() => {});
-      return { value: late(), expired: true, late: true };
+    const end = () => {
+      settled = true;
+      clearTimeout(budgetTimer);
+      clearTimeout(graceTimer);
+    };
+    let done: Promise<T>;
+    try {
+      done = Promise.resolve(current.run(deadline, work));
+    } catch (err) {
+      done = Promise.reject(err);
     }
-    return { value: outcome.value, expired: controller.signal.aborted, late: false };
-  } finally {
-    clearTimeout(budgetTimer);
-    clearTimeout(graceTimer);
-  }
+    // work's own result or failure after late() answered is dropped (never an unhandled rejection).
+    done.then(
+      (value) => {
+        if (settled) return;
+        end();
+        resolve({ value, expired: deadline.expired, late: false });
+      },
+      (err: unknown) => {
+        if (settled) return;
+        end();
+        reject(err);
+      },
+    );
+  });
 }

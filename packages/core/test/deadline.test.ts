@@ -48,6 +48,50 @@ describe('withinBudget', () => {
     ).rejects.toThrow('boom');
   });
 
+  it('a signal first asked for after the budget ran out is already aborted', async () => {
+    // The signal is made only when a lookup asks for it: one asked for late must still be over.
+    const r = await withinBudget(
+      50,
+      async () => {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const signal = currentDeadline();
+        return [signal?.aborted, (signal?.reason as Error | undefined)?.message];
+      },
+      () => ['late'],
+      { graceMs: 5000 },
+    );
+    expect(r).toEqual({ value: [true, 'time budget of 50 ms exhausted'], expired: true, late: false });
+  });
+
+  it('inside another deadline, the earlier applies, and the outer aborts the inner', async () => {
+    const outer = new AbortController();
+    const r = await withDeadline(outer.signal, () =>
+      withinBudget(
+        60_000,
+        async () => {
+          const signal = currentDeadline();
+          const before = signal?.aborted;
+          outer.abort();
+          return [before, signal?.aborted];
+        },
+        () => ['late'],
+      ),
+    );
+    // The budget itself did not run out: the outer deadline did.
+    expect(r).toEqual({ value: [false, true], expired: false, late: false });
+  });
+
+  it('work that throws at once is a rejection, not an exception', async () => {
+    const p = withinBudget(
+      1000,
+      () => {
+        throw new Error('at once');
+      },
+      () => 'late',
+    );
+    await expect(p).rejects.toThrow('at once');
+  });
+
   it('refuses a budget that is not a positive number of milliseconds', async () => {
     for (const b of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
       await expect(
