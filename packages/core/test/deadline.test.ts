@@ -57,7 +57,7 @@ describe('withinBudget', () => {
         const signal = currentDeadline();
         return [signal?.aborted, (signal?.reason as Error | undefined)?.message];
       },
-      () => ['late'],
+      (): unknown[] => ['late'],
       { graceMs: 5000 },
     );
     expect(r).toEqual({ value: [true, 'time budget of 50 ms exhausted'], expired: true, late: false });
@@ -74,7 +74,7 @@ describe('withinBudget', () => {
           outer.abort();
           return [before, signal?.aborted];
         },
-        () => ['late'],
+        (): unknown[] => ['late'],
       ),
     );
     // The budget itself did not run out: the outer deadline did.
