@@ -3,6 +3,10 @@
 export { currentDeadline, DEADLINE_GRACE_MS, decisionRecord, settleBy, withinBudget } from '@mxguard/core';
 export * from './check.js';
 export * from './config.js';
+export * from './decisions.js';
+export * from './http.js';
+export * from './metrics.js';
+export * from './observe.js';
 export * from './program.js';
 export * from './replay.js';
 export * from './runtime.js';

@@ -61,8 +61,38 @@ export function addCommonOptions(cmd: Command): Command {
     );
 }
 
+/** The `--http` flags of `serve` and `policy`. */
+interface HttpCliFlags {
+  http?: string;
+  httpAllowRemote: boolean;
+}
+
+/** `--http HOST:PORT`: the metrics and health listener of `serve` and `policy`. */
+function httpOption(): Option {
+  return new Option(
+    '--http <host:port>',
+    'serve Prometheus /metrics and /health (for load balancers) on this address; loopback only unless --http-allow-remote (default: none, off)',
+  );
+}
+
+/** `--http-allow-remote`: `--http` on an address that is not loopback. */
+function httpAllowRemoteOption(): Option {
+  return new Option(
+    '--http-allow-remote',
+    'allow --http on an address that is not loopback (it has no authentication)',
+  ).default(false);
+}
+
+/** What `runServe`/`runPolicy` take from the `--http` flags. */
+function httpOf(flags: HttpCliFlags) {
+  return {
+    ...(flags.http ? { http: flags.http } : {}),
+    ...(flags.httpAllowRemote ? { httpAllowRemote: true } : {}),
+  };
+}
+
 /** The flags of `serve`. */
-interface ServeFlags extends CommonFlags {
+interface ServeFlags extends CommonFlags, HttpCliFlags {
   listen: string;
   spool: string;
   relay?: string;
@@ -171,7 +201,9 @@ export function buildProgram(io: ProgramIo): Command {
         new Option('--tls-min-version <version>', 'the oldest TLS version STARTTLS accepts')
           .choices(['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'])
           .default('TLSv1.2'),
-      ),
+      )
+      .addOption(httpOption())
+      .addOption(httpAllowRemoteOption()),
   ).action(async (flags: ServeFlags) => {
     const { config, common } = await prepare(flags, 'serve');
     const { runServe } = await import('./serve.js');
@@ -192,6 +224,7 @@ export function buildProgram(io: ProgramIo): Command {
         ? { tls: { keyFile: flags.tlsKey, certFile: flags.tlsCert, minVersion: flags.tlsMinVersion } }
         : {}),
       budget: flags.budget,
+      ...httpOf(flags),
     });
   });
 
@@ -207,16 +240,21 @@ export function buildProgram(io: ProgramIo): Command {
           .conflicts('socket'),
       )
       .option('--socket <path>', 'a UNIX socket to listen on instead of --listen (default: none)')
-      .addOption(budgetOption(8000, 'a policy request')),
-  ).action(async (flags: CommonFlags & { listen: string; socket?: string; budget: number }) => {
-    const { config, common } = await prepare(flags, 'policy');
-    const { runPolicy } = await import('./serve.js');
-    io.exitCode = await runPolicy(config, {
-      ...common,
-      ...(flags.socket ? { socket: flags.socket } : { listen: flags.listen }),
-      budget: flags.budget,
-    });
-  });
+      .addOption(budgetOption(8000, 'a policy request'))
+      .addOption(httpOption())
+      .addOption(httpAllowRemoteOption()),
+  ).action(
+    async (flags: CommonFlags & HttpCliFlags & { listen: string; socket?: string; budget: number }) => {
+      const { config, common } = await prepare(flags, 'policy');
+      const { runPolicy } = await import('./serve.js');
+      io.exitCode = await runPolicy(config, {
+        ...common,
+        ...(flags.socket ? { socket: flags.socket } : { listen: flags.listen }),
+        budget: flags.budget,
+        ...httpOf(flags),
+      });
+    },
+  );
 
   addCommonOptions(
     program

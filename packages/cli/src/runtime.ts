@@ -3,6 +3,7 @@ import type { Clock, Logger, Policy, ReverseDns, Session } from '@mxguard/core';
 import { ConfigError } from '@mxguard/core';
 import type { DnsTiming } from '@mxguard/dns';
 import { type MxguardConfig, validateConfig } from './config.js';
+import type { ListStatus } from './metrics.js';
 
 /**
  * A clock that follows the session being replayed when it carries a time, and the system clock
@@ -46,6 +47,12 @@ export interface Runtime {
    * of at their next use: for a SIGHUP. A table that no longer parses keeps the old one (logged).
    */
   readonly reloadTables?: () => void;
+  /** The stores of the policy by name (greylist, reputation, callout), for `/health`. */
+  readonly stores?: Readonly<Record<string, object>>;
+  /** The configured DNS lists and the health of each now (none offline). */
+  readonly lists?: () => readonly ListStatus[];
+  /** The zones of the configured DNS lists, for counting lookups by list. */
+  readonly listZones?: readonly string[];
   /** What is off and why, for the user. */
   readonly notes: readonly string[];
   readonly log: Logger;

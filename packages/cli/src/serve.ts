@@ -6,10 +6,45 @@ import { DnsResolver } from '@mxguard/dns';
 import { type Listen, type PolicyServerOptions, startPolicyServer } from '@mxguard/postfix';
 import { DEFAULT_BUDGET_MS, type GatewayOptions, type GatewayTls, startGateway } from '@mxguard/smtp';
 import { type MxguardConfig, validateConfig } from './config.js';
+import type { DecisionHub } from './decisions.js';
+import { isLoopback } from './http.js';
+import type { MxguardMetrics } from './metrics.js';
+import { type Mount, Observability } from './observe.js';
 import { type Runtime, UsageError } from './runtime.js';
 import { createRuntime, DNS_CHECKS } from './wiring.js';
 
-export interface ServeOptions {
+/** The `--http` listener's settings, shared by `serve` and `policy`. */
+export interface HttpFlags {
+  /** `HOST:PORT` of the metrics, health (and status page) listener; off when absent. */
+  readonly http?: string | undefined;
+  /** Allow `--http` on an address that is not loopback. @default false */
+  readonly httpAllowRemote?: boolean | undefined;
+  /** What the listener serves. @default DEFAULT_MOUNTS (/metrics, /health) */
+  readonly mounts?: readonly Mount[];
+}
+
+/** The hub, metrics and (when `--http` is given) listener of a command; the flags checked first. */
+function observability(options: HttpFlags & { log: Logger }): Observability {
+  const listen = options.http === undefined ? undefined : parseListen(options.http, '127.0.0.1', '--http');
+  if (listen && !options.httpAllowRemote && !isLoopback(listen.host)) {
+    throw new UsageError(
+      `--http ${options.http}: not a loopback address, and the listener has no authentication (add --http-allow-remote to listen there anyway)`,
+    );
+  }
+  return new Observability({
+    ...(listen ? { listen } : {}),
+    ...(options.httpAllowRemote ? { allowRemote: true } : {}),
+    log: options.log,
+    ...(options.mounts ? { mounts: options.mounts } : {}),
+  });
+}
+
+/** The banner line of the `--http` listener. */
+function httpLine(address: string): string {
+  return `status: http://${address}/ (metrics: /metrics, health: /health)`;
+}
+
+export interface ServeOptions extends HttpFlags {
   readonly listen: string;
   readonly spool?: string | undefined;
   /** The MTA behind us (`smtp://HOST:PORT`, `lmtp://HOST:PORT`, `lmtp:/SOCKET`); else the spool. */
@@ -38,11 +73,15 @@ async function readTls(files: TlsFiles): Promise<GatewayTls> {
 }
 
 /** Splits `host:port`, `[v6]:port` or `port`. */
-export function parseListen(s: string, defaultHost = '127.0.0.1'): { host: string; port: number } {
+export function parseListen(
+  s: string,
+  defaultHost = '127.0.0.1',
+  flag = '--listen',
+): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(s) ?? /^()()(\d+)$/.exec(s);
   const port = Number(m?.[3]);
   if (!m || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new UsageError(`--listen must be HOST:PORT, [IPv6]:PORT or PORT; got "${s}"`);
+    throw new UsageError(`${flag} must be HOST:PORT, [IPv6]:PORT or PORT; got "${s}"`);
   }
   return { host: m[1] || m[2] || defaultHost, port };
 }
@@ -99,6 +138,10 @@ export interface RuntimeForOptions {
    * @default asks the system resolver for example.com's A record
    */
   readonly dnsProbe?: () => Promise<boolean>;
+  /** Told about every decision (metrics, status page). */
+  readonly observers?: DecisionHub;
+  /** Counts DNS lookups, store operations, greylist outcomes, findings. */
+  readonly metrics?: MxguardMetrics;
 }
 
 /**
@@ -114,6 +157,8 @@ export async function runtimeFor(config: MxguardConfig, options: RuntimeForOptio
     offline: !online,
     ...(options.resolver ? { resolver: options.resolver } : {}),
     ...(options.budget !== undefined ? { budget: options.budget } : {}),
+    ...(options.observers ? { observers: options.observers } : {}),
+    ...(options.metrics ? { metrics: options.metrics } : {}),
     log: options.log,
   });
   if (!online && !options.offline) {
@@ -184,7 +229,9 @@ export async function runServe(config: MxguardConfig, options: ServeOptions): Pr
   const spoolDir = relay ? undefined : resolve(options.spool ?? 'spool');
   if (spoolDir) await mkdir(spoolDir, { recursive: true });
   const budget = options.budget ?? DEFAULT_BUDGET_MS;
-  const rt = await runtimeFor(config, { ...options, budget });
+  const obs = observability(options);
+  const rt = await runtimeFor(config, { ...options, budget, ...obs.runtimeOptions });
+  obs.follow(() => rt);
   const site = rt.policy.site;
   const tls = options.tls ? await readTls(options.tls) : undefined;
   const gw = await startGateway({
@@ -215,6 +262,7 @@ export async function runServe(config: MxguardConfig, options: ServeOptions): Pr
       });
   };
   process.on('SIGHUP', onHup);
+  const http = await obs.start(() => gw.server.connections.size);
   const where = gw.host.includes(':') ? `[${gw.host}]:${gw.port}` : `${gw.host}:${gw.port}`;
   const domain = site.ourDomains[0] ?? 'example.com';
   out(`mxguard gateway listening on ${where} (our domains: ${site.ourDomains.join(', ')})`);
@@ -225,6 +273,7 @@ export async function runServe(config: MxguardConfig, options: ServeOptions): Pr
     );
   out(`checks: ${rt.policy.chain.links.map((l) => l.check.name).join(', ')}`);
   out(budgetLine(budget, 'an SMTP command', rt));
+  if (http) out(httpLine(http));
   for (const n of rt.notes) out(`note: ${n}`);
   if (!options.offline && rt.lookupRdns) {
     out(
@@ -239,12 +288,13 @@ export async function runServe(config: MxguardConfig, options: ServeOptions): Pr
   await untilSignal();
   out('mxguard gateway stopping');
   process.off('SIGHUP', onHup);
+  await obs.close();
   await gw.close();
   await rt.close();
   return 0;
 }
 
-export interface PolicyOptions {
+export interface PolicyOptions extends HttpFlags {
   readonly listen?: string | undefined;
   readonly socket?: string | undefined;
   readonly offline: boolean;
@@ -280,19 +330,24 @@ export async function runPolicy(config: MxguardConfig, options: PolicyOptions): 
   if (options.listen && options.socket) throw new UsageError('--listen and --socket exclude each other');
   const listen = options.socket ? { path: options.socket } : parseListen(options.listen ?? '127.0.0.1:10023');
   const budget = options.budget ?? POLICY_BUDGET;
-  const rt = await runtimeFor(config, { ...options, budget });
+  const obs = observability(options);
+  const rt = await runtimeFor(config, { ...options, budget, ...obs.runtimeOptions });
+  obs.follow(() => rt);
   const server = await startPolicyServer(policyServerOptions(rt, { listen, budget }));
+  const http = await obs.start(() => server.connections);
   const a = server.address;
   const where =
     'path' in a ? `unix:${a.path}` : `inet:${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
   out(`mxguard policy server listening on ${where}`);
   out(budgetLine(budget, 'a request', rt));
   out(`checks: ${rt.policy.chain.links.map((l) => l.check.name).join(', ')}`);
+  if (http) out(httpLine(http));
   for (const n of rt.notes) out(`note: ${n}`);
   out(
     `postfix main.cf: smtpd_recipient_restrictions = reject_unauth_destination, check_policy_service { ${where}, timeout=${postfixTimeoutFor(budget)}s, default_action=DUNNO }`,
   );
   await untilSignal();
+  await obs.close();
   await server.close();
   await rt.close();
   return 0;

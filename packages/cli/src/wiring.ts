@@ -28,6 +28,7 @@ import {
   dnsFactories,
   dnsSettingsFromConfig,
   FakeResolver,
+  healthFor,
   lookupRdns,
   prefetch,
 } from '@mxguard/dns';
@@ -48,6 +49,8 @@ import {
 } from '@mxguard/reputation';
 import { createSignalsEnv, signalsFactories } from '@mxguard/signals';
 import { type MxguardConfig, policyPart, validateConfig } from './config.js';
+import type { DecisionHub } from './decisions.js';
+import type { ListStatus, MxguardMetrics } from './metrics.js';
 import { ReplayClock, type Runtime } from './runtime.js';
 
 /** The checks that need DNS: offline they are present but say, in the trace, that they were skipped. */
@@ -80,6 +83,23 @@ export interface RuntimeOptions {
    * memory stores in place of the configured ones (`mxguard config check`).
    */
   readonly dryRun?: boolean;
+  /** Told about every decision of the chain (metrics, status page); kept across reloads. */
+  readonly observers?: DecisionHub;
+  /** Counts DNS lookups, store operations, greylist outcomes and findings on the wire. */
+  readonly metrics?: MxguardMetrics;
+}
+
+/** The same chain, telling the hub about every evaluation with its time and duration. */
+export function observedBy(inner: Chain, hub: DecisionHub, clock: { now(): number }): Chain {
+  return {
+    ...inner,
+    async evaluate(session, extra) {
+      const start = performance.now();
+      const decision = await inner.evaluate(session, extra);
+      hub.emit({ session, decision, at: clock.now(), seconds: (performance.now() - start) / 1000 });
+      return decision;
+    },
+  };
 }
 
 /** The same chain, telling `onDecision` about every evaluation (the reputation's feed). */
@@ -153,6 +173,10 @@ export async function createRuntime(config: MxguardConfig, options: RuntimeOptio
   validateConfig(config);
   const clock = options.clock ?? new ReplayClock();
   const log = options.log;
+  const metrics = options.metrics;
+  /** A store as the checks see it: counted and timed when there are metrics. */
+  const measured = <T extends object>(name: string, store: T): T =>
+    metrics ? metrics.instrumentStore(name, store) : store;
   const notes: string[] = [];
   const closers: (() => Promise<void>)[] = [];
   const registry: Record<string, Registry[string]> = {};
@@ -183,6 +207,9 @@ export async function createRuntime(config: MxguardConfig, options: RuntimeOptio
       ...(servers ? { servers } : {}),
       clock,
       log,
+      ...(metrics
+        ? { onLookup: (e: Parameters<MxguardMetrics['dnsLookup']>[0]) => metrics.dnsLookup(e) }
+        : {}),
     });
     Object.assign(
       registry,
@@ -198,7 +225,7 @@ export async function createRuntime(config: MxguardConfig, options: RuntimeOptio
     ),
   );
   closers.push(() => repStore.close());
-  const repEnv = { clock, store: repStore, log };
+  const repEnv = { clock, store: measured('reputation', repStore), log };
   registry.reputation = withOptions(reputationOptions, (o: Record<string, unknown>) => {
     reputation = reputationFromConfig(o, repEnv);
     return reputation.check;
@@ -223,13 +250,15 @@ export async function createRuntime(config: MxguardConfig, options: RuntimeOptio
     storeFromConfig(options.dryRun ? 'memory' : (config.greylist ?? 'memory'), { clock, log }),
   );
   closers.push(() => store.close());
+  const stores: Record<string, object> = { greylist: store, reputation: repStore };
   await whenReady(store, 'greylist', log);
   registry.greylist = withOptions(greylistOptions, (o: Record<string, unknown>) =>
     greylistCheck(
-      { store },
+      { store: measured('greylist', store) },
       {
         ...greylistOptionsFromConfig(o),
         onDecision: (ev) => {
+          metrics?.greylistOutcome(ev.outcome);
           if (ev.outcome === 'expired-restart' && reputation) {
             reputation.recordEvent(ev.clientAddress, 'greylist-failure').catch((err: unknown) => {
               log.error({ err: String(err) }, 'reputation: recording a greylist failure failed');
@@ -248,12 +277,13 @@ export async function createRuntime(config: MxguardConfig, options: RuntimeOptio
       ),
     );
     closers.push(() => calloutStore.close());
+    stores.callout = calloutStore;
     Object.assign(
       registry,
       bindFactories(calloutFactories, {
         clock,
         resolver: resolver ?? new FakeResolver({}),
-        store: calloutStore,
+        store: measured('callout', calloutStore),
         log,
       }),
     );
@@ -311,12 +341,18 @@ export async function createRuntime(config: MxguardConfig, options: RuntimeOptio
   }
   // The reputation hears what the chain decided, also in a dry run: it is part of the judging.
   const judged = observed(built.chain, onDecision);
-  const policy = { ...built, chain: mode === 'warn' ? dryRun(judged) : judged };
+  const enforced = mode === 'warn' ? dryRun(judged) : judged;
+  // The observers (metrics, status page) see what was done: in a dry run, `would` says the rest.
+  const policy = {
+    ...built,
+    chain: options.observers ? observedBy(enforced, options.observers, clock) : enforced,
+  };
   if (mode === 'warn')
     notes.push('mode warn: a dry run, every session is judged and logged, nothing is refused');
   // An adapter's finding on the wire (early talker, pipelining without PIPELINING) is held against
   // the network when it is seen, not only if the pipelining check later refuses a command.
   const onFlag = (session: Session, flag: string) => {
+    metrics?.flag(flag);
     reputation?.recordEvent(session.clientAddress, 'protocol-violation').catch((err: unknown) => {
       log.error({ err: String(err), flag }, 'reputation: recording a protocol violation failed');
     });
@@ -324,12 +360,32 @@ export async function createRuntime(config: MxguardConfig, options: RuntimeOptio
   for (const off of policy.off) notes.push(`off: ${off.name} (${off.why})`);
 
   const r = resolver;
+  const health = r ? healthFor(r) : undefined;
+  const configured = [
+    ...dns.dnsLists.flatMap((l) => [
+      { zone: l.zone, kind: 'ip' as const },
+      { zone: l.zone, kind: 'ip6' as const },
+    ]),
+    ...dns.rhsLists.map((l) => ({ zone: l.zone, kind: 'name' as const })),
+  ];
+  const lists = (): ListStatus[] =>
+    configured.map(({ zone, kind }) => {
+      const p = health?.last(zone, kind);
+      return {
+        list: zone,
+        kind,
+        state: p === undefined ? 'unprobed' : p.listsEverything ? 'disabled' : 'healthy',
+      };
+    });
   const base: Runtime = {
     policy,
     clock,
     log,
     notes,
     onFlag,
+    stores,
+    lists,
+    listZones: [...new Set(configured.map((l) => l.zone))],
     reloadTables: () => {
       for (const c of reloadable) c.reload();
     },

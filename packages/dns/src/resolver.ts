@@ -78,6 +78,12 @@ export interface DnsResolverOptions {
   readonly clock?: Clock;
   /** @default silentLogger */
   readonly log?: Logger;
+  /**
+   * Told about every lookup once it has its answer: how it was answered (from the cache, by joining
+   * an identical query in flight, by a query of its own, or refused for overload) and the outcome.
+   * For metrics (`mxguard serve --http`); it must not throw and should be cheap.
+   */
+  readonly onLookup?: (event: LookupEvent) => void;
 }
 
 /** Counters since construction (or the last `resetStats()`). */
@@ -96,6 +102,22 @@ export interface ResolverStats {
   expired: number;
   /** Queries never sent (still queued when all who asked had given up) or cancelled on the wire. */
   abandoned: number;
+}
+
+/** One lookup of the resolver, as {@link DnsResolverOptions.onLookup} is told about it. */
+export interface LookupEvent {
+  readonly type: RecordType;
+  /** The name asked (lower case, no trailing dot). */
+  readonly name: string;
+  readonly via: 'cache' | 'coalesced' | 'query' | 'overload';
+  /** `found`, `notfound`, `timeout` (the server's or the decision's deadline), or `error`. */
+  readonly outcome: 'found' | 'notfound' | 'timeout' | 'error';
+}
+
+function outcomeOf(a: DnsResult<unknown>): LookupEvent['outcome'] {
+  if (a.ok) return 'found';
+  if (a.error === 'notfound') return 'notfound';
+  return a.detail === 'TIMEOUT' || a.detail === DEADLINE ? 'timeout' : 'error';
 }
 
 /** Per-try timeout and tries sized from a decision's time budget. */
@@ -205,6 +227,7 @@ export class DnsResolver implements Resolver {
   readonly #defaultTtl: number;
   readonly #temporaryTtl: number;
   readonly #maxPending: number;
+  readonly #onLookup: ((event: LookupEvent) => void) | undefined;
   readonly #log: Logger;
 
   constructor(options: DnsResolverOptions = {}) {
@@ -216,6 +239,7 @@ export class DnsResolver implements Resolver {
     const tries = positiveNumber('tries', options.tries, timing.tries, 1);
     const concurrency = positiveNumber('concurrency', options.concurrency, 32, 1);
     this.#maxPending = positiveNumber('maxPending', options.maxPending, 2000, 1);
+    this.#onLookup = options.onLookup;
     const cacheSize = positiveNumber('cacheSize', options.cacheSize, 10_000, 1);
     const cacheBytes = positiveNumber('cacheBytes', options.cacheBytes, 16 * 1024 * 1024, 1);
     this.#minTtl = positiveNumber('minTtl', options.minTtl, 5);
@@ -329,30 +353,42 @@ export class DnsResolver implements Resolver {
     // A name that is not a valid DNS name is never sent: no query, no cache entry.
     if (n === undefined) return Promise.resolve(failed('notfound', `invalid name ${JSON.stringify(name)}`));
     const key = `${type} ${n}`;
+    const onLookup = this.#onLookup;
+    const told = (via: LookupEvent['via'], a: Answer): Answer => {
+      try {
+        onLookup?.({ type, name: n, via, outcome: outcomeOf(a) });
+      } catch {
+        // An observer's failure is not the lookup's.
+      }
+      return a;
+    };
     const cached = this.#cache.get(key);
     if (cached !== undefined) {
       this.#stats.cacheHits++;
-      return Promise.resolve(cached);
+      return Promise.resolve(onLookup ? told('cache', cached) : cached);
     }
     const deadline = currentDeadline();
     const expired = (): Answer => {
       this.#stats.expired++;
       return failed('temporary', DEADLINE);
     };
-    if (deadline?.aborted) return Promise.resolve(expired());
+    if (deadline?.aborted) return Promise.resolve(onLookup ? told('query', expired()) : expired());
     let flight = this.#inflight.get(key);
+    const via = flight ? 'coalesced' : 'query';
     if (flight) this.#stats.coalesced++;
     else {
       // Queries queued or on the wire, including abandoned ones whose turn has not come yet.
       const pending = Math.max(this.#inflight.size, this.#limit.activeCount + this.#limit.pendingCount);
       if (pending >= this.#maxPending) {
         this.#stats.failures++;
-        return Promise.resolve(failed('temporary', 'OVERLOAD'));
+        const overload = failed('temporary', 'OVERLOAD');
+        return Promise.resolve(onLookup ? told('overload', overload) : overload);
       }
       flight = this.#start(key, n, query);
     }
     this.#join(flight, deadline);
-    return settleBy(flight.promise, deadline, expired);
+    const answer = settleBy(flight.promise, deadline, expired);
+    return onLookup ? answer.then((a) => told(via, a)) : answer;
   }
 
   /** Queues the query of `key`; it is sent when a slot is free, unless every asker gave up. */

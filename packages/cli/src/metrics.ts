@@ -1,0 +1,235 @@
+import type { LookupEvent } from '@mxguard/dns';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { DecisionEvent, DecisionHub } from './decisions.js';
+
+/** The state of one DNS list, as `/health` and `mxguard_dns_list_health` say it. */
+export type ListState = 'healthy' | 'disabled' | 'unprobed';
+
+/** One configured DNS list (zone and kind: `ip`, `ip6` or `name`) and its health now. */
+export interface ListStatus {
+  readonly list: string;
+  readonly kind: string;
+  readonly state: ListState;
+}
+
+/** Options of {@link MxguardMetrics}. */
+export interface MxguardMetricsOptions {
+  /** Also register prom-client's process metrics (CPU, memory, event loop lag), prefixed. @default false */
+  readonly defaultMetrics?: boolean;
+  /** Prefix of every metric name. @default 'mxguard_' */
+  readonly prefix?: string;
+}
+
+/** The value of `dns_list_health` for each state. */
+const LIST_HEALTH_VALUE: Record<ListState, number> = { healthy: 1, disabled: 0, unprobed: -1 };
+
+/**
+ * mxguard's Prometheus metrics (prom-client), registered in a registry of the caller's choice:
+ * `mxguard serve` and `mxguard policy` use their own (`--http`); an smtp-server or Haraka process
+ * passes its own registry and feeds the same metrics from its hooks (see docs/operations.md).
+ * Counters end in `_total`, durations are in seconds, as Prometheus' naming guide asks. Every label
+ * value comes from the config or from a fixed set (check names, actions, SMTP codes, stages, list
+ * zones), never from a client, so the number of series is bounded.
+ */
+export class MxguardMetrics {
+  readonly registry: Registry;
+  readonly decisions: Counter<'check' | 'action' | 'code' | 'stage' | 'mode'>;
+  readonly decisionSeconds: Histogram<'stage'>;
+  readonly dnsLookups: Counter<'list' | 'via' | 'outcome'>;
+  readonly dnsListHealth: Gauge<'list' | 'kind'>;
+  readonly storeOperations: Counter<'store' | 'outcome'>;
+  readonly storeSeconds: Histogram<'store'>;
+  readonly greylist: Counter<'outcome'>;
+  readonly reputation: Counter<'tier'>;
+  readonly connections: Gauge;
+  readonly flags: Counter<'flag'>;
+  readonly limits: Counter<'limit'>;
+  readonly reloads: Counter<'outcome'>;
+  #zones: readonly string[] = [];
+  #lists: (() => readonly ListStatus[]) | undefined;
+  #connections: (() => number) | undefined;
+
+  constructor(registry: Registry = new Registry(), options: MxguardMetricsOptions = {}) {
+    this.registry = registry;
+    const p = options.prefix ?? 'mxguard_';
+    const registers = [registry];
+    if (options.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: p });
+    const self = this;
+    this.decisions = new Counter({
+      name: `${p}decisions_total`,
+      help: 'Decisions of the chain by the check that decided (none: no check did), action, SMTP code, stage and mode (warn: a dry run, counted as what it would have done)',
+      labelNames: ['check', 'action', 'code', 'stage', 'mode'],
+      registers,
+    });
+    this.decisionSeconds = new Histogram({
+      name: `${p}decision_seconds`,
+      help: 'Time from the start of an evaluation of the chain to its decision',
+      labelNames: ['stage'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.dnsLookups = new Counter({
+      name: `${p}dns_lookups_total`,
+      help: 'DNS lookups by the DNS list whose zone the name is under (none: other lookups), how they were answered (cache, coalesced with a query in flight, query, overload) and outcome (found, notfound, timeout, error)',
+      labelNames: ['list', 'via', 'outcome'],
+      registers,
+    });
+    this.dnsListHealth = new Gauge({
+      name: `${p}dns_list_health`,
+      help: "Each configured DNS list's health by its RFC 5782 probe: 1 healthy, 0 disabled (it lists everything), -1 not probed yet",
+      labelNames: ['list', 'kind'],
+      registers,
+      collect() {
+        this.reset();
+        for (const l of self.#lists?.() ?? [])
+          this.set({ list: l.list, kind: l.kind }, LIST_HEALTH_VALUE[l.state]);
+      },
+    });
+    this.storeOperations = new Counter({
+      name: `${p}store_operations_total`,
+      help: 'Operations on a store (greylist, reputation, callout) by outcome (ok, error)',
+      labelNames: ['store', 'outcome'],
+      registers,
+    });
+    this.storeSeconds = new Histogram({
+      name: `${p}store_seconds`,
+      help: 'Time an operation on a store took, errors included',
+      labelNames: ['store'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.greylist = new Counter({
+      name: `${p}greylist_outcomes_total`,
+      help: 'Greylist outcomes: new, early, expired-restart, passed, whitelisted-client, allowlisted',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.reputation = new Counter({
+      name: `${p}reputation_tiers_total`,
+      help: 'Decisions where the reputation check ran, by the tier it put the client in: clean, doubt (greylisted), defer, reject',
+      labelNames: ['tier'],
+      registers,
+    });
+    this.connections = new Gauge({
+      name: `${p}connections`,
+      help: 'Open client connections (SMTP clients for serve, Postfix policy connections for policy)',
+      registers,
+      collect() {
+        if (self.#connections) this.set(self.#connections());
+      },
+    });
+    this.flags = new Counter({
+      name: `${p}client_flags_total`,
+      help: 'Findings on the wire about a client: earlyTalker, unauthorizedPipelining, connectionLimit, ...',
+      labelNames: ['flag'],
+      registers,
+    });
+    this.limits = new Counter({
+      name: `${p}limits_hit_total`,
+      help: 'Connections or commands refused because a limit was reached (connection: per-client or total connection limits, messages per connection)',
+      labelNames: ['limit'],
+      registers,
+    });
+    this.reloads = new Counter({
+      name: `${p}reloads_total`,
+      help: 'Reloads of the config on SIGHUP, by outcome: ok (swapped), refused (the config in force stays)',
+      labelNames: ['outcome'],
+      registers,
+    });
+  }
+
+  /** Counts every decision the hub sees; returns the function that stops it. */
+  observe(hub: DecisionHub): () => void {
+    return hub.subscribe((e) => this.decision(e));
+  }
+
+  /** Counts one decision: by check, action, code, stage and mode; its latency; the reputation tier. */
+  decision(e: DecisionEvent): void {
+    const d = e.decision;
+    const shown = d.would ?? d;
+    this.decisions.inc({
+      check: shown.check ?? 'none',
+      action: shown.action,
+      code: shown.reply ? String(shown.reply.code) : '',
+      stage: e.session.stage,
+      mode: d.would ? 'warn' : 'enforce',
+    });
+    this.decisionSeconds.observe({ stage: e.session.stage }, e.seconds);
+    for (const step of d.trace) {
+      if (step.check !== 'reputation' || step.action === 'skip') continue;
+      const tier =
+        step.action === 'reject' || step.action === 'defer'
+          ? step.action
+          : step.findings?.some((f) => f.doubt)
+            ? 'doubt'
+            : 'clean';
+      this.reputation.inc({ tier });
+    }
+  }
+
+  /** Counts a greylist outcome (the greylist check's `onDecision`). */
+  greylistOutcome(outcome: string): void {
+    this.greylist.inc({ outcome });
+  }
+
+  /** Counts a finding on the wire (an adapter's `onFlag`); a connection limit is a limit hit too. */
+  flag(flag: string): void {
+    this.flags.inc({ flag });
+    if (flag === 'connectionLimit') this.limits.inc({ limit: 'connection' });
+  }
+
+  /** The zones of the configured DNS lists, so that lookups are counted by list. */
+  setLists(zones: readonly string[]): void {
+    this.#zones = [...zones].map((z) => z.toLowerCase().replace(/\.$/, ''));
+  }
+
+  /** Counts a DNS lookup (DnsResolver's `onLookup`) under the list whose zone holds the name. */
+  dnsLookup(e: LookupEvent): void {
+    const name = e.name;
+    const list = this.#zones.find((z) => name === z || name.endsWith(`.${z}`)) ?? 'none';
+    this.dnsLookups.inc({ list, via: e.via, outcome: e.outcome });
+  }
+
+  /** Where the DNS-list health gauge reads from at each scrape. */
+  watchLists(lists: () => readonly ListStatus[]): void {
+    this.#lists = lists;
+  }
+
+  /** Where the connection gauge reads from at each scrape. */
+  watchConnections(count: () => number): void {
+    this.#connections = count;
+  }
+
+  /**
+   * The same store, with each of its operations (a method returning a promise, `close` and `ready`
+   * aside) counted and timed under `name`. The store's behaviour is unchanged.
+   */
+  instrumentStore<T extends object>(name: string, store: T): T {
+    const ops = this.storeOperations;
+    const seconds = this.storeSeconds;
+    return new Proxy(store, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof v !== 'function' || prop === 'close' || prop === 'ready' || prop === 'constructor')
+          return v;
+        return function (this: unknown, ...args: unknown[]) {
+          const start = performance.now();
+          const r = (v as (...a: unknown[]) => unknown).apply(target, args);
+          if (!(r instanceof Promise)) return r;
+          return r.then(
+            (value) => {
+              ops.inc({ store: name, outcome: 'ok' });
+              seconds.observe({ store: name }, (performance.now() - start) / 1000);
+              return value;
+            },
+            (err: unknown) => {
+              ops.inc({ store: name, outcome: 'error' });
+              seconds.observe({ store: name }, (performance.now() - start) / 1000);
+              throw err;
+            },
+          );
+        };
+      },
+    });
+  }
+}
