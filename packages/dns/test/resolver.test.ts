@@ -11,6 +11,7 @@ import {
   dnswl,
   fcrdns,
   heloResolves,
+  type LookupEvent,
   parseListSpec,
   prefetch,
   recipientDomain,
@@ -76,6 +77,34 @@ describe('DnsResolver', () => {
     expect(server.count('99.2.0.192.sbl.test', 'A')).toBe(1);
     expect(server.count('99.2.0.192.zen.test', 'TXT')).toBe(1);
     expect(r.stats()).toMatchObject({ queries: 3, coalesced: 49 * 2 + 49 });
+  });
+
+  it('tells onLookup how each lookup was answered (query, coalesced, cache) and its outcome', async () => {
+    const events: LookupEvent[] = [];
+    const r = resolver(new ManualClock(0), { onLookup: (e: LookupEvent) => events.push(e) });
+    await Promise.all([r.a('99.2.0.192.zen.test'), r.a('99.2.0.192.ZEN.test.')]);
+    await r.a('99.2.0.192.zen.test');
+    await r.a('nx.test');
+    server.fault = 'servfail';
+    await r.a('sf.test');
+    server.fault = 'drop';
+    await r.a('drop.test');
+    expect(events).toEqual([
+      { type: 'A', name: '99.2.0.192.zen.test', via: 'query', outcome: 'found' },
+      { type: 'A', name: '99.2.0.192.zen.test', via: 'coalesced', outcome: 'found' },
+      { type: 'A', name: '99.2.0.192.zen.test', via: 'cache', outcome: 'found' },
+      { type: 'A', name: 'nx.test', via: 'query', outcome: 'notfound' },
+      { type: 'A', name: 'sf.test', via: 'query', outcome: 'error' },
+      { type: 'A', name: 'drop.test', via: 'query', outcome: 'timeout' },
+    ]);
+    // An observer that throws does not change the answer.
+    const bad = resolver(new ManualClock(0), {
+      onLookup: () => {
+        throw new Error('observer bug');
+      },
+    });
+    server.fault = undefined;
+    expect(await bad.a('a.test')).toMatchObject({ ok: true, records: ['192.0.2.1'] });
   });
 
   it('caches: the second session sends zero queries; TTLs are honoured on the injected clock', async () => {
