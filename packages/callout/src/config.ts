@@ -20,15 +20,22 @@ export interface CalloutEnv {
 export type CalloutStoreConfig =
   | 'memory'
   | string
-  | { readonly type: 'memory'; readonly max?: number }
+  | { readonly type: 'memory'; readonly max?: number; readonly maxBytes?: number }
   | { readonly type?: 'redis'; readonly url: string; readonly prefix?: string };
-
-const storeMax = z.number().min(0).optional().describe('Most entries kept');
 
 /** The config's `calloutStore` key: "memory", a redis:// URL, or an object. */
 export const calloutStoreSchema = z.union([
   storeLocation.describe('"memory" or a redis:// URL'),
-  z.strictObject({ type: z.literal('memory'), max: storeMax }),
+  z.strictObject({
+    type: z.literal('memory'),
+    max: z.number().int().min(1).optional().describe('Most entries kept'),
+    maxBytes: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe('Most bytes kept (counted: 256 an entry + 2 a character)'),
+  }),
   z.strictObject({
     type: z.literal('redis').optional(),
     url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL'),
@@ -69,7 +76,10 @@ export function calloutStoreFromConfig(config: CalloutStoreConfig = 'memory'): C
     throw new TypeError(`callout store "${config}" is neither "memory" nor a redis:// URL`);
   }
   if (config.type === 'memory')
-    return new MemoryCalloutStore(config.max === undefined ? {} : { max: config.max });
+    return new MemoryCalloutStore({
+      ...(config.max === undefined ? {} : { max: config.max }),
+      ...(config.maxBytes === undefined ? {} : { maxBytes: config.maxBytes }),
+    });
   if ('url' in config && typeof config.url === 'string' && /^rediss?:\/\//.test(config.url)) {
     return new RedisCalloutStore(config.prefix === undefined ? { url: config.url } : config);
   }

@@ -3,7 +3,7 @@ export * from './callout.js';
 export * from './config.js';
 export * from './probe.js';
 export type { MemoryCalloutStoreOptions } from './stores/memory.js';
-export { MemoryCalloutStore } from './stores/memory.js';
+export { CALLOUT_OVERHEAD_BYTES, calloutEntryBytes, MemoryCalloutStore } from './stores/memory.js';
 export type { RedisCalloutStoreOptions } from './stores/redis.js';
 export { RedisCalloutStore } from './stores/redis.js';
 export * from './targets.js';

@@ -21,13 +21,22 @@ export interface ReputationEnv {
 export type ReputationStoreConfig =
   | 'memory'
   | string
-  | { readonly type: 'memory'; readonly max?: number }
+  | { readonly type: 'memory'; readonly max?: number; readonly maxBytes?: number }
   | { readonly type?: 'redis'; readonly url: string; readonly prefix?: string };
 
 /** The config's `reputationStore` key: "memory", a redis:// URL, or an object. */
 export const reputationStoreSchema = z.union([
   storeLocation.describe('"memory" or a redis:// URL'),
-  z.strictObject({ type: z.literal('memory'), max: z.number().min(0).optional() }),
+  z.strictObject({
+    type: z.literal('memory'),
+    max: z.number().int().min(1).optional().describe('Most entries kept'),
+    maxBytes: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe('Most bytes kept (counted: 256 an entry + 2 a character)'),
+  }),
   z.strictObject({
     type: z.literal('redis').optional(),
     url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL'),
@@ -86,7 +95,10 @@ export function reputationStoreFromConfig(config: ReputationStoreConfig = 'memor
     throw new TypeError(`reputation store "${config}" is neither "memory" nor a redis:// URL`);
   }
   if (config.type === 'memory')
-    return new MemoryReputationStore(config.max === undefined ? {} : { max: config.max });
+    return new MemoryReputationStore({
+      ...(config.max === undefined ? {} : { max: config.max }),
+      ...(config.maxBytes === undefined ? {} : { maxBytes: config.maxBytes }),
+    });
   if ('url' in config && typeof config.url === 'string' && /^rediss?:\/\//.test(config.url)) {
     return new RedisReputationStore(config.prefix === undefined ? { url: config.url } : config);
   }

@@ -3,7 +3,7 @@ export * from './guessing.js';
 export * from './network.js';
 export * from './reputation.js';
 export type { MemoryReputationStoreOptions } from './stores/memory.js';
-export { MemoryReputationStore } from './stores/memory.js';
+export { MemoryReputationStore, REPUTATION_OVERHEAD_BYTES, reputationEntryBytes } from './stores/memory.js';
 export type { RedisReputationStoreOptions } from './stores/redis.js';
 export { RedisReputationStore } from './stores/redis.js';
 export * from './types.js';

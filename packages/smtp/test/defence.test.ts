@@ -6,6 +6,7 @@
 import { chain, ManualClock, pipeliningCheck, type Session } from '@mxguard/core';
 import { ConnectionLimits, type Gateway, type GatewayOptions, startGateway } from '@mxguard/smtp';
 import { afterEach, describe, expect, it } from 'vitest';
+import { storeMemory } from '../../../testing/heap.js';
 import { MemoryLogger, RawClient, tempDir } from './helpers.js';
 
 const open: RawClient[] = [];
@@ -109,6 +110,20 @@ describe('connection limits (anvil)', () => {
     expect(l.open).toBe(2);
     expect(() => new ConnectionLimits({ perClient: -1 }, clock)).toThrow(/perClient/);
   });
+
+  it('remembers at most maxTracked clients, about 340 bytes each: heap measured, the newest kept', async () => {
+    // 100,000 clients (distinct IPv6 /64s, the longest key anvil makes) through room for 10,000, in
+    // a process of its own, heap after a full GC. A key is at most an IPv6 /64, so the count bounds
+    // the bytes: measured about 340 bytes a client, 512 allowed here (50% margin), so the default
+    // 100,000 is about 34 MB.
+    const tracked = 10_000;
+    const m = await storeMemory('anvil', tracked, 1);
+    expect(m.inserted).toBe(10 * tracked);
+    expect(m.held.entries).toBe(tracked);
+    expect(m.after - m.before).toBeLessThan(tracked * 512);
+    expect(m.newest).toBe(true);
+    expect(m.oldest).toBe(false);
+  }, 150_000);
 });
 
 describe('messages per connection', () => {

@@ -9,7 +9,19 @@ export interface MemoryCalloutStoreOptions {
    * @default 50_000
    */
   readonly max?: number;
+  /**
+   * Bytes the cache may hold, as {@link calloutEntryBytes} counts them (an address and the probed
+   * server's reply text); past it the least recently used go first.
+   * @default 16777216 (16 MiB)
+   */
+  readonly maxBytes?: number;
 }
+
+/** Bytes an entry is counted as: 256 for the record and lru-cache's slot + 2 a character of key and text. O(1). */
+export function calloutEntryBytes(key: string, record: CalloutRecord): number {
+  return CALLOUT_OVERHEAD_BYTES + 2 * (key.length + record.text.length);
+}
+export const CALLOUT_OVERHEAD_BYTES = 256;
 
 /**
  * The callout cache in process memory (Postfix's default `address_verify_map` is also a local
@@ -20,8 +32,21 @@ export class MemoryCalloutStore implements CalloutStore {
 
   constructor(options: MemoryCalloutStoreOptions = {}) {
     const max = options.max ?? 50_000;
+    const maxBytes = options.maxBytes ?? 16 * 1024 * 1024;
     if (!Number.isInteger(max) || max < 1) throw new TypeError(`max ${max} must be a positive integer`);
-    this.cache = new LRUCache<string, CalloutRecord>({ max });
+    if (!Number.isInteger(maxBytes) || maxBytes < 1)
+      throw new TypeError(`maxBytes ${maxBytes} must be a positive integer`);
+    // An entry larger than the whole bound is not kept (lru-cache refuses it): the probe runs again.
+    this.cache = new LRUCache<string, CalloutRecord>({
+      max,
+      maxSize: maxBytes,
+      sizeCalculation: (record, key) => calloutEntryBytes(key, record),
+    });
+  }
+
+  /** Entries held and their bytes as counted against `maxBytes`. */
+  get size(): { readonly entries: number; readonly bytes: number } {
+    return { entries: this.cache.size, bytes: this.cache.calculatedSize };
   }
 
   async get(key: string, now: number): Promise<CalloutRecord | undefined> {

@@ -7,7 +7,7 @@ import type { GreylistStore } from './types.js';
 /**
  * A greylist store as a config file writes it:
  * - `{ "store": "memory" }` (the embedded default), with optional `file` (persistence),
- *   `saveInterval` (seconds), `maxTriplets`, `maxClients`;
+ *   `saveInterval` (seconds), `maxTriplets`, `maxClients`, `maxTripletBytes`, `maxClientBytes`;
  * - `{ "store": "redis://127.0.0.1:6379/0", "prefix": "mxg:" }`, with optional `commandTimeout` (ms);
  * - or the string alone: `"memory"`, `"redis://..."`.
  */
@@ -20,6 +20,8 @@ export type StoreConfig =
       readonly saveInterval?: number;
       readonly maxTriplets?: number;
       readonly maxClients?: number;
+      readonly maxTripletBytes?: number;
+      readonly maxClientBytes?: number;
       readonly commandTimeout?: number;
     };
 
@@ -34,6 +36,18 @@ export const greylistStoreSchema = z
       saveInterval: z.number().min(0).optional().describe('Memory store: seconds between saves'),
       maxTriplets: z.number().min(0).optional(),
       maxClients: z.number().min(0).optional(),
+      maxTripletBytes: z
+        .number()
+        .int()
+        .min(1)
+        .optional()
+        .describe('Memory store: most bytes of triplets (counted: 512 a triplet + 2 a key character)'),
+      maxClientBytes: z
+        .number()
+        .int()
+        .min(1)
+        .optional()
+        .describe('Memory store: most bytes of client records (counted: 256 a client + 2 a key character)'),
       commandTimeout: z.number().min(0).optional().describe('Redis: ms a command may take'),
     }),
   ])
@@ -87,11 +101,15 @@ export async function storeFromConfig(config: unknown, env: StoreEnv = {}): Prom
     const saveInterval = num('saveInterval');
     const maxTriplets = num('maxTriplets');
     const maxClients = num('maxClients');
+    const maxTripletBytes = num('maxTripletBytes');
+    const maxClientBytes = num('maxClientBytes');
     const store = memoryStore({
       ...(file !== undefined ? { file } : {}),
       ...(saveInterval !== undefined ? { saveInterval: saveInterval * 1000 } : {}),
       ...(maxTriplets !== undefined ? { maxTriplets } : {}),
       ...(maxClients !== undefined ? { maxClients } : {}),
+      ...(maxTripletBytes !== undefined ? { maxTripletBytes } : {}),
+      ...(maxClientBytes !== undefined ? { maxClientBytes } : {}),
       ...(env.clock ? { clock: env.clock } : {}),
       ...(env.log ? { log: env.log } : {}),
     });

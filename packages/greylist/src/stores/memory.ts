@@ -14,6 +14,14 @@ export interface MemoryStoreOptions {
   /** Most auto-whitelist client records kept. @default 50_000 */
   readonly maxClients?: number;
   /**
+   * Bytes the triplets may hold, as {@link tripletBytes} counts them (a key can be long: a sender
+   * and a recipient of up to 512 bytes each); past it the least recently seen go first.
+   * @default 67108864 (64 MiB: the 100,000 default triplets of typical length fit)
+   */
+  readonly maxTripletBytes?: number;
+  /** Bytes the client records may hold, as {@link clientBytes} counts them. @default 16777216 (16 MiB) */
+  readonly maxClientBytes?: number;
+  /**
    * The clock lru-cache measures entry age with (its `perf` option). Default: the latest `now`
    * passed to `decide`, so the store never reads the system clock and tests never sleep.
    */
@@ -44,9 +52,30 @@ export interface MemoryStore extends GreylistStore {
   save(path?: string): Promise<number>;
   /** Reads records from `file` (or the given path); a missing file is an empty store. Returns the number read. */
   load(path?: string): Promise<number>;
-  /** How many triplets and clients are held. */
-  readonly size: { readonly triplets: number; readonly clients: number };
+  /** How many triplets and clients are held, and their bytes as counted against the bounds. */
+  readonly size: {
+    readonly triplets: number;
+    readonly clients: number;
+    readonly tripletBytes: number;
+    readonly clientBytes: number;
+  };
 }
+
+/**
+ * Bytes a triplet is counted as: 512 for the record and lru-cache's slot (measured 548 in all with a
+ * 60-character key, bench/memory.ts) + 2 a key character (V8 keeps ASCII keys in one byte a
+ * character, two for others). O(1): a string length, nothing serialised.
+ */
+export function tripletBytes(key: string): number {
+  return TRIPLET_OVERHEAD_BYTES + 2 * key.length;
+}
+export const TRIPLET_OVERHEAD_BYTES = 512;
+
+/** Bytes an auto-whitelist client record is counted as: 256 + 2 a key character. */
+export function clientBytes(key: string): number {
+  return CLIENT_OVERHEAD_BYTES + 2 * key.length;
+}
+export const CLIENT_OVERHEAD_BYTES = 256;
 
 interface FileFormat {
   readonly format: 'mxguard-greylist';
@@ -66,9 +95,13 @@ interface FileFormat {
 export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   const maxTriplets = options.maxTriplets ?? 100_000;
   const maxClients = options.maxClients ?? 50_000;
+  const maxTripletBytes = options.maxTripletBytes ?? 64 * 1024 * 1024;
+  const maxClientBytes = options.maxClientBytes ?? 16 * 1024 * 1024;
   for (const [k, v] of [
     ['maxTriplets', maxTriplets],
     ['maxClients', maxClients],
+    ['maxTripletBytes', maxTripletBytes],
+    ['maxClientBytes', maxClientBytes],
   ] as const) {
     if (!Number.isInteger(v) || v < 1) throw new TypeError(`memoryStore: ${k} must be a positive integer`);
   }
@@ -78,8 +111,19 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   let latest = 0;
   const perf = options.clock ?? { now: () => latest };
   const lruOptions = { perf, ttlResolution: 0, ttlAutopurge: false, updateAgeOnGet: false } as const;
-  const triplets = new LRUCache<string, TripletRecord>({ max: maxTriplets, ...lruOptions });
-  const clients = new LRUCache<string, ClientRecord>({ max: maxClients, ...lruOptions });
+  // An entry larger than the whole bound is not kept (lru-cache refuses it): never at the defaults.
+  const triplets = new LRUCache<string, TripletRecord>({
+    max: maxTriplets,
+    maxSize: maxTripletBytes,
+    sizeCalculation: (_v, key) => tripletBytes(key),
+    ...lruOptions,
+  });
+  const clients = new LRUCache<string, ClientRecord>({
+    max: maxClients,
+    maxSize: maxClientBytes,
+    sizeCalculation: (_v, key) => clientBytes(key),
+    ...lruOptions,
+  });
   const ttlFor = (last: number, maxAge: number) => Math.max(1, last + maxAge - perf.now());
 
   let saving: Promise<number> = Promise.resolve(0);
@@ -88,7 +132,12 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   const store: MemoryStore = {
     kind: 'memory',
     get size() {
-      return { triplets: triplets.size, clients: clients.size };
+      return {
+        triplets: triplets.size,
+        clients: clients.size,
+        tripletBytes: triplets.calculatedSize,
+        clientBytes: clients.calculatedSize,
+      };
     },
     async decide(req: DecideRequest, now: number): Promise<GreylistDecision> {
       if (now > latest) latest = now;
