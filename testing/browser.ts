@@ -8,13 +8,20 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 /** Where Debian's `chromium` package puts the browser (scripts/test-deps.sh installs it). */
 export const CHROMIUM = process.env.MXGUARD_CHROMIUM ?? '/usr/bin/chromium';
 
-/** Starts headless chromium: no sandbox when root (CI), no GPU, no network beyond what a page asks. */
+/** Starts headless chromium: no sandbox, no GPU, no extensions. */
 export async function launchChromium(): Promise<Browser> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} not found: install Debian's chromium (scripts/test-deps.sh)`);
   }
-  const args = ['--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--disable-extensions'];
-  if (process.getuid?.() === 0) args.push('--no-sandbox');
+  // No sandbox: chromium refuses to start as root with one, and CI containers often lack the user
+  // namespaces it needs otherwise; the browser only ever loads our own pages on loopback.
+  const args = [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-dev-shm-usage',
+    '--no-first-run',
+    '--disable-extensions',
+  ];
   return chromium.launch({ executablePath: CHROMIUM, headless: true, args, timeout: 30_000 });
 }
 
