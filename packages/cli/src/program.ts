@@ -205,7 +205,7 @@ export function buildProgram(io: ProgramIo): Command {
       .addOption(httpOption())
       .addOption(httpAllowRemoteOption()),
   ).action(async (flags: ServeFlags) => {
-    const { config, common } = await prepare(flags, 'serve');
+    const { config, common, cli } = await prepare(flags, 'serve');
     const { runServe } = await import('./serve.js');
     if (!flags.tlsKey !== !flags.tlsCert) throw new UsageError('--tls-key and --tls-cert go together');
     if (flags.relay) {
@@ -225,6 +225,7 @@ export function buildProgram(io: ProgramIo): Command {
         : {}),
       budget: flags.budget,
       ...httpOf(flags),
+      redactor: cli.redactor,
     });
   });
 
@@ -245,13 +246,14 @@ export function buildProgram(io: ProgramIo): Command {
       .addOption(httpAllowRemoteOption()),
   ).action(
     async (flags: CommonFlags & HttpCliFlags & { listen: string; socket?: string; budget: number }) => {
-      const { config, common } = await prepare(flags, 'policy');
+      const { config, common, cli } = await prepare(flags, 'policy');
       const { runPolicy } = await import('./serve.js');
       io.exitCode = await runPolicy(config, {
         ...common,
         ...(flags.socket ? { socket: flags.socket } : { listen: flags.listen }),
         budget: flags.budget,
         ...httpOf(flags),
+        redactor: cli.redactor,
       });
     },
   );

@@ -9,8 +9,10 @@ import { type MxguardConfig, validateConfig } from './config.js';
 import type { DecisionHub } from './decisions.js';
 import { isLoopback } from './http.js';
 import type { MxguardMetrics } from './metrics.js';
-import { type Mount, Observability } from './observe.js';
+import { DEFAULT_MOUNTS, type Mount, Observability } from './observe.js';
+import type { Redactor } from './privacy.js';
 import { type Runtime, UsageError } from './runtime.js';
+import { statusMount } from './status/mount.js';
 import { createRuntime, DNS_CHECKS } from './wiring.js';
 
 /** The `--http` listener's settings, shared by `serve` and `policy`. */
@@ -19,12 +21,14 @@ export interface HttpFlags {
   readonly http?: string | undefined;
   /** Allow `--http` on an address that is not loopback. @default false */
   readonly httpAllowRemote?: boolean | undefined;
-  /** What the listener serves. @default DEFAULT_MOUNTS (/metrics, /health) */
+  /** What the listener serves. @default DEFAULT_MOUNTS (/metrics, /health) and the status page */
   readonly mounts?: readonly Mount[];
+  /** How the status page shows addresses: the log's (`--log-privacy`). @default in full */
+  readonly redactor?: Redactor | undefined;
 }
 
 /** The hub, metrics and (when `--http` is given) listener of a command; the flags checked first. */
-function observability(options: HttpFlags & { log: Logger }): Observability {
+function observability(options: HttpFlags & { log: Logger }, title: string): Observability {
   const listen = options.http === undefined ? undefined : parseListen(options.http, '127.0.0.1', '--http');
   if (listen && !options.httpAllowRemote && !isLoopback(listen.host)) {
     throw new UsageError(
@@ -35,7 +39,7 @@ function observability(options: HttpFlags & { log: Logger }): Observability {
     ...(listen ? { listen } : {}),
     ...(options.httpAllowRemote ? { allowRemote: true } : {}),
     log: options.log,
-    ...(options.mounts ? { mounts: options.mounts } : {}),
+    mounts: options.mounts ?? [...DEFAULT_MOUNTS, statusMount({ title, redactor: options.redactor })],
   });
 }
 
@@ -229,7 +233,7 @@ export async function runServe(config: MxguardConfig, options: ServeOptions): Pr
   const spoolDir = relay ? undefined : resolve(options.spool ?? 'spool');
   if (spoolDir) await mkdir(spoolDir, { recursive: true });
   const budget = options.budget ?? DEFAULT_BUDGET_MS;
-  const obs = observability(options);
+  const obs = observability(options, 'mxguard serve');
   const rt = await runtimeFor(config, { ...options, budget, ...obs.runtimeOptions });
   obs.follow(() => rt);
   const site = rt.policy.site;
@@ -330,7 +334,7 @@ export async function runPolicy(config: MxguardConfig, options: PolicyOptions): 
   if (options.listen && options.socket) throw new UsageError('--listen and --socket exclude each other');
   const listen = options.socket ? { path: options.socket } : parseListen(options.listen ?? '127.0.0.1:10023');
   const budget = options.budget ?? POLICY_BUDGET;
-  const obs = observability(options);
+  const obs = observability(options, 'mxguard policy');
   const rt = await runtimeFor(config, { ...options, budget, ...obs.runtimeOptions });
   obs.follow(() => rt);
   const server = await startPolicyServer(policyServerOptions(rt, { listen, budget }));

@@ -1,11 +1,15 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Session } from '@mxguard/core';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, watchedPage } from '../../../testing/browser.js';
+import { askPolicy, type Running, startMxguard } from '../../../testing/mxguard.js';
+import { rcptRequest } from '../../../testing/postfix.js';
 import { createRuntime, jsonLogger } from '../src/index.js';
-import { Redactor } from '../src/privacy.js';
 import type { Runtime } from '../src/runtime.js';
 import { StatusBoard } from '../src/status/board.js';
 import { statusHandler } from '../src/status/handler.js';
@@ -21,7 +25,6 @@ let server: Server;
 let base: string;
 let rt: Runtime;
 const board = new StatusBoard({ clock: { now: () => Date.now() } });
-const hashed = new StatusBoard({ clock: { now: () => Date.now() }, redactor: new Redactor('hash') });
 
 async function decide(s: Partial<Session>): Promise<void> {
   const session = {
@@ -34,7 +37,6 @@ async function decide(s: Partial<Session>): Promise<void> {
   } as Session;
   const d = await rt.policy.chain.evaluate(session);
   board.record(session, d, 'test');
-  hashed.record(session, d, 'test');
 }
 
 beforeAll(async () => {
@@ -50,15 +52,9 @@ beforeAll(async () => {
     stores: { greylist: 'up' },
     lists: { 'zen.example ip': 'healthy' },
   });
-  const plain = statusHandler(board, { title: 'mxguard policy', health });
-  const privateOne = statusHandler(hashed, { title: 'mxguard policy', health });
+  const handle = statusHandler(board, { title: 'mxguard policy', health });
   server = createServer((req, res) => {
-    // A second board with hashed addresses under /hashed.
-    if (req.url?.startsWith('/hashed/')) {
-      req.url = req.url.slice('/hashed'.length);
-      if (privateOne(req, res)) return;
-    } else if (plain(req, res)) return;
-    res.writeHead(404).end();
+    if (!handle(req, res)) res.writeHead(404).end();
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -129,16 +125,61 @@ describe('status page in headless chromium', () => {
     expect(trouble.console).toEqual([]);
     await page.close();
   });
+});
 
-  it('shows hashed addresses under --log-privacy hash, and finds a sender by its address in clear', async () => {
+describe('mxguard policy --http: the page of the running server', () => {
+  let policy: Running | undefined;
+  afterAll(async () => {
+    await policy?.stop();
+  });
+
+  it('shows a decision made a moment earlier, its chart bar and trace, with addresses as the log has them', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mxguard-status-'));
+    const config = join(dir, 'config.json');
+    writeFileSync(config, JSON.stringify({ ourDomains: ['example.com'], ourHosts: ['mx.example.com'] }));
+    policy = await startMxguard('policy', [
+      '--offline',
+      '--config',
+      config,
+      '--http',
+      '127.0.0.1:0',
+      '--log-privacy',
+      'hash',
+    ]);
+    // A HELO that claims to be us: refused by helo-claims-us.
+    const [answer] = await askPolicy(policy.port, [
+      rcptRequest({ helo_name: 'localhost', client_address: '203.0.113.9', sender: 'mallory@example.net' }),
+    ]);
+    expect(answer).toMatch(/^5\d\d /);
+    const logged = JSON.parse(await policy.waitLog(/"event":"decision"/)) as Record<string, unknown>;
+    expect(logged.from).toMatch(/^h:[0-9a-f]{12}@example\.net$/);
+
     const { page, trouble } = await watchedPage(browser);
-    await page.goto(`${base}/hashed/status`);
-    const text = (await page.textContent('#decisions')) ?? '';
-    expect(text).not.toContain('alice@');
-    expect(text).not.toContain('203.0.113.9');
-    expect(text).toMatch(/h:[0-9a-f]{12}@example\.net/);
-    await page.goto(`${base}/hashed/status?q=alice%40example.net`);
-    expect(await page.locator('#decisions tbody tr').count()).toBe(2);
+    const res = await page.goto(`http://${policy.http}/`);
+    expect(res?.status()).toBe(200);
+    expect(page.url()).toBe(`http://${policy.http}/status`);
+    expect(await page.title()).toMatch(/^mxguard policy on .+ status$/);
+    expect(await page.locator('svg#chart rect.bar[data-check="helo-claims-us"]').count()).toBe(1);
+    const row = page.locator('#decisions tbody tr').first();
+    expect(await row.locator('td.check').textContent()).toBe('helo-claims-us');
+    expect(await row.locator('td.verdict').textContent()).toBe('reject');
+    expect(await row.locator('td.helo').textContent()).toBe('localhost');
+    // The sender and client as the log wrote them: hashed, the domain kept.
+    expect(await row.locator('td.from').textContent()).toBe(logged.from);
+    expect(await row.locator('td.client').textContent()).toBe(logged.client);
+    expect(await row.locator('td.reply').textContent()).toContain(`${logged.code} ${logged.enhanced}`);
+    await row.locator('summary').click();
+    expect(await row.locator('li.step.reject b').textContent()).toBe('helo-claims-us');
+    expect((await page.textContent('body')) ?? '').not.toContain('mallory');
+    // The search: as you type, and by the sender in clear on the server.
+    await page.fill('#q', 'nobody.example');
+    expect(await page.locator('#decisions tbody tr:visible').count()).toBe(0);
+    await page.fill('#q', 'example.net');
+    expect(await page.locator('#decisions tbody tr:visible').count()).toBe(1);
+    await page.goto(`http://${policy.http}/status?q=mallory%40example.net`);
+    expect(await page.locator('#decisions tbody tr').count()).toBe(1);
+    // Stores from /health (memory stores are up).
+    expect(await page.locator('table.states td.state.good').count()).toBeGreaterThan(0);
     expect(trouble).toEqual({ console: [], errors: [], failed: [], dialogs: [] });
     await page.close();
   });

@@ -71,7 +71,12 @@ export function statusRoutes(board: StatusBoard, providers: StatusProviders): Re
     send(req, res, 200, 'text/html; charset=utf-8', html);
   };
   return {
-    '/': async (_req, res) => {
+    // Mounted as a prefix on a listener that matches `/` as one: only `/` itself is ours.
+    '/': async (req, res) => {
+      if (new URL(req.url ?? '/', 'http://status.invalid').pathname !== '/') {
+        send(req, res, 404, 'text/plain; charset=utf-8', 'not found\n');
+        return;
+      }
       res.writeHead(302, { ...HEADERS, location: '/status', 'content-length': 0 });
       res.end();
     },
