@@ -71,7 +71,7 @@ interface HttpCliFlags {
 function httpOption(): Option {
   return new Option(
     '--http <host:port>',
-    'serve Prometheus /metrics and /health (for load balancers) on this address; loopback only unless --http-allow-remote (default: none, off)',
+    'serve Prometheus /metrics, /health (for load balancers) and the status page /status on this address; loopback only unless --http-allow-remote (default: none, off)',
   );
 }
 
