@@ -19,6 +19,7 @@ const tsc = join(root, 'node_modules/typescript/bin/tsc');
 let dir = '';
 let app = '';
 let tarballs: string[] = [];
+let packed = '';
 
 function run(cmd: string, args: string[], cwd: string, timeout = 120_000): string {
   return execFileSync(cmd, args, {
@@ -45,6 +46,7 @@ function project(name: string, deps: Record<string, string>): string {
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'mxguard-pack-'));
   const out = join(dir, 'tarballs');
+  packed = out;
   run('pnpm', ['-r', 'pack', '--pack-destination', out], root, 180_000);
   tarballs = readdirSync(out).map((f) => join(out, f));
   const tgz = (prefix: string) => {
@@ -92,6 +94,10 @@ describe('the packed tarballs, installed with npm outside the workspace', { time
       const manifest = run('tar', ['-xzOf', t, 'package/package.json'], dir);
       expect(manifest, t).not.toContain('workspace:');
     }
+    // The gate of `pnpm release`: one version, CHANGELOG too, sibling ranges at that version.
+    expect(run(process.execPath, [join(root, 'scripts/check-packs.mjs'), packed], root)).toBe(
+      'check-packs: 11 tarballs may be published\n',
+    );
   });
 
   const tsconfig = (options: Record<string, unknown>, files: string[]) =>
