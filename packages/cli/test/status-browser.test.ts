@@ -151,6 +151,10 @@ describe('mxguard policy --http: the page of the running server', () => {
       rcptRequest({ helo_name: 'localhost', client_address: '203.0.113.9', sender: 'mallory@example.net' }),
     ]);
     expect(answer).toMatch(/^5\d\d /);
+    // And a HELO an attacker chose, through Postfix's protocol.
+    await askPolicy(policy.port, [
+      rcptRequest({ helo_name: HOSTILE_HELO, client_address: '198.51.100.7', instance: 'x.2' }),
+    ]);
     const logged = JSON.parse(await policy.waitLog(/"event":"decision"/)) as Record<string, unknown>;
     expect(logged.from).toMatch(/^h:[0-9a-f]{12}@example\.net$/);
 
@@ -160,7 +164,10 @@ describe('mxguard policy --http: the page of the running server', () => {
     expect(page.url()).toBe(`http://${policy.http}/status`);
     expect(await page.title()).toMatch(/^mxguard policy on .+ status$/);
     expect(await page.locator('svg#chart rect.bar[data-check="helo-claims-us"]').count()).toBe(1);
-    const row = page.locator('#decisions tbody tr').first();
+    const hostile = page.locator('#decisions tbody tr').first();
+    expect(await hostile.locator('td.helo').textContent()).toBe(HOSTILE_HELO);
+    expect(await page.locator('img').count()).toBe(0);
+    const row = page.locator('#decisions tbody tr').nth(1);
     expect(await row.locator('td.check').textContent()).toBe('helo-claims-us');
     expect(await row.locator('td.verdict').textContent()).toBe('reject');
     expect(await row.locator('td.helo').textContent()).toBe('localhost');
@@ -174,7 +181,7 @@ describe('mxguard policy --http: the page of the running server', () => {
     // The search: as you type, and by the sender in clear on the server.
     await page.fill('#q', 'nobody.example');
     expect(await page.locator('#decisions tbody tr:visible').count()).toBe(0);
-    await page.fill('#q', 'example.net');
+    await page.fill('#q', 'localhost');
     expect(await page.locator('#decisions tbody tr:visible').count()).toBe(1);
     await page.goto(`http://${policy.http}/status?q=mallory%40example.net`);
     expect(await page.locator('#decisions tbody tr').count()).toBe(1);
@@ -182,5 +189,8 @@ describe('mxguard policy --http: the page of the running server', () => {
     expect(await page.locator('table.states td.state.good').count()).toBeGreaterThan(0);
     expect(trouble).toEqual({ console: [], errors: [], failed: [], dialogs: [] });
     await page.close();
+    // Read-only.
+    const post = await fetch(`http://${policy.http}/status`, { method: 'POST', body: 'q=x' });
+    expect(post.status).toBe(405);
   });
 });
