@@ -111,8 +111,9 @@ describe('the policy server’s slots', () => {
       let i = 0;
       // Upper bound only: 400 ms allowed, 5 s far above it and far below "forever".
       const ms = await dripUntilClosed(c, () => c.socket.write(bytes.subarray(i, ++i)), 5000);
-      expect(ms).toBeLessThan(5000);
+      // What decides: the server closed it as idle (before, it never did); the time is a bound only.
       expect(log.lines.some((l) => l.msg === 'policy connection idle: closed')).toBe(true);
+      expect(ms).toBeLessThan(5000);
     } finally {
       await s.close();
     }
@@ -133,10 +134,10 @@ describe('the policy server’s slots', () => {
         },
         5000,
       );
-      expect(ms).toBeLessThan(5000);
       // Past the idle timeout many times over: requests keep it; the lifetime ends it.
       expect(answers.filter((a) => a === 'DUNNO').length).toBeGreaterThan(5);
       expect(log.lines.some((l) => l.msg === 'policy connection lifetime reached: closed')).toBe(true);
+      expect(ms).toBeLessThan(5000);
       // The request in hand when time ran out was answered before the close, or never sent: at
       // most the one written after our close was seen is 'lost'.
       expect(answers.filter((a) => a === 'lost').length).toBeLessThanOrEqual(1);
