@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redactor } from '../src/privacy.js';
 import { LIMITS, MINUTES, PASSED, StatusBoard } from '../src/status/board.js';
 import { STATUS_CSP, type StatusProviders, statusHandler } from '../src/status/handler.js';
-import { esc, search } from '../src/status/page.js';
+import { esc, MAX_ROWS, renderPage, search } from '../src/status/page.js';
 
 // The status page as its own module: the bounded board of recent decisions and per-minute counts,
 // and the page served by a plain node http server on a loopback port.
@@ -271,11 +271,22 @@ describe('status page over http', () => {
 
   it('searches with ?q=: every word must match', async () => {
     const html = await (await fetch(`${base}/status?q=198.51.100.7`)).text();
-    expect(html).toContain('1 of 3');
+    expect(html).toContain('<span id="shown">1 of 1</span>');
     expect(html).toContain('helo-syntax');
     expect(html).not.toContain('refused by helo-claims-us');
     const none = await (await fetch(`${base}/status?q=nobody.example`)).text();
     expect(none).toContain('No decision matches.');
+  });
+
+  it('shows the newest MAX_ROWS decisions; the search reaches the older ones', async () => {
+    const many = new StatusBoard({ clock: new ManualClock(T0) });
+    for (let i = 0; i < MAX_ROWS + 50; i++) many.record(session({ rcptTo: `u${i}@example.com` }), passed, i);
+    const html = renderPage(many, { title: 't', now: T0 }, '');
+    expect(html.match(/<tr class="decision/g)).toHaveLength(MAX_ROWS);
+    expect(html).toContain(`the newest ${MAX_ROWS} of ${MAX_ROWS + 50} kept: search to find the others`);
+    expect(html).not.toContain('u0@example.com');
+    const old = renderPage(many, { title: 't', now: T0 }, 'u0@example.com');
+    expect(old.match(/<tr class="decision/g)).toHaveLength(1);
   });
 
   it('sends security headers, and the script and stylesheet it names', async () => {

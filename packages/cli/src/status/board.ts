@@ -70,7 +70,7 @@ export interface StatusBoardOptions {
   readonly redactor?: Redactor;
   /** Entries kept at most. @default 500 */
   readonly maxEntries?: number;
-  /** Bytes kept at most, counted as each entry's JSON in UTF-8. @default 2 MiB */
+  /** Bytes kept at most, each entry counted about as its JSON in UTF-8 (`sizeOf`). @default 2 MiB */
   readonly maxBytes?: number;
   /** Distinct check names counted a minute; the rest count as `other`. @default 64 */
   readonly maxChecks?: number;
@@ -138,6 +138,25 @@ function shown(rec: Record<string, unknown>, time: number): ShownDecision {
   return out as unknown as ShownDecision;
 }
 
+/**
+ * The bytes an entry is counted as: each string in UTF-8 plus 16 for its key and quotes, 16 a
+ * number, 32 a step; within a few percent of its JSON, without building the JSON.
+ */
+function sizeOf(d: ShownDecision): number {
+  let n = 64;
+  for (const v of Object.values(d)) {
+    if (typeof v === 'string') n += 16 + Buffer.byteLength(v);
+    else if (typeof v === 'number') n += 16;
+  }
+  for (const s of d.trace) {
+    n += 32 + Buffer.byteLength(s.check) + Buffer.byteLength(s.action);
+    if (s.reason !== undefined) n += 16 + Buffer.byteLength(s.reason);
+    if (s.code !== undefined) n += 16;
+    if (s.ms !== undefined) n += 16;
+  }
+  return n;
+}
+
 interface Minute {
   /** Minute number (ms / 60000). */
   readonly at: number;
@@ -192,7 +211,7 @@ export class StatusBoard {
   add(record: Record<string, unknown>, at?: number): void {
     const now = at ?? this.#clock.now();
     const d = shown(this.redactor.record(record), now);
-    const bytes = Buffer.byteLength(JSON.stringify(d));
+    const bytes = sizeOf(d);
     this.#entries.push({ d, bytes });
     this.#bytes += bytes;
     while (
