@@ -12,8 +12,9 @@ export interface HttpListener {
   /** `HOST:PORT` it listens on (IPv6 in brackets). */
   readonly address: string;
   /**
-   * Adds a route: `path` is matched exactly, or, when it ends with `/`, as a prefix (the longest
-   * prefix wins; an exact path before any prefix). Mounting a path again replaces its handler.
+   * Adds a route: `path` is matched exactly, or, when it ends with `/` (`/` itself aside), as a
+   * prefix (the longest prefix wins; an exact path before any prefix). Mounting a path again
+   * replaces its handler.
    */
   mount(path: string, handler: HttpHandler): void;
   close(): Promise<void>;
@@ -58,7 +59,7 @@ export async function startHttp(options: HttpOptions): Promise<HttpListener> {
   const mount = (path: string, handler: HttpHandler) => {
     if (!path.startsWith('/'))
       throw new TypeError(`mount: a path starts with "/", got ${JSON.stringify(path)}`);
-    if (path.endsWith('/')) prefixes.set(path, handler);
+    if (path.length > 1 && path.endsWith('/')) prefixes.set(path, handler);
     else exact.set(path, handler);
   };
   for (const [path, h] of Object.entries(options.routes ?? {})) mount(path, h);

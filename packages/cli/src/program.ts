@@ -134,7 +134,9 @@ async function prepare(flags: CommonFlags, command: string) {
     ...(flags.resolver ? { resolver: flags.resolver } : {}),
     log,
   };
-  return { log, cli, config, common };
+  // What SIGHUP needs: the config file to read again, the log file to reopen.
+  const reload = { configPath: flags.config, reopenLog: () => cli.reopen() };
+  return { log, cli, config, common, reload };
 }
 
 /**
@@ -205,7 +207,7 @@ export function buildProgram(io: ProgramIo): Command {
       .addOption(httpOption())
       .addOption(httpAllowRemoteOption()),
   ).action(async (flags: ServeFlags) => {
-    const { config, common, cli } = await prepare(flags, 'serve');
+    const { config, common, cli, reload } = await prepare(flags, 'serve');
     const { runServe } = await import('./serve.js');
     if (!flags.tlsKey !== !flags.tlsCert) throw new UsageError('--tls-key and --tls-cert go together');
     if (flags.relay) {
@@ -218,6 +220,7 @@ export function buildProgram(io: ProgramIo): Command {
     }
     io.exitCode = await runServe(config, {
       ...common,
+      ...reload,
       listen: flags.listen,
       ...(flags.relay ? { relay: flags.relay } : { spool: flags.spool }),
       ...(flags.tlsKey && flags.tlsCert
@@ -246,10 +249,11 @@ export function buildProgram(io: ProgramIo): Command {
       .addOption(httpAllowRemoteOption()),
   ).action(
     async (flags: CommonFlags & HttpCliFlags & { listen: string; socket?: string; budget: number }) => {
-      const { config, common, cli } = await prepare(flags, 'policy');
+      const { config, common, cli, reload } = await prepare(flags, 'policy');
       const { runPolicy } = await import('./serve.js');
       io.exitCode = await runPolicy(config, {
         ...common,
+        ...reload,
         ...(flags.socket ? { socket: flags.socket } : { listen: flags.listen }),
         budget: flags.budget,
         ...httpOf(flags),

@@ -1,7 +1,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Logger, Session } from '@mxguard/core';
-import { DEADLINE_GRACE_MS } from '@mxguard/core';
+import { ConfigError, DEADLINE_GRACE_MS } from '@mxguard/core';
 import { DnsResolver } from '@mxguard/dns';
 import { type Listen, type PolicyServerOptions, startPolicyServer } from '@mxguard/postfix';
 import { DEFAULT_BUDGET_MS, type GatewayOptions, type GatewayTls, startGateway } from '@mxguard/smtp';
@@ -11,9 +11,9 @@ import { isLoopback } from './http.js';
 import type { MxguardMetrics } from './metrics.js';
 import { DEFAULT_MOUNTS, type Mount, Observability } from './observe.js';
 import type { Redactor } from './privacy.js';
-import { type Runtime, UsageError } from './runtime.js';
+import { loadConfig, type Runtime, UsageError } from './runtime.js';
 import { statusMount } from './status/mount.js';
-import { createRuntime, DNS_CHECKS } from './wiring.js';
+import { createRuntime, DNS_CHECKS, StorePool } from './wiring.js';
 
 /** The `--http` listener's settings, shared by `serve` and `policy`. */
 export interface HttpFlags {
@@ -43,12 +43,78 @@ function observability(options: HttpFlags & { log: Logger }, title: string): Obs
   });
 }
 
+/** What SIGHUP needs besides the runtime: where the config came from, and the log file. */
+export interface ReloadOptions {
+  /** The config file, read again on SIGHUP; without one, SIGHUP rebuilds the built-in defaults. */
+  readonly configPath?: string | undefined;
+  /** Reopens the log file (after logrotate moved it). */
+  readonly reopenLog?: () => void;
+}
+
+/** Runs `run` on each SIGHUP, one at a time (a burst of signals while one runs is one more run). */
+function onHangup(run: () => Promise<void>): () => void {
+  let queue = Promise.resolve();
+  let queued = false;
+  const on = () => {
+    if (queued) return;
+    queued = true;
+    queue = queue.then(async () => {
+      queued = false;
+      await run();
+    });
+  };
+  process.on('SIGHUP', on);
+  return () => process.off('SIGHUP', on);
+}
+
+/**
+ * Builds the runtime of the config file as it is now, or says why not: read, validated and built
+ * whole (every table file read, every store acquired) before anything is swapped. A refusal is one
+ * log line with the config error (its path in the config) and counted; the runtime in force stays,
+ * and its table files are looked at again.
+ */
+async function reloadedRuntime(
+  current: Runtime,
+  options: RuntimeForOptions & ReloadOptions & { stores: StorePool },
+  metrics: MxguardMetrics,
+): Promise<Runtime | undefined> {
+  const log = current.log;
+  try {
+    const config = await loadConfig(options.configPath);
+    const next = await runtimeFor(config, options);
+    metrics.reloads.inc({ outcome: 'ok' });
+    log.info(
+      {
+        event: 'reloaded',
+        config: options.configPath ?? null,
+        checks: next.policy.chain.links.map((l) => l.check.name),
+      },
+      'config reloaded: new connections get it, those open finish under the old one',
+    );
+    return next;
+  } catch (err) {
+    metrics.reloads.inc({ outcome: 'refused' });
+    const path = err instanceof ConfigError ? err.path : undefined;
+    log.error(
+      {
+        event: 'reload-refused',
+        config: options.configPath ?? null,
+        ...(path !== undefined ? { path } : {}),
+        err: (err instanceof Error ? err.message : String(err)).replace(/\n/g, '; '),
+      },
+      'reload refused: the config in force stays',
+    );
+    current.reloadTables?.();
+    return undefined;
+  }
+}
+
 /** The banner line of the `--http` listener. */
 function httpLine(address: string): string {
   return `status: http://${address}/ (metrics: /metrics, health: /health)`;
 }
 
-export interface ServeOptions extends HttpFlags {
+export interface ServeOptions extends HttpFlags, ReloadOptions {
   readonly listen: string;
   readonly spool?: string | undefined;
   /** The MTA behind us (`smtp://HOST:PORT`, `lmtp://HOST:PORT`, `lmtp:/SOCKET`); else the spool. */
@@ -144,6 +210,8 @@ export interface RuntimeForOptions {
   readonly dnsProbe?: () => Promise<boolean>;
   /** Told about every decision (metrics, status page). */
   readonly observers?: DecisionHub;
+  /** Stores kept across reloads. */
+  readonly stores?: StorePool;
   /** Counts DNS lookups, store operations, greylist outcomes, findings. */
   readonly metrics?: MxguardMetrics;
 }
@@ -162,6 +230,7 @@ export async function runtimeFor(config: MxguardConfig, options: RuntimeForOptio
     ...(options.resolver ? { resolver: options.resolver } : {}),
     ...(options.budget !== undefined ? { budget: options.budget } : {}),
     ...(options.observers ? { observers: options.observers } : {}),
+    ...(options.stores ? { stores: options.stores } : {}),
     ...(options.metrics ? { metrics: options.metrics } : {}),
     log: options.log,
   });
@@ -234,39 +303,42 @@ export async function runServe(config: MxguardConfig, options: ServeOptions): Pr
   if (spoolDir) await mkdir(spoolDir, { recursive: true });
   const budget = options.budget ?? DEFAULT_BUDGET_MS;
   const obs = observability(options, 'mxguard serve');
-  const rt = await runtimeFor(config, { ...options, budget, ...obs.runtimeOptions });
+  const stores = new StorePool();
+  const runtimeOptions = { ...options, budget, stores, ...obs.runtimeOptions };
+  let rt = await runtimeFor(config, runtimeOptions);
   obs.follow(() => rt);
   const site = rt.policy.site;
   const tls = options.tls ? await readTls(options.tls) : undefined;
-  const gw = await startGateway({
-    ...gatewayOptions(rt, {
-      ...(relay ? { relay } : { spoolDir: spoolDir as string }),
-      host,
-      port,
-      budget,
-    }),
-    ...(tls ? { tls } : {}),
-  });
-  // SIGHUP re-reads the key and certificate (renewed by certbot or the like): new connections
-  // get them, a pair that does not load keeps the old one in force, and the log says why.
+  const listenAt = { ...(relay ? { relay } : { spoolDir: spoolDir as string }), host, port, budget };
+  const gw = await startGateway({ ...gatewayOptions(rt, listenAt), ...(tls ? { tls } : {}) });
+  // SIGHUP: the log file reopened, the key and certificate re-read (renewed by certbot or the
+  // like), the config and its table files read and swapped whole. Each part that fails keeps what
+  // is in force and says why; new connections get what succeeded.
   const tlsFiles = options.tls;
-  const onHup = () => {
-    if (!tlsFiles) return;
-    readTls(tlsFiles)
-      .then((next) => {
-        gw.reloadTls(next);
+  const stopHangup = onHangup(async () => {
+    options.reopenLog?.();
+    if (tlsFiles) {
+      try {
+        gw.reloadTls(await readTls(tlsFiles));
         rt.log.info({ event: 'tls-reloaded', cert: tlsFiles.certFile });
-      })
-      .catch((err: unknown) => {
+      } catch (err) {
         rt.log.error({
           event: 'tls-reload-failed',
           err: err instanceof Error ? err.message : String(err),
           keeping: 'the key and certificate in force',
         });
-      });
-  };
-  process.on('SIGHUP', onHup);
-  const http = await obs.start(() => gw.server.connections.size);
+      }
+    }
+    const next = await reloadedRuntime(rt, runtimeOptions, obs.metrics);
+    if (!next) return;
+    const old = rt;
+    rt = next;
+    obs.follow(() => rt);
+    // The old runtime closes (releasing the stores the new one does not share) once the
+    // connections it judges have finished.
+    void gw.reload(gatewayOptions(next, listenAt)).then(() => old.close());
+  });
+  const http = await obs.start(() => gw.connections);
   const where = gw.host.includes(':') ? `[${gw.host}]:${gw.port}` : `${gw.host}:${gw.port}`;
   const domain = site.ourDomains[0] ?? 'example.com';
   out(`mxguard gateway listening on ${where} (our domains: ${site.ourDomains.join(', ')})`);
@@ -291,14 +363,14 @@ export async function runServe(config: MxguardConfig, options: ServeOptions): Pr
   );
   await untilSignal();
   out('mxguard gateway stopping');
-  process.off('SIGHUP', onHup);
+  stopHangup();
   await obs.close();
   await gw.close();
   await rt.close();
   return 0;
 }
 
-export interface PolicyOptions extends HttpFlags {
+export interface PolicyOptions extends HttpFlags, ReloadOptions {
   readonly listen?: string | undefined;
   readonly socket?: string | undefined;
   readonly offline: boolean;
@@ -335,9 +407,23 @@ export async function runPolicy(config: MxguardConfig, options: PolicyOptions): 
   const listen = options.socket ? { path: options.socket } : parseListen(options.listen ?? '127.0.0.1:10023');
   const budget = options.budget ?? POLICY_BUDGET;
   const obs = observability(options, 'mxguard policy');
-  const rt = await runtimeFor(config, { ...options, budget, ...obs.runtimeOptions });
+  const stores = new StorePool();
+  const runtimeOptions = { ...options, budget, stores, ...obs.runtimeOptions };
+  let rt = await runtimeFor(config, runtimeOptions);
   obs.follow(() => rt);
   const server = await startPolicyServer(policyServerOptions(rt, { listen, budget }));
+  // SIGHUP: the log file reopened, the config and its table files read and swapped whole; a
+  // request being judged finishes under the config it started with.
+  const stopHangup = onHangup(async () => {
+    options.reopenLog?.();
+    const next = await reloadedRuntime(rt, runtimeOptions, obs.metrics);
+    if (!next) return;
+    const old = rt;
+    rt = next;
+    obs.follow(() => rt);
+    const p = policyServerOptions(next, { listen, budget });
+    void server.reload({ chain: p.chain, ...(p.enrich ? { enrich: p.enrich } : {}) }).then(() => old.close());
+  });
   const http = await obs.start(() => server.connections);
   const a = server.address;
   const where =
@@ -351,6 +437,7 @@ export async function runPolicy(config: MxguardConfig, options: PolicyOptions): 
     `postfix main.cf: smtpd_recipient_restrictions = reject_unauth_destination, check_policy_service { ${where}, timeout=${postfixTimeoutFor(budget)}s, default_action=DUNNO }`,
   );
   await untilSignal();
+  stopHangup();
   await obs.close();
   await server.close();
   await rt.close();

@@ -83,10 +83,65 @@ export interface RuntimeOptions {
    * memory stores in place of the configured ones (`mxguard config check`).
    */
   readonly dryRun?: boolean;
+  /**
+   * Where the stores come from: a store with the same settings as one in the pool is shared (a
+   * reload keeps the greylist, reputation and callout records), and closed with its last user.
+   * @default each runtime makes and closes its own
+   */
+  readonly stores?: StorePool;
   /** Told about every decision of the chain (metrics, status page); kept across reloads. */
   readonly observers?: DecisionHub;
   /** Counts DNS lookups, store operations, greylist outcomes and findings on the wire. */
   readonly metrics?: MxguardMetrics;
+}
+
+/**
+ * The stores of a process, shared by the runtimes built in it: a runtime asks for a store by kind
+ * and settings, and gets the one already open for the same settings, or a new one. Each runtime
+ * releases what it acquired when it closes; a store closes with its last user. So a reload that
+ * leaves a store's settings alone keeps the store (its records, its Redis connection).
+ */
+export class StorePool {
+  readonly #entries = new Map<string, { store: Promise<{ close(): Promise<void> }>; users: number }>();
+
+  /** The store of `kind` with `spec`, made by `make` unless one is open; and its release. */
+  async acquire<T extends { close(): Promise<void> }>(
+    kind: string,
+    spec: unknown,
+    make: () => Promise<T>,
+  ): Promise<{ store: T; release: () => Promise<void> }> {
+    const key = `${kind} ${JSON.stringify(spec)}`;
+    let entry = this.#entries.get(key);
+    if (!entry) {
+      const made = make();
+      entry = { store: made, users: 0 };
+      this.#entries.set(key, entry);
+      // A store that could not be made is not kept: the next config tries again.
+      made.catch(() => {
+        if (this.#entries.get(key) === entry) this.#entries.delete(key);
+      });
+    }
+    const e = entry;
+    const store = (await e.store) as T;
+    e.users++;
+    let released = false;
+    return {
+      store,
+      release: async () => {
+        if (released) return;
+        released = true;
+        e.users--;
+        if (e.users > 0) return;
+        if (this.#entries.get(key) === e) this.#entries.delete(key);
+        await store.close();
+      },
+    };
+  }
+
+  /** Stores open now (kind and settings), for tests and the log. */
+  get size(): number {
+    return this.#entries.size;
+  }
 }
 
 /** The same chain, telling the hub about every evaluation with its time and duration. */
@@ -179,6 +234,22 @@ export async function createRuntime(config: MxguardConfig, options: RuntimeOptio
     metrics ? metrics.instrumentStore(name, store) : store;
   const notes: string[] = [];
   const closers: (() => Promise<void>)[] = [];
+  const pool = options.stores;
+  /** A store made here, or the pool's one with the same settings (kept across a reload). */
+  async function shared<T extends { close(): Promise<void> }>(
+    kind: string,
+    spec: unknown,
+    make: () => Promise<T>,
+  ): Promise<T> {
+    if (!pool) {
+      const store = await make();
+      closers.push(() => store.close());
+      return store;
+    }
+    const { store, release } = await pool.acquire(kind, spec, make);
+    closers.push(release);
+    return store;
+  }
   const registry: Record<string, Registry[string]> = {};
 
   // DNS
@@ -219,12 +290,10 @@ export async function createRuntime(config: MxguardConfig, options: RuntimeOptio
 
   // Reputation: one record per client network, fed by every decision of the chain.
   let reputation: ReturnType<typeof reputationFromConfig> | undefined;
-  const repStore = wrapConfig('reputationStore', () =>
-    reputationStoreFromConfig(
-      (options.dryRun ? 'memory' : (config.reputationStore ?? 'memory')) as ReputationStoreConfig,
-    ),
+  const repSpec = options.dryRun ? 'memory' : (config.reputationStore ?? 'memory');
+  const repStore = await shared('reputationStore', repSpec, async () =>
+    wrapConfig('reputationStore', () => reputationStoreFromConfig(repSpec as ReputationStoreConfig)),
   );
-  closers.push(() => repStore.close());
   const repEnv = { clock, store: measured('reputation', repStore), log };
   registry.reputation = withOptions(reputationOptions, (o: Record<string, unknown>) => {
     reputation = reputationFromConfig(o, repEnv);
@@ -246,10 +315,10 @@ export async function createRuntime(config: MxguardConfig, options: RuntimeOptio
 
   // Greylist: in memory unless the config names a store. A greylisted client that never retried
   // in time counts against its network's reputation.
-  const store: GreylistStore = await wrapConfigAsync('greylist', () =>
-    storeFromConfig(options.dryRun ? 'memory' : (config.greylist ?? 'memory'), { clock, log }),
+  const greySpec = options.dryRun ? 'memory' : (config.greylist ?? 'memory');
+  const store: GreylistStore = await shared('greylist', greySpec, () =>
+    wrapConfigAsync('greylist', () => storeFromConfig(greySpec, { clock, log })),
   );
-  closers.push(() => store.close());
   const stores: Record<string, object> = { greylist: store, reputation: repStore };
   await whenReady(store, 'greylist', log);
   registry.greylist = withOptions(greylistOptions, (o: Record<string, unknown>) =>
@@ -271,12 +340,10 @@ export async function createRuntime(config: MxguardConfig, options: RuntimeOptio
 
   // Callout: only for the domains the config lists (off until some are), and only with DNS.
   if (resolver || options.dryRun) {
-    const calloutStore = wrapConfig('calloutStore', () =>
-      calloutStoreFromConfig(
-        (options.dryRun ? 'memory' : (config.calloutStore ?? 'memory')) as CalloutStoreConfig,
-      ),
+    const calloutSpec = options.dryRun ? 'memory' : (config.calloutStore ?? 'memory');
+    const calloutStore = await shared('calloutStore', calloutSpec, async () =>
+      wrapConfig('calloutStore', () => calloutStoreFromConfig(calloutSpec as CalloutStoreConfig)),
     );
-    closers.push(() => calloutStore.close());
     stores.callout = calloutStore;
     Object.assign(
       registry,

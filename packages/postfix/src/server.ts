@@ -125,6 +125,13 @@ export interface PolicyServer {
   readonly address: { readonly host: string; readonly port: number } | { readonly path: string };
   /** Open connections right now. */
   readonly connections: number;
+  /**
+   * Judges the requests that arrive from now on with a new chain (and enrichment); the requests
+   * being judged finish with the old one. Resolves once they have, when the old chain's resources
+   * may be freed. A Postfix connection is not pinned to a chain: it lives up to 1000 s, and a new
+   * config should not wait that long.
+   */
+  reload(policy: Pick<PolicyServerOptions, 'chain' | 'enrich'>): Promise<void>;
   /** Stops listening, closes every connection and waits for them. */
   close(): Promise<void>;
 }
@@ -181,7 +188,14 @@ export function actionOf(d: Decision, acceptAs: 'OK' | 'DUNNO' = 'OK'): string {
 
 /** Starts a policy server. Resolves once it listens. */
 export async function startPolicyServer(options: PolicyServerOptions): Promise<PolicyServer> {
-  const { chain, log } = options;
+  const { log } = options;
+  /** The chain in force and the requests it is judging. */
+  interface Generation {
+    readonly chain: Chain;
+    readonly enrich: PolicyServerOptions['enrich'];
+    busy: number;
+  }
+  let current: Generation = { chain: options.chain, enrich: options.enrich, busy: 0 };
   const limits = options.limits ?? {};
   const clock = options.clock ?? systemClock;
   const maxConnections = limits.maxConnections ?? 256;
@@ -221,6 +235,17 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
   let connectionIds = 0;
 
   async function judge(req: PolicyRequest, conn: number): Promise<string> {
+    const gen = current;
+    gen.busy++;
+    try {
+      return await judgeWith(gen, req, conn);
+    } finally {
+      gen.busy--;
+    }
+  }
+
+  async function judgeWith(gen: Generation, req: PolicyRequest, conn: number): Promise<string> {
+    const { chain, enrich } = gen;
     const mapped = sessionOf(req, options);
     if (!mapped.ok) {
       log.warn({ conn, why: mapped.why }, 'policy request not judged');
@@ -236,13 +261,13 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
         instances.set(instance, state);
       }
     }
-    if (options.enrich) {
+    if (enrich) {
       let enriched: Promise<Partial<Session>>;
       if (state) {
-        state.enriched ??= options.enrich(session);
+        state.enriched ??= enrich(session);
         enriched = state.enriched;
       } else {
-        enriched = options.enrich(session);
+        enriched = enrich(session);
       }
       let extra: Partial<Session>;
       try {
@@ -459,6 +484,11 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     address,
     get connections() {
       return sockets.size;
+    },
+    async reload(policy) {
+      const old = current;
+      current = { chain: policy.chain, enrich: policy.enrich, busy: 0 };
+      while (old.busy > 0) await new Promise((r) => setTimeout(r, 50).unref());
     },
     close() {
       return new Promise<void>((resolve) => {

@@ -1,4 +1,4 @@
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import type { Chain, Clock, Logger, Session } from '@mxguard/core';
 import { decisionRecord, loadOptionalPeer, reply as makeReply, systemClock } from '@mxguard/core';
@@ -132,15 +132,31 @@ export interface Gateway {
    * connections already in TLS keep theirs. A bad key or certificate throws and the old ones stay.
    */
   reloadTls(tls: GatewayTls): void;
+  /**
+   * Hands the connections accepted from now on to a new policy (chain, our domains and networks,
+   * lookups, limits); the connections open now finish under the one they started with. Resolves
+   * once they have all closed, when the old policy's resources may be freed.
+   */
+  reload(policy: GatewayPolicy): Promise<void>;
+  /** Open client connections, under every policy still in use. */
+  readonly connections: number;
   /** Stops listening and waits for open connections (smtp-server closes them after 30 s). */
   close(): Promise<void>;
 }
 
-/**
- * Starts the example inbound MX: smtp-server with the chain wired in, no AUTH, no relaying, and
- * every accepted message spooled whole and atomically (see docs/gateway.md).
- */
-export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+/** What {@link Gateway.reload} may change: the policy and what goes with it. */
+export type GatewayPolicy = Omit<GatewayOptions, 'host' | 'port' | 'tls' | 'spoolDir' | 'relay'>;
+
+/** One smtp-server with the chain, the delivery and the connection defence wired in. */
+interface Generation {
+  readonly server: SMTPServer;
+  readonly guard: SmtpGuard;
+  /** Closes what the generation opened towards the relay. */
+  release(): void;
+}
+
+/** Builds one {@link Generation}: every option but where to listen. */
+function generation(options: GatewayOptions): Generation {
   const clock = options.clock ?? systemClock;
   const hostname = options.hostname ?? 'mx.example.com';
   const maxMessageBytes = options.maxMessageBytes ?? 25 * 1024 * 1024;
@@ -238,6 +254,27 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       : {}),
   });
   defend(server, guard, options, hostname, clock);
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    relay?.close();
+  };
+  return { server, guard, release };
+}
+
+/**
+ * Starts the example inbound MX: smtp-server with the chain wired in, no AUTH, no relaying, and
+ * every accepted message spooled whole and atomically (see docs/gateway.md).
+ */
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  const hostname = options.hostname ?? 'mx.example.com';
+  const first = generation(options);
+  const { server } = first;
+  let current = first;
+  let settings = options;
+  /** Generations replaced by a reload whose connections are still open. */
+  const retired = new Set<Generation>();
   // smtp-server re-emits its socket's errors; a failure to listen is the caller's to report, once.
   let listening = false;
   server.on('error', (err: Error) => {
@@ -255,25 +292,56 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   listening = true;
   const address = server.server.address() as AddressInfo;
   options.log.info({ event: 'listening', host: address.address, port: address.port, hostname });
+  // The listener stays; each accepted socket goes to the generation in force (after a reload, an
+  // smtp-server that never listens itself, with the new policy's hooks and limits).
+  const accept = server.server.listeners('connection') as ((socket: Socket) => void)[];
+  server.server.removeAllListeners('connection');
+  server.server.on('connection', (socket: Socket) => {
+    if (current === first) for (const l of accept) l.call(server.server, socket);
+    else current.server.server.emit('connection', socket);
+  });
+  const all = () => [current, ...retired];
   return {
     host: address.address,
     port: address.port,
     server,
-    guard,
+    get guard() {
+      return current.guard;
+    },
+    get connections() {
+      let n = 0;
+      for (const g of new Set([first, ...all()])) n += g.server.connections.size;
+      return n;
+    },
     reloadTls(tls) {
       if (!options.tls) throw new TypeError('reloadTls: the gateway was started without TLS');
       const next = tlsSettings(tls);
       // Fails here, before anything is swapped, on a key that does not match or a bad PEM.
       createSecureContext(next);
-      server.updateSecureContext(next);
+      settings = { ...settings, tls };
+      for (const g of new Set([first, ...all()])) g.server.updateSecureContext(next);
+    },
+    async reload(policy) {
+      const next = generation({ ...settings, ...policy });
+      next.server.on('error', (err: Error) => policy.log.error({ event: 'server-error', err: err.message }));
+      settings = { ...settings, ...policy };
+      const old = current;
+      current = next;
+      retired.add(old);
+      // The connections the old policy accepted finish under it; then the caller may free it.
+      while (old.server.connections.size > 0) await new Promise((r) => setTimeout(r, 100).unref());
+      retired.delete(old);
+      if (old !== first) old.server.close();
+      old.release();
     },
     close: () =>
-      new Promise<void>((resolve) =>
+      new Promise<void>((resolve) => {
+        for (const g of all()) if (g !== first) g.server.close();
         server.close(() => {
-          relay?.close();
+          for (const g of new Set([first, ...all()])) g.release();
           resolve();
-        }),
-      ),
+        });
+      }),
   };
 }
 
