@@ -278,7 +278,9 @@ describe('mxguard policy --http', () => {
 
       await redis.stop();
       let h = await health(p);
-      for (let i = 0; i < 50 && h.status !== 503; i++) {
+      // Each store's connection sees the server go on its own: wait (at most 5 s) for both.
+      const bothDown = () => Object.values(h.body.stores as object).every((v) => v === 'down');
+      for (let i = 0; i < 50 && !bothDown(); i++) {
         await new Promise((r) => setTimeout(r, 100));
         h = await health(p);
       }
