@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -192,5 +193,68 @@ describe('mxguard policy --http: the page of the running server', () => {
     // Read-only.
     const post = await fetch(`http://${policy.http}/status`, { method: 'POST', body: 'q=x' });
     expect(post.status).toBe(405);
+  });
+});
+
+/** swaks in a child process; resolves with its output. */
+function swaks(server: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = spawn('swaks', ['--server', server, '--timeout', '10', ...args]);
+    let out = '';
+    c.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+    });
+    c.stderr.on('data', (b: Buffer) => {
+      out += b.toString();
+    });
+    c.on('error', reject);
+    c.on('close', () => resolve(out));
+  });
+}
+
+describe('mxguard serve --http: the page of the gateway', () => {
+  let serve: Running | undefined;
+  afterAll(async () => {
+    await serve?.stop();
+  });
+
+  it('shows the SMTP session swaks had refused a moment earlier', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mxguard-status-serve-'));
+    const config = join(dir, 'config.json');
+    writeFileSync(config, JSON.stringify({ ourDomains: ['example.com'], ourHosts: ['mx.example.com'] }));
+    serve = await startMxguard('serve', [
+      '--offline',
+      '--config',
+      config,
+      '--spool',
+      join(dir, 'spool'),
+      '--http',
+      '127.0.0.1:0',
+    ]);
+    const out = await swaks(serve.address, [
+      '--helo',
+      'localhost',
+      '--from',
+      'alice@example.net',
+      '--to',
+      'postmaster@example.com',
+    ]);
+    expect(out).toMatch(/<\*\* +550 5\.7\.1 /);
+
+    const { page, trouble } = await watchedPage(browser);
+    await page.goto(`http://${serve.http}/status`);
+    expect(await page.title()).toMatch(/^mxguard serve on .+ status$/);
+    expect(await page.locator('svg#chart rect.bar[data-check="helo-claims-us"]').count()).toBe(1);
+    const row = page.locator('#decisions tbody tr', { hasText: 'helo-claims-us' });
+    expect(await row.count()).toBe(1);
+    expect(await row.locator('td.client').textContent()).toBe('127.0.0.1');
+    expect(await row.locator('td.helo').textContent()).toBe('localhost');
+    expect(await row.locator('td.from').textContent()).toBe('alice@example.net');
+    expect(await row.locator('td.to').textContent()).toBe('postmaster@example.com');
+    expect(await row.locator('td.reply').textContent()).toMatch(/^550 5\.7\.1 /);
+    await page.fill('#q', 'alice@example.net');
+    expect(await page.locator('#decisions tbody tr:visible', { hasText: 'helo-claims-us' }).count()).toBe(1);
+    expect(trouble).toEqual({ console: [], errors: [], failed: [], dialogs: [] });
+    await page.close();
   });
 });
