@@ -2,15 +2,13 @@
  * A full offline recommended chain (every pure check, the rDNS classifier and the in-memory
  * greylist, in the preset's order) judged at RCPT, sessions per second.
  * Run: npx tsx bench/chain.ts [rounds=5000]
+ *
+ * It imports the built packages (`pnpm build`, run by `pnpm install`), as `mxguard` and every
+ * user runs them: the code tsc emits, not tsx's transform of the sources, which wraps every
+ * closure in a naming helper that costs about a fifth of the time on this hot path.
  */
-import {
-  bindFactories,
-  ManualClock,
-  PROVIDED_CHECKS,
-  recommended,
-  type Session,
-} from '../packages/core/src/index.js';
-import { greylistFactories, memoryStore } from '../packages/greylist/src/index.js';
+import { bindFactories, ManualClock, PROVIDED_CHECKS, recommended, type Session } from '@mxguard/core';
+import { greylistFactories, memoryStore } from '@mxguard/greylist';
 
 const clock = new ManualClock(1_700_000_000_000);
 const store = memoryStore({ clock });

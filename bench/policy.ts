@@ -33,6 +33,7 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
+  readFileSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
@@ -165,6 +166,8 @@ function stream(n: number, seed: number): string[] {
 
 interface Result {
   readonly rps: number;
+  /** The server's CPU time a request, microseconds. */
+  readonly cpuUs: number;
   readonly p50: number;
   readonly p90: number;
   readonly p99: number;
@@ -207,6 +210,8 @@ function asker(socket: Socket): (req: string) => Promise<string> {
 /** What one server did with one slice of the stream. */
 interface Run {
   seconds: number;
+  /** CPU seconds (user + system) the server's process spent on the slices. */
+  cpu: number;
   readonly latencies: number[];
   readonly actions: Record<string, number>;
 }
@@ -234,11 +239,28 @@ async function drive(port: number, requests: string[], connections: number, run:
   for (const s of sockets) s.destroy();
 }
 
+/**
+ * CPU seconds (user + system) a process has used, from /proc (Linux), or NaN. The machine is
+ * shared: unlike the wall time, this does not count the time other jobs held the core.
+ */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces) in parentheses; utime and stime are
+    // the 14th and 15th fields, in clock ticks (USER_HZ, 100 on Linux).
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 function summary(run: Run): Result {
   const sorted = Float64Array.from(run.latencies).sort();
   const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
   return {
     rps: run.latencies.length / run.seconds,
+    cpuUs: (run.cpu * 1e6) / run.latencies.length,
     p50: at(0.5),
     p90: at(0.9),
     p99: at(0.99),
@@ -314,6 +336,7 @@ async function startCli(dir: string): Promise<{ port: number; child: ChildProces
       `127.0.0.1:${port}`,
       '--config',
       config,
+      ...(process.env.BENCH_MXGUARD_ARGS ?? '').split(' ').filter(Boolean),
     ],
     { stdio: ['ignore', 'ignore', log] },
   );
@@ -355,7 +378,7 @@ function row(name: string, r: Result, limit: number, postgrey: number): string {
   const f = (x: number) => x.toFixed(2).padStart(6);
   const ofLimit = `${Math.round((100 * r.rps) / limit)}%`.padStart(5);
   const xPostgrey = `${(r.rps / postgrey).toFixed(1)}x`.padStart(6);
-  return `| ${name.padEnd(27)} | ${Math.round(r.rps).toString().padStart(6)} | ${ofLimit} | ${xPostgrey} | ${f(r.p50)} | ${f(r.p90)} | ${f(r.p99)} | ${f(r.max)} | ${JSON.stringify(r.actions)} |`;
+  return `| ${name.padEnd(27)} | ${Math.round(r.rps).toString().padStart(6)} | ${ofLimit} | ${xPostgrey} | ${Math.round(r.cpuUs).toString().padStart(6)} | ${f(r.p50)} | ${f(r.p90)} | ${f(r.p99)} | ${f(r.max)} | ${JSON.stringify(r.actions)} |`;
 }
 
 async function main(): Promise<void> {
@@ -376,14 +399,20 @@ async function main(): Promise<void> {
     add('mxguard, recommended', await startCli(dir));
     add('mxguard, postgrey-equivalent', await startChild(['--serve', join(dir, 'mxguard.log')], 'mxguard'));
     add('postgrey', await startPostgrey(dir));
-    for (const [, s] of servers) await drive(s.port, warm, c, { seconds: 0, latencies: [], actions: {} });
+    for (const [, s] of servers)
+      await drive(s.port, warm, c, { seconds: 0, cpu: 0, latencies: [], actions: {} });
     // The contestants take turns, a slice of the stream each, so a change in the machine's load
     // (other jobs) falls on all of them rather than on whichever ran at that moment.
-    const runs = servers.map((): Run => ({ seconds: 0, latencies: [], actions: {} }));
+    const runs = servers.map((): Run => ({ seconds: 0, cpu: 0, latencies: [], actions: {} }));
     const size = Math.ceil(n / SLICES);
     for (let from = 0; from < n; from += size) {
       const slice = requests.slice(from, from + size);
-      for (const [i, [, s]] of servers.entries()) await drive(s.port, slice, c, runs[i] as Run);
+      for (const [i, [, s]] of servers.entries()) {
+        const run = runs[i] as Run;
+        const cpu0 = cpuSeconds(s.child.pid);
+        await drive(s.port, slice, c, run);
+        run.cpu += cpuSeconds(s.child.pid) - cpu0;
+      }
     }
     const results: [string, Result][] = servers.map(([name], i) => [name, summary(runs[i] as Run)]);
     const limit = results[0]?.[1].rps ?? 1;
@@ -394,10 +423,10 @@ async function main(): Promise<void> {
       `machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, Node ${process.version}; ${postgreyVersion}`,
     );
     console.log(
-      '| server                      |  req/s | limit | xpgrey | p50 ms | p90 ms | p99 ms | max ms | answers |',
+      '| server                      |  req/s | limit | xpgrey | CPU µs | p50 ms | p90 ms | p99 ms | max ms | answers |',
     );
     console.log(
-      '|-----------------------------|-------:|------:|-------:|-------:|-------:|-------:|-------:|---------|',
+      '|-----------------------------|-------:|------:|-------:|-------:|-------:|-------:|-------:|-------:|---------|',
     );
     for (const [name, r] of results) console.log(row(name, r, limit, postgrey));
   } finally {

@@ -1,4 +1,13 @@
-import type { Check, CheckFactory, Finding, Session, Site, Verdict } from '@mxguard/core';
+import type {
+  Check,
+  CheckContext,
+  CheckFactory,
+  Finding,
+  ParsedIp,
+  Session,
+  Site,
+  Verdict,
+} from '@mxguard/core';
 import { clientIp, defer, ipNetwork, next, reply, stringList, withOptions, z } from '@mxguard/core';
 import { clientAllowlist, recipientAllowlist } from './allowlist.js';
 import { type KeyOptions, networkTripletKey } from './key.js';
@@ -163,28 +172,14 @@ export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): 
     stage: 'rcpt',
     stats,
     policy,
-    async run(session: Session, ctx): Promise<Verdict> {
+    // Synchronous until the store is asked: a session the greylist lets by at once (allowlisted,
+    // nothing doubts it) costs no promise and no trip round the microtask queue.
+    run(session: Session, ctx: CheckContext): Verdict | Promise<Verdict> {
       const rcpt = session.rcptTo;
       const sender = session.mailFrom;
       if (rcpt === undefined || sender === undefined) return next('greylist: no recipient yet');
       const now = ctx.clock.now();
       const doubts = doubtsOf(ctx.findings);
-      const emit = (e: Omit<GreylistEvent, 'clientAddress' | 'sender' | 'recipient' | 'doubts' | 'now'>) => {
-        stats.outcomes[e.outcome]++;
-        if (!options.onDecision) return;
-        try {
-          options.onDecision({
-            ...e,
-            clientAddress: session.clientAddress,
-            sender,
-            recipient: rcpt,
-            doubts,
-            now,
-          });
-        } catch (err) {
-          ctx.log.error({ check: name, err: String(err) }, 'greylist: onDecision failed');
-        }
-      };
 
       // The client address parsed once a session (core's memo), shared with the other checks.
       const parsed = clientIp(session);
@@ -192,7 +187,7 @@ export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): 
       const byRcpt = byClient === undefined ? recipients(rcpt) : undefined;
       const allowedBy = byClient ?? byRcpt;
       if (allowedBy !== undefined) {
-        emit({ outcome: 'allowlisted', allowedBy });
+        emit(ctx, { outcome: 'allowlisted', allowedBy }, session, sender, rcpt, doubts, now);
         return next(
           `greylist: ${byClient !== undefined ? 'client' : 'recipient'} allowlisted by ${allowedBy}`,
           [{ check: name, tag: 'allowlisted' }],
@@ -205,50 +200,81 @@ export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): 
       if (parsed === null) {
         return next(`greylist: client address ${JSON.stringify(session.clientAddress)} is not an IP address`);
       }
-      const net = ipNetwork(parsed, keyOptions.ipv4Prefix ?? 24, keyOptions.ipv6Prefix ?? 64) as string;
-      const key = networkTripletKey(net, sender, rcpt);
-      const clientKey = parsed.address;
-      const why = doubts.length > 0 ? `; doubt: ${doubts.map((d) => `${d.check}/${d.tag}`).join(', ')}` : '';
-
-      let decision: GreylistDecision;
-      try {
-        decision = await store.decide({ triplet: key, client: clientKey, policy: policyFor(doubts) }, now);
-      } catch (err) {
-        stats.storeErrors++;
-        const msg = err instanceof Error ? err.message : String(err);
-        ctx.log.warn(
-          { check: name, store: store.kind, err: msg, outcome: onStoreError },
-          'greylist: store failed; applying onStoreError',
-        );
-        if (onStoreError === 'defer') {
-          return defer(
-            reply(451, '4.3.0', 'Temporary greylisting failure, please try again later'),
-            `greylist: store ${store.kind} failed: ${msg}`,
-          );
-        }
-        return next(`greylist: store ${store.kind} failed, passed: ${msg}`, [
-          { check: name, tag: 'store-error' },
-        ]);
-      }
-      emit({ outcome: decision.outcome, key, decision });
-      if (decision.outcome === 'passed' || decision.outcome === 'whitelisted-client') {
-        const how =
-          decision.outcome === 'whitelisted-client'
-            ? 'client auto-whitelisted'
-            : decision.firstPass
-              ? `triplet passed after ${Math.round(decision.delayedMs / 1000)}s`
-              : 'triplet passed before';
-        return next(`greylist: ${how} (${key})${why}`, [{ check: name, tag: decision.outcome }]);
-      }
-      const domain = rcpt.replace(/^<|>$/g, '').replace(/.*@/, '').toLowerCase();
-      const r = reply(450, '4.2.0', text.replace('%s', String(decision.retryIn)).replace('%r', domain));
-      return defer(
-        r,
-        `greylist: ${decision.outcome} triplet ${key}, ${decision.retryIn}s left${why}`,
-        ifPermit,
-      );
+      return ask(session, ctx, parsed, sender, rcpt, doubts, now);
     },
   };
+
+  function emit(
+    ctx: CheckContext,
+    e: Omit<GreylistEvent, 'clientAddress' | 'sender' | 'recipient' | 'doubts' | 'now'>,
+    session: Session,
+    sender: string,
+    recipient: string,
+    doubts: readonly Finding[],
+    now: number,
+  ): void {
+    stats.outcomes[e.outcome]++;
+    if (!options.onDecision) return;
+    try {
+      options.onDecision({ ...e, clientAddress: session.clientAddress, sender, recipient, doubts, now });
+    } catch (err) {
+      ctx.log.error({ check: name, err: String(err) }, 'greylist: onDecision failed');
+    }
+  }
+
+  /** The store's decision on the session's triplet, as a verdict. */
+  async function ask(
+    session: Session,
+    ctx: CheckContext,
+    parsed: ParsedIp,
+    sender: string,
+    rcpt: string,
+    doubts: readonly Finding[],
+    now: number,
+  ): Promise<Verdict> {
+    const net = ipNetwork(parsed, keyOptions.ipv4Prefix ?? 24, keyOptions.ipv6Prefix ?? 64) as string;
+    const key = networkTripletKey(net, sender, rcpt);
+    const clientKey = parsed.address;
+    const why = doubts.length > 0 ? `; doubt: ${doubts.map((d) => `${d.check}/${d.tag}`).join(', ')}` : '';
+
+    let decision: GreylistDecision;
+    try {
+      decision = await store.decide({ triplet: key, client: clientKey, policy: policyFor(doubts) }, now);
+    } catch (err) {
+      stats.storeErrors++;
+      const msg = err instanceof Error ? err.message : String(err);
+      ctx.log.warn(
+        { check: name, store: store.kind, err: msg, outcome: onStoreError },
+        'greylist: store failed; applying onStoreError',
+      );
+      if (onStoreError === 'defer') {
+        return defer(
+          reply(451, '4.3.0', 'Temporary greylisting failure, please try again later'),
+          `greylist: store ${store.kind} failed: ${msg}`,
+        );
+      }
+      return next(`greylist: store ${store.kind} failed, passed: ${msg}`, [
+        { check: name, tag: 'store-error' },
+      ]);
+    }
+    emit(ctx, { outcome: decision.outcome, key, decision }, session, sender, rcpt, doubts, now);
+    if (decision.outcome === 'passed' || decision.outcome === 'whitelisted-client') {
+      const how =
+        decision.outcome === 'whitelisted-client'
+          ? 'client auto-whitelisted'
+          : decision.firstPass
+            ? `triplet passed after ${Math.round(decision.delayedMs / 1000)}s`
+            : 'triplet passed before';
+      return next(`greylist: ${how} (${key})${why}`, [{ check: name, tag: decision.outcome }]);
+    }
+    const domain = rcpt.replace(/^<|>$/g, '').replace(/.*@/, '').toLowerCase();
+    const r = reply(450, '4.2.0', text.replace('%s', String(decision.retryIn)).replace('%r', domain));
+    return defer(
+      r,
+      `greylist: ${decision.outcome} triplet ${key}, ${decision.retryIn}s left${why}`,
+      ifPermit,
+    );
+  }
 }
 
 const NO_DOUBTS: readonly Finding[] = [];

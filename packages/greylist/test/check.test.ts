@@ -35,6 +35,20 @@ describe('greylist check', () => {
     expect(check.stats.undoubted).toBe(1);
   });
 
+  it('answers at once, without a promise, when the store is not asked (nothing doubts, allowlisted)', async () => {
+    const { check, ctx } = setup();
+    const undoubted = check.run(session(), ctx([]));
+    expect(undoubted).not.toBeInstanceOf(Promise);
+    expect(undoubted).toMatchObject({ action: 'next', reason: 'greylist: nothing doubts this client' });
+    const allowed = check.run(session({ rcptTo: 'postmaster@example.com' }), ctx());
+    expect(allowed).not.toBeInstanceOf(Promise);
+    expect(allowed).toMatchObject({ action: 'next', findings: [{ check: 'greylist', tag: 'allowlisted' }] });
+    // A doubted client's triplet goes to the store, which answers with a promise.
+    const asked = check.run(session(), ctx());
+    expect(asked).toBeInstanceOf(Promise);
+    expect(await asked).toMatchObject({ action: 'defer' });
+  });
+
   it('selective: a doubted client is deferred 450 4.2.0 with the seconds left, the doubt named in the reason', async () => {
     const { check, ctx, clock } = setup();
     const v = await check.run(session(), ctx());
