@@ -134,7 +134,7 @@ describe('mxguard policy --http: the page of the running server', () => {
     await policy?.stop();
   });
 
-  it('shows a decision made a moment earlier, its chart bar and trace, with addresses as the log has them', async () => {
+  it('shows a decision made a moment earlier, its chart bar and trace, with addresses as the log has them; keeps them across a reload', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mxguard-status-'));
     const config = join(dir, 'config.json');
     writeFileSync(config, JSON.stringify({ ourDomains: ['example.com'], ourHosts: ['mx.example.com'] }));
@@ -193,6 +193,24 @@ describe('mxguard policy --http: the page of the running server', () => {
     // Read-only.
     const post = await fetch(`http://${policy.http}/status`, { method: 'POST', body: 'q=x' });
     expect(post.status).toBe(405);
+
+    // A reload (SIGHUP) to a dry run: the page keeps what it had, and shows the new config's
+    // notes and what it would have done.
+    writeFileSync(
+      config,
+      JSON.stringify({ ourDomains: ['example.com'], ourHosts: ['mx.example.com'], mode: 'warn' }),
+    );
+    policy.child.kill('SIGHUP');
+    await policy.waitLog(/"event":"reloaded"/);
+    const [dry] = await askPolicy(policy.port, [
+      rcptRequest({ helo_name: 'localhost', client_address: '203.0.113.9', instance: 'r.3' }),
+    ]);
+    expect(dry).toBe('DUNNO');
+    const html = await (await fetch(`http://${policy.http}/status?q=localhost`)).text();
+    expect(html.match(/<tr class="decision/g)).toHaveLength(2);
+    expect(html).toContain('<td class="verdict">would reject</td>');
+    expect(html).toContain('mode warn: a dry run');
+    expect(html).toContain('helo-claims-us: 2 rejected');
   });
 });
 
