@@ -1,15 +1,20 @@
 /**
- * Takes docs/status-page.png: an hour of sessions judged by the real offline chain (the recommended
- * preset with the in-memory greylist and reputation), each recorded on the status board at its
- * minute, the page served on a loopback port and photographed by Debian's chromium.
+ * Takes docs/status-page.png: an hour of sessions judged by the real chain (the recommended preset
+ * with the in-memory greylist and reputation, its DNS checks asking the project's test DNS server
+ * on loopback, which serves two DNS lists and the senders' domains), each recorded on the status
+ * board at its minute, the page served on a loopback port with the lists' real health and
+ * photographed by Debian's chromium.
  * Run: npx tsx scripts/status-screenshot.ts [out=docs/status-page.png]
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRuntime, jsonLogger } from '../packages/cli/src/index.js';
+import { healthOf } from '../packages/cli/src/observe.js';
 import { StatusBoard } from '../packages/cli/src/status/board.js';
 import { statusHandler } from '../packages/cli/src/status/handler.js';
+import { statusHealth } from '../packages/cli/src/status/mount.js';
 import type { Session } from '../packages/core/src/index.js';
+import { TestDnsServer } from '../packages/dns/test/helpers/dns-server.js';
 import { launchChromium } from '../testing/browser.js';
 
 const out = process.argv[2] ?? 'docs/status-page.png';
@@ -25,9 +30,41 @@ const rand = () => {
 };
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
 
+// The DNS the chain asks: two lists with their test entries (127.0.0.2; example.test for the
+// domain list), some of the spam senders listed, and address records for the honest domains.
+const dns = new TestDnsServer();
+await dns.start();
+dns.add('2.0.0.127.zen.example', { type: 'A', data: '127.0.0.2' });
+dns.add('test.dbl.example', { type: 'A', data: '127.0.1.2' });
+for (const ip of ['141.98.10.63', '103.145.13.9', '91.92.246.18']) {
+  dns.add(`${ip.split('.').reverse().join('.')}.zen.example`, { type: 'A', data: '127.0.0.4' });
+}
+dns.add('deals.example.dbl.example', { type: 'A', data: '127.0.1.2' });
+for (const d of [
+  'gmail.example',
+  'contoso.example',
+  'deals.example',
+  'promo.example',
+  'bank-secure.example',
+  'offers.example',
+  'relay-attempt.example',
+  'mail-wr1-f54.google.com',
+  'EUR05-DB8-obe.outbound.protection.outlook.com',
+  'mail.relay-attempt.example',
+]) {
+  dns.add(d, { type: 'A', data: '198.51.100.25' });
+  dns.add(d, { type: 'MX', data: { preference: 10, exchange: d } });
+}
+
 const rt = await createRuntime(
-  { ourDomains: ['example.com'], ourHosts: ['mx.example.com'], ourNetworks: ['192.0.2.0/24'] },
-  { offline: true, log: jsonLogger(() => {}) },
+  {
+    ourDomains: ['example.com'],
+    ourHosts: ['mx.example.com'],
+    ourNetworks: ['192.0.2.0/24'],
+    dnsLists: ['zen.example=127.0.0.[2..11]'],
+    rhsLists: ['dbl.example=127.0.1.[2..99]'],
+  },
+  { resolver: dns.address, log: jsonLogger(() => {}) },
 );
 const board = new StatusBoard({ clock });
 
@@ -80,9 +117,8 @@ for (; now < end; now += 20_000 + Math.floor(rand() * 20_000)) {
 }
 
 const handle = statusHandler(board, {
-  title: 'mxguard serve',
-  // Memory stores are always up; offline, no DNS list is configured.
-  health: async () => ({ ok: true, stores: { greylist: 'up', reputation: 'up' }, lists: {} }),
+  title: 'mxguard serve on mx.example.com',
+  health: async () => statusHealth(healthOf(rt)),
   notes: () => rt.notes,
   now: () => end,
 });
@@ -101,4 +137,5 @@ try {
   await browser.close();
   server.close();
   await rt.close();
+  await dns.stop();
 }
