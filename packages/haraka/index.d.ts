@@ -14,6 +14,8 @@ export declare function hook_init_child(this: unknown, next: Next): void;
 export declare function hook_lookup_rdns(this: unknown, next: Next, connection: unknown): void;
 /** Haraka: starts the PTR lookup and the DNS-list prefetch. */
 export declare function hook_connect(this: unknown, next: Next, connection: unknown): void;
+/** Haraka: counts the connection gone (for the `"http"` listener's connection gauge). */
+export declare function hook_disconnect(this: unknown, next: Next, connection: unknown): void;
 /** Haraka: judges the connect (once), helo and mail stages. */
 export declare function hook_mail(this: unknown, next: Next, connection: unknown, params: unknown[]): void;
 /** Haraka: refuses relaying, judges the recipient, says OK for our domains. */
@@ -45,6 +47,10 @@ export declare const _internals: {
     resolver: string | undefined;
     /** The time budget of each hook's answer, ms, when the config sets it. */
     budget: number | undefined;
+    /** `HOST:PORT` of the metrics, health and status listener (`"http"`), when the config sets it. */
+    http: string | undefined;
+    /** `"httpAllowRemote": true`: `http` may be an address that is not loopback. */
+    httpAllowRemote?: true;
   };
   /**
    * The budget of each hook: the configured one, else 10 s, never closer than 1.25 s to Haraka's

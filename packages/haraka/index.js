@@ -56,7 +56,15 @@ function settingsOf(raw) {
   if (typeof raw !== 'object' || Array.isArray(raw)) {
     throw new Error('mxguard: config/mxguard.json must be a JSON object');
   }
-  const { offline, resolver, budget, ...policy } = raw;
+  const { offline, resolver, budget, http, httpAllowRemote, ...policy } = raw;
+  if (http !== undefined && (typeof http !== 'string' || !/^(?:\[[^\]]+\]|[^:]+):\d+$/.test(http))) {
+    throw new Error(
+      'mxguard: config/mxguard.json: "http" must be "HOST:PORT" (the metrics and health listener)',
+    );
+  }
+  if (httpAllowRemote !== undefined && typeof httpAllowRemote !== 'boolean') {
+    throw new Error('mxguard: config/mxguard.json: "httpAllowRemote" must be true or false');
+  }
   if (budget !== undefined && !(Number.isInteger(budget) && budget >= 100 && budget <= 600_000)) {
     throw new Error(
       'mxguard: config/mxguard.json: "budget" must be a whole number of milliseconds from 100 to 600000',
@@ -78,7 +86,14 @@ function settingsOf(raw) {
       'mxguard: config/mxguard.json needs "ourDomains" (the domains this Haraka receives mail for); a missing file or one that is not valid JSON reads as empty',
     );
   }
-  return { policy, offline: offline === true, resolver, budget };
+  return {
+    policy,
+    offline: offline === true,
+    resolver,
+    budget,
+    http,
+    ...(httpAllowRemote ? { httpAllowRemote: true } : {}),
+  };
 }
 
 /**
@@ -165,15 +180,38 @@ function runtimeOf(plugin) {
   const st = plugin.mxguard;
   if (!st.runtime) {
     st.runtime = (async () => {
-      const { runtimeFor, decisionRecord, withinBudget, settleBy, currentDeadline } = await import('mxguard');
+      const { runtimeFor, decisionRecord, withinBudget, settleBy, currentDeadline, observability } =
+        await import('mxguard');
       st.decisionRecord = decisionRecord;
       st.deadlines = { withinBudget, settleBy, currentDeadline };
+      const log = loggerOf(plugin);
+      // "http": the same /metrics, /health and status page as `mxguard serve --http`, in this process.
+      let obs;
+      if (st.settings.http) {
+        try {
+          obs = observability(
+            { http: st.settings.http, httpAllowRemote: st.settings.httpAllowRemote, log },
+            'Haraka with mxguard',
+          );
+        } catch (err) {
+          const e = new Error(`"http": ${messageOf(err)}`);
+          e.name = 'ConfigError';
+          throw e;
+        }
+      }
       const rt = await runtimeFor(st.settings.policy, {
         offline: st.settings.offline,
         ...(st.settings.resolver ? { resolver: st.settings.resolver } : {}),
         budget: st.budget,
-        log: loggerOf(plugin),
+        log,
+        ...(obs ? obs.runtimeOptions : {}),
       });
+      if (obs) {
+        obs.follow(() => rt);
+        const address = await obs.start(() => st.connections);
+        st.observability = obs;
+        plugin.loginfo(`status: http://${address}/ (metrics: /metrics, health: /health)`);
+      }
       plugin.loginfo(`checks: ${rt.policy.chain.links.map((l) => l.check.name).join(', ')}`);
       for (const n of rt.notes) plugin.lognotice(`note: ${n}`);
       return rt;
@@ -330,6 +368,8 @@ exports.register = function () {
     settings,
     budget: budgetOf(settings, this.timeout),
     runtime: undefined,
+    observability: undefined,
+    connections: 0,
     decisionRecord: undefined,
     deadlines: undefined,
   };
@@ -391,7 +431,18 @@ exports.hook_lookup_rdns = function (next, connection) {
 
 /** Haraka: starts the PTR/DNS-list lookups so they run while the client reads our greeting. */
 exports.hook_connect = function (next, connection) {
+  this.mxguard.connections++;
+  connection.notes.mxguard_counted = true;
   enrichmentOf(this, connection);
+  next();
+};
+
+/** Haraka: counts the connection gone (the `mxguard_connections` gauge of `"http"`). */
+exports.hook_disconnect = function (next, connection) {
+  if (connection.notes?.mxguard_counted) {
+    connection.notes.mxguard_counted = false;
+    this.mxguard.connections--;
+  }
   next();
 };
 
@@ -467,6 +518,7 @@ exports.hook_data_post = function (next, connection) {
 
 /** Haraka: closes the stores (redis connections, timers) when Haraka shuts down. */
 exports.shutdown = function () {
+  this.mxguard?.observability?.close();
   const rt = this.mxguard?.runtime;
   if (!rt) return;
   rt.then(

@@ -27,8 +27,11 @@ export interface HttpFlags {
   readonly redactor?: Redactor | undefined;
 }
 
-/** The hub, metrics and (when `--http` is given) listener of a command; the flags checked first. */
-function observability(options: HttpFlags & { log: Logger }, title: string): Observability {
+/**
+ * The hub, metrics and (when `--http` is given) listener of a command or an adapter's process (the
+ * Haraka plugin), with the status page; the flags checked first (a UsageError).
+ */
+export function observability(options: HttpFlags & { log: Logger }, title: string): Observability {
   const listen = options.http === undefined ? undefined : parseListen(options.http, '127.0.0.1', '--http');
   if (listen && !options.httpAllowRemote && !isLoopback(listen.host)) {
     throw new UsageError(

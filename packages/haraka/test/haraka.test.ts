@@ -326,6 +326,49 @@ describe('the mapping to Haraka', () => {
   });
 });
 
+describe('"http": metrics and health in the Haraka process', () => {
+  it('serves /metrics with the decisions of real sessions, and /health', async () => {
+    const port = await freePort();
+    const h = await startHaraka('http', {
+      ourDomains: ['example.com'],
+      offline: true,
+      http: `127.0.0.1:${port}`,
+    });
+    expect(await logMatching(h, /status: http:\/\/127\.0\.0\.1:\d+\//)).toMatch(
+      new RegExp(`\\[mxguard\\] status: http://127\\.0\\.0\\.1:${port}/`),
+    );
+    const refused = swaksTo(h, ['--helo', 'localhost', '--from', 'a@example.net', '--to', 'b@example.com']);
+    expect(refused).toMatch(/<\*\* +550 5\.7\.1 /);
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metrics).toMatch(
+      /^mxguard_decisions_total\{check="helo-claims-us",action="reject",code="550",stage="rcpt",mode="enforce"\} 1$/m,
+    );
+    // swaks has gone: no connection open.
+    expect(metrics).toMatch(/^mxguard_connections 0$/m);
+    const health = await fetch(`http://127.0.0.1:${port}/health`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toMatchObject({ status: 'ok', stores: { greylist: 'up', reputation: 'up' } });
+  });
+
+  it('refuses a malformed "http" and a non-loopback one without "httpAllowRemote"', () => {
+    const base = { ourDomains: ['example.com'], offline: true };
+    expect(() => plugin._internals.settingsOf({ ...base, http: 9125 })).toThrow(/"http" must be "HOST:PORT"/);
+    expect(() =>
+      plugin._internals.settingsOf({ ...base, http: '127.0.0.1:1', httpAllowRemote: 'yes' }),
+    ).toThrow(/"httpAllowRemote" must be true or false/);
+  });
+
+  it('stops Haraka at start for "http" on an address that is not loopback', async () => {
+    await expect(
+      startHaraka(
+        'http-remote',
+        { ourDomains: ['example.com'], offline: true, http: '192.0.2.1:9125' },
+        'nodes=0\n',
+      ),
+    ).rejects.toThrow(/Haraka exited 1:[\s\S]*"http": --http 192\.0\.2\.1:9125: not a loopback address/);
+  });
+});
+
 describe('an early talker, as Haraka sees it', () => {
   let early: Instance;
   beforeAll(async () => {
