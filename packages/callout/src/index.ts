@@ -1,3 +1,10 @@
+/**
+ * @mxguard/callout: recipient verification by callout (an SMTP RCPT probe of the next hop), with
+ * its cache in memory or in Redis.
+ *
+ * @packageDocumentation
+ * @module @mxguard/callout
+ */
 export * from './cache.js';
 export * from './callout.js';
 export * from './config.js';

@@ -1,3 +1,11 @@
+/**
+ * @mxguard/core: the verdict model (Session, Decision, Reply), the chain runner with its Postfix
+ * semantics, the scoring link, the config schema and the pure SMTP-time checks (HELO, addresses,
+ * relaying, pipelining).
+ *
+ * @packageDocumentation
+ * @module @mxguard/core
+ */
 export * from './chain.js';
 export * from './checks/index.js';
 export * from './config.js';

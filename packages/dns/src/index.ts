@@ -1,6 +1,9 @@
 /**
  * @mxguard/dns: the Resolver port, its node:dns implementation (cache, coalescing, bounded
  * concurrency), a fake for tests, and the DNS-backed checks.
+ *
+ * @packageDocumentation
+ * @module @mxguard/dns
  */
 export * from './checks/dnslists.js';
 export * from './checks/domain.js';

@@ -2,6 +2,9 @@
  * @mxguard/greylist: postgrey's greylisting as a pure state machine (machine.ts), its keys and
  * allowlists, the `greylist` check, and two stores behind one interface: in memory (embedded
  * default, bounded, optionally persisted) and Redis (shared by several MX hosts, atomic).
+ *
+ * @packageDocumentation
+ * @module @mxguard/greylist
  */
 export * from './allowlist.js';
 export * from './check.js';

@@ -40,8 +40,18 @@ export interface MappingOptions {
 
 /** The result of mapping: a session, or why the request cannot be judged (answered with DUNNO). */
 export type Mapped =
-  | { readonly ok: true; readonly session: Session }
-  | { readonly ok: false; readonly why: string };
+  | {
+      /** The request could be mapped. */
+      readonly ok: true;
+      /** The session the chain judges, built from the request's attributes. */
+      readonly session: Session;
+    }
+  | {
+      /** The request could not be mapped. */
+      readonly ok: false;
+      /** Why, for the log line of the DUNNO answer. */
+      readonly why: string;
+    };
 
 function nonEmpty(v: string | undefined): string | undefined {
   return v === undefined || v === '' ? undefined : v;

@@ -1,5 +1,8 @@
 /**
  * @mxguard/postfix: a Postfix policy server (SMTPD_POLICY_README) that answers with an mxguard chain.
+ *
+ * @packageDocumentation
+ * @module @mxguard/postfix
  */
 
 export * from './attributes.js';

@@ -26,7 +26,17 @@ import {
 } from './protocol.js';
 
 /** Where to listen: TCP on an address (port 0: any free port) or a UNIX socket. */
-export type Listen = { readonly host: string; readonly port: number } | { readonly path: string };
+export type Listen =
+  | {
+      /** The address to listen on, such as `127.0.0.1` or `::1`. */
+      readonly host: string;
+      /** The TCP port; 0 picks a free one (read it back from `PolicyServer.address`). */
+      readonly port: number;
+    }
+  | {
+      /** The UNIX socket's path, such as Postfix's `private/mxguard` under its queue directory. */
+      readonly path: string;
+    };
 
 /** Bounds on what clients can make the server hold. */
 export interface PolicyLimits {
@@ -97,6 +107,7 @@ export interface PolicyLimits {
 
 /** Options of `startPolicyServer`. */
 export interface PolicyServerOptions extends MappingOptions {
+  /** Where to listen: a loopback TCP address and port, or a UNIX socket. */
   readonly listen: Listen;
   /** The chain evaluated for every request. */
   readonly chain: Chain;
@@ -106,9 +117,11 @@ export interface PolicyServerOptions extends MappingOptions {
    * merged over what Postfix sent. A failure is logged and answered with DEFER_IF_PERMIT.
    */
   readonly enrich?: (session: Session) => Promise<Partial<Session>>;
+  /** Where the server logs its errors and refused clients (a pino logger fits). */
   readonly log: Logger;
   /** Clock for the instance cache. @default systemClock */
   readonly clock?: Clock;
+  /** Bounds on connections, line length, attributes and idle time; each has a default. */
   readonly limits?: PolicyLimits;
   /**
    * How an `accept` verdict is answered. `OK` ends Postfix's restriction list with a permit, so the
@@ -122,7 +135,7 @@ export interface PolicyServerOptions extends MappingOptions {
 /** A running policy server. */
 export interface PolicyServer {
   /** Where it listens: host and the real port, or the socket path. */
-  readonly address: { readonly host: string; readonly port: number } | { readonly path: string };
+  readonly address: Listen;
   /** Open connections right now. */
   readonly connections: number;
   /**

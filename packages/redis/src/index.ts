@@ -2,6 +2,9 @@
  * @mxguard/redis: the one Redis connection policy of mxguard's stores (greylist, callout cache,
  * reputation). A store that is down must become its configured failure outcome at once, never
  * hold an SMTP session, and come back by itself when Redis does.
+ *
+ * @packageDocumentation
+ * @module @mxguard/redis
  */
 import { createHash } from 'node:crypto';
 import { loadOptionalPeer } from '@mxguard/core';
@@ -59,7 +62,9 @@ export function failFastRedis(options: FailFastRedisOptions = {}): Redis {
 
 /** A Lua script with its SHA1, for EVALSHA. */
 export interface LuaScript {
+  /** The script's Lua text, sent with EVAL when Redis does not know the SHA1 yet (NOSCRIPT). */
   readonly source: string;
+  /** The hex SHA1 of `source`, as EVALSHA takes it. */
   readonly sha: string;
 }
 

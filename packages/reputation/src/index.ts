@@ -1,3 +1,10 @@
+/**
+ * @mxguard/reputation: a per-address and per-network score of past offences, so that reoffenders
+ * are hit harder, with memory and Redis stores.
+ *
+ * @packageDocumentation
+ * @module @mxguard/reputation
+ */
 export * from './config.js';
 export * from './guessing.js';
 export * from './network.js';

@@ -2,6 +2,9 @@
  * @mxguard/signals: opt-in signals that experienced operators add on top of the recommended
  * chain: geolocation (`geo`), passive OS fingerprinting with p0f (`os-fingerprint`), and the
  * relays of Received headers (`received`: a DATA-stage check that scores, never rejects).
+ *
+ * @packageDocumentation
+ * @module @mxguard/signals
  */
 
 export * from './factories.js';

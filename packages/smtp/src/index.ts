@@ -1,3 +1,10 @@
+/**
+ * @mxguard/smtp: the adapter that runs an mxguard chain inside nodemailer's smtp-server, and
+ * `startGateway()`, the filtering front MX behind `mxguard serve`.
+ *
+ * @packageDocumentation
+ * @module @mxguard/smtp
+ */
 export * from './adapter.js';
 export * from './anvil.js';
 export * from './gateway.js';

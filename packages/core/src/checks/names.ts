@@ -74,7 +74,7 @@ export function toAsciiName(name: string): string | null {
 /**
  * True when `name` is a syntactically valid host name, by Postfix's valid_hostname() rules (see
  * docs/checks/helo.md). A single trailing dot is NOT stripped here; callers that accept a rooted
- * name strip it first (see {@link stripRootDot}).
+ * name strip it first (see `stripRootDot`).
  */
 export function isValidHostname(name: string, options: HostnameOptions = {}): boolean {
   if (typeof name !== 'string') return false;
