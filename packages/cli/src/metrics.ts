@@ -1,3 +1,4 @@
+import type { Stage } from '@mxguard/core';
 import type { LookupEvent } from '@mxguard/dns';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { DecisionEvent, DecisionHub } from './decisions.js';
@@ -19,6 +20,41 @@ export interface MxguardMetricsOptions {
   /** Prefix of every metric name. @default 'mxguard_' */
   readonly prefix?: string;
 }
+
+/**
+ * Counts kept in a plain map on the hot path and added to a prom-client counter when it is read
+ * (its `collect`, at each scrape): prom-client's `inc(labels)` hashes the label object at every
+ * call, which at thousands of decisions a second is a cost the decision itself should not pay.
+ * Keys are built from label values of fixed sets, so the map is bounded as the series are.
+ */
+class Tally<L extends string> {
+  readonly #counts = new Map<string, { readonly labels: Partial<Record<L, string>>; n: number }>();
+
+  /** One more for the series keyed `key` (its label values joined), with these labels. */
+  add(key: string, labels: () => Partial<Record<L, string>>): void {
+    const e = this.#counts.get(key);
+    if (e) e.n++;
+    else this.#counts.set(key, { labels: labels(), n: 1 });
+  }
+
+  /** Adds what was counted since the last time to `counter`. */
+  flush(counter: Counter<L>): void {
+    for (const e of this.#counts.values()) {
+      if (e.n === 0) continue;
+      counter.inc(e.labels, e.n);
+      e.n = 0;
+    }
+  }
+}
+
+/** The label object of each stage, made once. */
+const STAGE_LABELS: Record<Stage, { readonly stage: Stage }> = {
+  connect: { stage: 'connect' },
+  helo: { stage: 'helo' },
+  mail: { stage: 'mail' },
+  rcpt: { stage: 'rcpt' },
+  data: { stage: 'data' },
+};
 
 /** The value of `dns_list_health` for each state. */
 const LIST_HEALTH_VALUE: Record<ListState, number> = { healthy: 1, disabled: 0, unprobed: -1 };
@@ -45,6 +81,9 @@ export class MxguardMetrics {
   readonly flags: Counter<'flag'>;
   readonly limits: Counter<'limit'>;
   readonly reloads: Counter<'outcome'>;
+  readonly #decisionTally = new Tally<'check' | 'action' | 'code' | 'stage' | 'mode'>();
+  readonly #reputationTally = new Tally<'tier'>();
+  readonly #storeTally = new Tally<'store' | 'outcome'>();
   #zones: readonly string[] = [];
   #lists: (() => readonly ListStatus[]) | undefined;
   #connections: (() => number) | undefined;
@@ -60,6 +99,9 @@ export class MxguardMetrics {
       help: 'Decisions of the chain by the check that decided (none: no check did), action, SMTP code, stage and mode (warn: a dry run, counted as what it would have done)',
       labelNames: ['check', 'action', 'code', 'stage', 'mode'],
       registers,
+      collect() {
+        self.#decisionTally.flush(this);
+      },
     });
     this.decisionSeconds = new Histogram({
       name: `${p}decision_seconds`,
@@ -90,6 +132,9 @@ export class MxguardMetrics {
       help: 'Operations on a store (greylist, reputation, callout) by outcome (ok, error)',
       labelNames: ['store', 'outcome'],
       registers,
+      collect() {
+        self.#storeTally.flush(this);
+      },
     });
     this.storeSeconds = new Histogram({
       name: `${p}store_seconds`,
@@ -109,6 +154,9 @@ export class MxguardMetrics {
       help: 'Decisions where the reputation check ran, by the tier it put the client in: clean, doubt (greylisted), defer, reject',
       labelNames: ['tier'],
       registers,
+      collect() {
+        self.#reputationTally.flush(this);
+      },
     });
     this.connections = new Gauge({
       name: `${p}connections`,
@@ -147,14 +195,19 @@ export class MxguardMetrics {
   decision(e: DecisionEvent): void {
     const d = e.decision;
     const shown = d.would ?? d;
-    this.decisions.inc({
-      check: shown.check ?? 'none',
-      action: shown.action,
-      code: shown.reply ? String(shown.reply.code) : '',
-      stage: e.session.stage,
-      mode: d.would ? 'warn' : 'enforce',
-    });
-    this.decisionSeconds.observe({ stage: e.session.stage }, e.seconds);
+    const check = shown.check ?? 'none';
+    const action = shown.action;
+    const code = shown.reply ? String(shown.reply.code) : '';
+    const stage = e.session.stage;
+    const mode = d.would ? 'warn' : 'enforce';
+    this.#decisionTally.add(`${check} ${action} ${code} ${stage} ${mode}`, () => ({
+      check,
+      action,
+      code,
+      stage,
+      mode,
+    }));
+    this.decisionSeconds.observe(STAGE_LABELS[stage] ?? { stage }, e.seconds);
     for (const step of d.trace) {
       if (step.check !== 'reputation' || step.action === 'skip') continue;
       const tier =
@@ -163,7 +216,7 @@ export class MxguardMetrics {
           : step.findings?.some((f) => f.doubt)
             ? 'doubt'
             : 'clean';
-      this.reputation.inc({ tier });
+      this.#reputationTally.add(tier, () => ({ tier }));
     }
   }
 
@@ -205,30 +258,39 @@ export class MxguardMetrics {
    * aside) counted and timed under `name`. The store's behaviour is unchanged.
    */
   instrumentStore<T extends object>(name: string, store: T): T {
-    const ops = this.storeOperations;
+    const tally = this.#storeTally;
     const seconds = this.storeSeconds;
+    const labels = { store: name };
+    const ok = () => ({ store: name, outcome: 'ok' });
+    const failed = () => ({ store: name, outcome: 'error' });
+    // One wrapper a method, made at its first use, not one a call.
+    const wrappers = new Map<PropertyKey, unknown>();
     return new Proxy(store, {
       get(target, prop, receiver) {
         const v = Reflect.get(target, prop, receiver) as unknown;
         if (typeof v !== 'function' || prop === 'close' || prop === 'ready' || prop === 'constructor')
           return v;
-        return function (this: unknown, ...args: unknown[]) {
+        const known = wrappers.get(prop) as { of: unknown; fn: unknown } | undefined;
+        if (known?.of === v) return known.fn;
+        const fn = function (this: unknown, ...args: unknown[]) {
           const start = performance.now();
           const r = (v as (...a: unknown[]) => unknown).apply(target, args);
           if (!(r instanceof Promise)) return r;
           return r.then(
             (value) => {
-              ops.inc({ store: name, outcome: 'ok' });
-              seconds.observe({ store: name }, (performance.now() - start) / 1000);
+              tally.add(`${name} ok`, ok);
+              seconds.observe(labels, (performance.now() - start) / 1000);
               return value;
             },
             (err: unknown) => {
-              ops.inc({ store: name, outcome: 'error' });
-              seconds.observe({ store: name }, (performance.now() - start) / 1000);
+              tally.add(`${name} error`, failed);
+              seconds.observe(labels, (performance.now() - start) / 1000);
               throw err;
             },
           );
         };
+        wrappers.set(prop, { of: v, fn });
+        return fn;
       },
     });
   }
