@@ -19,8 +19,10 @@ import {
 } from '@mxguard/core';
 import { dnsFactories, dnsSettingsShape } from '@mxguard/dns';
 import { greylistFactories, greylistStoreSchema } from '@mxguard/greylist';
+import { policySettingsShape } from '@mxguard/postfix';
 import { reputationFactories, reputationStoreSchema } from '@mxguard/reputation';
 import { signalsFactories } from '@mxguard/signals';
+import { gatewaySettingsShape } from '@mxguard/smtp';
 
 function optionsOf(
   factories: Readonly<Record<string, CheckFactory<never>>>,
@@ -38,9 +40,14 @@ export const CHECK_CATALOG: Readonly<Record<string, OptionsSchema | undefined>> 
   ...optionsOf(signalsFactories),
 };
 
-/** The top-level settings of the packages: resolver and DNS lists, and where each store lives. */
+/**
+ * The top-level settings of the packages: resolver and DNS lists, where each store lives, and the
+ * limits of `mxguard serve` (`gateway`) and `mxguard policy` (`policy`).
+ */
 export const SETTINGS_SHAPE = {
   ...dnsSettingsShape,
+  ...gatewaySettingsShape,
+  ...policySettingsShape,
   greylist: greylistStoreSchema.optional(),
   reputationStore: reputationStoreSchema
     .optional()

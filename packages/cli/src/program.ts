@@ -96,26 +96,24 @@ interface ServeFlags extends CommonFlags, HttpCliFlags {
   listen: string;
   spool: string;
   relay?: string;
-  budget: number;
+  budget?: number;
   tlsKey?: string;
   tlsCert?: string;
   tlsMinVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
 }
 
 /** `--budget MS`: the time budget of one answer, a whole number of milliseconds from 100 to 600000. */
-function budgetOption(fallback: number, what: string): Option {
+function budgetOption(fallback: number, what: string, key: string): Option {
   return new Option(
     '--budget <ms>',
-    `the time budget of ${what} in milliseconds; lookups unfinished then count as temporary failures`,
-  )
-    .default(fallback)
-    .argParser((v: string) => {
-      const n = Number(v);
-      if (!(Number.isInteger(n) && n >= 100 && n <= 600_000)) {
-        throw new InvalidArgumentError('must be a whole number of milliseconds from 100 to 600000');
-      }
-      return n;
-    });
+    `the time budget of ${what} in milliseconds; lookups unfinished then count as temporary failures (default: ${key} of the config, else ${fallback})`,
+  ).argParser((v: string) => {
+    const n = Number(v);
+    if (!(Number.isInteger(n) && n >= 100 && n <= 600_000)) {
+      throw new InvalidArgumentError('must be a whole number of milliseconds from 100 to 600000');
+    }
+    return n;
+  });
 }
 
 /** Reads the common flags, then the config they name: a config error is a ConfigError (exit 2). */
@@ -196,7 +194,7 @@ export function buildProgram(io: ProgramIo): Command {
         ).conflicts('spool'),
       )
       .option('--spool <dir>', 'where accepted messages are written when there is no --relay', 'spool')
-      .addOption(budgetOption(10_000, 'an SMTP command'))
+      .addOption(budgetOption(10_000, 'an SMTP command', 'gateway.budget'))
       .option('--tls-key <file>', 'PEM key for STARTTLS, with --tls-cert; re-read on SIGHUP (default: none)')
       .option('--tls-cert <file>', 'PEM certificate chain for STARTTLS (default: none, no STARTTLS)')
       .addOption(
@@ -244,11 +242,11 @@ export function buildProgram(io: ProgramIo): Command {
           .conflicts('socket'),
       )
       .option('--socket <path>', 'a UNIX socket to listen on instead of --listen (default: none)')
-      .addOption(budgetOption(8000, 'a policy request'))
+      .addOption(budgetOption(8000, 'a policy request', 'policy.budget'))
       .addOption(httpOption())
       .addOption(httpAllowRemoteOption()),
   ).action(
-    async (flags: CommonFlags & HttpCliFlags & { listen: string; socket?: string; budget: number }) => {
+    async (flags: CommonFlags & HttpCliFlags & { listen: string; socket?: string; budget?: number }) => {
       const { config, common, cli, reload } = await prepare(flags, 'policy');
       const { runPolicy } = await import('./serve.js');
       io.exitCode = await runPolicy(config, {

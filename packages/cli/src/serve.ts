@@ -3,8 +3,19 @@ import { resolve } from 'node:path';
 import type { Logger, Session } from '@mxguard/core';
 import { ConfigError, DEADLINE_GRACE_MS } from '@mxguard/core';
 import { DnsResolver } from '@mxguard/dns';
-import { type Listen, type PolicyServerOptions, startPolicyServer } from '@mxguard/postfix';
-import { DEFAULT_BUDGET_MS, type GatewayOptions, type GatewayTls, startGateway } from '@mxguard/smtp';
+import {
+  type Listen,
+  type PolicyServerOptions,
+  policyLimitsFromConfig,
+  startPolicyServer,
+} from '@mxguard/postfix';
+import {
+  DEFAULT_BUDGET_MS,
+  type GatewayOptions,
+  type GatewayTls,
+  gatewayLimitsFromConfig,
+  startGateway,
+} from '@mxguard/smtp';
 import { type MxguardConfig, validateConfig } from './config.js';
 import type { DecisionHub } from './decisions.js';
 import { isLoopback } from './http.js';
@@ -276,11 +287,20 @@ function untilSignal(): Promise<void> {
  */
 export function gatewayOptions(
   rt: Runtime,
-  where: { spoolDir?: string; relay?: string; host: string; port: number; budget?: number | undefined },
+  where: {
+    spoolDir?: string;
+    relay?: string;
+    host: string;
+    port: number;
+    budget?: number | undefined;
+    /** The config's `gateway` limits (see gatewayLimitsFromConfig). */
+    limits?: Partial<GatewayOptions>;
+  },
 ): GatewayOptions {
   const site = rt.policy.site;
   const enrich = enrichOf(rt);
   return {
+    ...where.limits,
     chain: rt.policy.chain,
     log: rt.log,
     ...(where.relay ? { relay: where.relay } : { spoolDir: where.spoolDir as string }),
@@ -304,7 +324,9 @@ export async function runServe(config: MxguardConfig, options: ServeOptions): Pr
   const relay = options.relay;
   const spoolDir = relay ? undefined : resolve(options.spool ?? 'spool');
   if (spoolDir) await mkdir(spoolDir, { recursive: true });
-  const budget = options.budget ?? DEFAULT_BUDGET_MS;
+  // A --budget flag overrides the config's gateway.budget; the other limits are the config's.
+  const limits = gatewayLimitsFromConfig(config.gateway);
+  const budget = options.budget ?? limits.budgetMs ?? DEFAULT_BUDGET_MS;
   const obs = observability(options, 'mxguard serve');
   const stores = new StorePool();
   const runtimeOptions = { ...options, budget, stores, ...obs.runtimeOptions };
@@ -312,11 +334,18 @@ export async function runServe(config: MxguardConfig, options: ServeOptions): Pr
   obs.follow(() => rt);
   const site = rt.policy.site;
   const tls = options.tls ? await readTls(options.tls) : undefined;
-  const listenAt = { ...(relay ? { relay } : { spoolDir: spoolDir as string }), host, port, budget };
+  const listenAt = {
+    ...(relay ? { relay } : { spoolDir: spoolDir as string }),
+    host,
+    port,
+    budget,
+    limits: limits.options,
+  };
   const gw = await startGateway({ ...gatewayOptions(rt, listenAt), ...(tls ? { tls } : {}) });
   // SIGHUP: the log file reopened, the key and certificate re-read (renewed by certbot or the
   // like), the config and its table files read and swapped whole. Each part that fails keeps what
-  // is in force and says why; new connections get what succeeded.
+  // is in force and says why; new connections get what succeeded. The gateway's limits are read
+  // once, at start.
   const tlsFiles = options.tls;
   const stopHangup = onHangup(async () => {
     options.reopenLog?.();
@@ -390,7 +419,7 @@ export interface PolicyOptions extends HttpFlags, ReloadOptions {
  */
 export function policyServerOptions(
   rt: Runtime,
-  where: { listen: Listen; budget?: number | undefined },
+  where: { listen: Listen; budget?: number | undefined; limits?: PolicyServerOptions['limits'] },
 ): PolicyServerOptions {
   const enrich = enrichOf(rt);
   return {
@@ -398,7 +427,7 @@ export function policyServerOptions(
     chain: rt.policy.chain,
     log: rt.log,
     clock: rt.clock,
-    limits: { requestTimeout: where.budget ?? POLICY_BUDGET },
+    limits: { ...where.limits, requestTimeout: where.budget ?? POLICY_BUDGET },
     ...(enrich ? { enrich } : {}),
   };
 }
@@ -408,15 +437,18 @@ export async function runPolicy(config: MxguardConfig, options: PolicyOptions): 
   const out = options.out ?? ((l: string) => process.stdout.write(`${l}\n`));
   if (options.listen && options.socket) throw new UsageError('--listen and --socket exclude each other');
   const listen = options.socket ? { path: options.socket } : parseListen(options.listen ?? '127.0.0.1:10023');
-  const budget = options.budget ?? POLICY_BUDGET;
+  // A --budget flag overrides the config's policy.budget; the other limits are the config's.
+  const limits = policyLimitsFromConfig(config.policy);
+  const budget = options.budget ?? limits.requestTimeout ?? POLICY_BUDGET;
   const obs = observability(options, 'mxguard policy');
   const stores = new StorePool();
   const runtimeOptions = { ...options, budget, stores, ...obs.runtimeOptions };
   let rt = await runtimeFor(config, runtimeOptions);
   obs.follow(() => rt);
-  const server = await startPolicyServer(policyServerOptions(rt, { listen, budget }));
+  const server = await startPolicyServer(policyServerOptions(rt, { listen, budget, limits }));
   // SIGHUP: the log file reopened, the config and its table files read and swapped whole; a
-  // request being judged finishes under the config it started with.
+  // request being judged finishes under the config it started with. The limits are read once, at
+  // start.
   const stopHangup = onHangup(async () => {
     options.reopenLog?.();
     const next = await reloadedRuntime(rt, runtimeOptions, obs.metrics);

@@ -46,6 +46,26 @@ const D = { ourDomains: ['mydomain.org'] };
 /** Configs both must refuse, with what the loader says. */
 const BAD: [string, unknown, RegExp][] = [
   [
+    'a duration with a unit Postfix does not know',
+    { ...D, gateway: { sessionLifetime: '30x' } },
+    /^config\.gateway\.sessionLifetime: a duration: whole seconds, or a number with a unit ms, s, m, h, d or w \(as 300s, 5m\), from 1m to 1d$/,
+  ],
+  [
+    'a duration in seconds out of range',
+    { ...D, policy: { idleTimeout: 0 } },
+    /^config\.policy\.idleTimeout: from 1s to 1d \(a number is seconds\)$/,
+  ],
+  [
+    'a recipient limit of 0',
+    { ...D, gateway: { recipientLimit: 0 } },
+    /^config\.gateway\.recipientLimit: a whole number from 1 to 100000$/,
+  ],
+  [
+    'a limit misspelt',
+    { ...D, gateway: { recipientlimit: 10 } },
+    /^config\.gateway\.recipientlimit: unknown key; did you mean "recipientLimit"\?$/,
+  ],
+  [
     'ourDomain (one letter short)',
     { ourDomain: ['mydomain.org'] },
     /^config\.ourDomain: unknown key; did you mean "ourDomains"\?$/,
@@ -207,9 +227,38 @@ const GOOD: [string, unknown][] = [
       dns: { servers: ['127.0.0.1:53'], timeout: 2000, cacheBytes: 1048576 },
       dnsLists: ['zen.spamhaus.org=127.0.0.[2..11]*3'],
       rhsLists: ['dbl.spamhaus.org'],
-      greylist: { store: 'memory', maxTriplets: 1000 },
+      greylist: { store: 'memory', maxTriplets: 1000, maxTripletBytes: 8388608, maxClientBytes: 1048576 },
       reputationStore: 'redis://127.0.0.1:6379/1',
-      calloutStore: { type: 'memory', max: 100 },
+      calloutStore: { type: 'memory', max: 100, maxBytes: 1048576 },
+    },
+  ],
+  [
+    'the gateway and policy limits, durations as main.cf writes them',
+    {
+      ...D,
+      gateway: {
+        budget: '9s',
+        recipientLimit: 500,
+        junkCommandLimit: 50,
+        timeout: '5m',
+        progressTimeout: 300,
+        sessionLifetime: '1h',
+        minDataRate: 500,
+        maxConnections: 200,
+        clientConnectionLimit: 10,
+        clientConnectionRateLimit: 30,
+        maxMessagesPerConnection: 100,
+      },
+      policy: {
+        budget: '7500ms',
+        idleTimeout: '330s',
+        connectionLifetime: '1100s',
+        maxConnections: 512,
+        maxTransactions: 5000,
+        transactionTtl: '1h',
+        maxTransactionBytes: 16777216,
+        maxRecipientBytes: 131072,
+      },
     },
   ],
   [
@@ -253,6 +302,16 @@ const LOADER_ONLY: [string, unknown, RegExp][] = [
   ['defer above reject', { ...D, checks: [{ name: 'weigh', reject: 5, defer: 9 }] }, /below/],
   ['a bad DNS list spec', { ...D, dnsLists: ['zen.spamhaus.org=127.0.0.999'] }, /^config\.dnsLists\[0\]: /],
   ['a check listed twice', { ...D, checks: ['relay', 'relay'] }, /twice/],
+  [
+    'a duration with a unit below its least',
+    { ...D, gateway: { sessionLifetime: '10s' } },
+    /^config\.gateway\.sessionLifetime: 10s is below the least, 1m$/,
+  ],
+  [
+    'a budget with a unit above its most',
+    { ...D, policy: { budget: '11m' } },
+    /^config\.policy\.budget: 11m is above the most, 10m$/,
+  ],
 ];
 
 describe('the published JSON Schema', () => {

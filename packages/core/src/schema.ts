@@ -41,6 +41,66 @@ export const storeLocation = z.union([
 /** A list of strings. */
 export const stringList = z.array(z.string());
 
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;
+const DURATION = /^(\d+)(ms|s|m|h|d|w)?$/;
+
+/** `1500ms`, `300s`, `5m`, `1h`: a duration as Postfix's main.cf writes one. */
+function formatMs(ms: number): string {
+  for (const unit of ['w', 'd', 'h', 'm', 's'] as const) {
+    if (ms >= UNIT_MS[unit] && ms % UNIT_MS[unit] === 0) return `${ms / UNIT_MS[unit]}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
+/**
+ * Milliseconds of a duration as a config writes it: a whole number of seconds, or a string with a
+ * unit as Postfix's time parameters take one (`300s`, `5m`, `1h`, `1d`, `1w`, and `ms`); a number
+ * in a string without a unit is seconds, as in main.cf. Undefined when it is not one.
+ */
+export function durationMs(value: number | string): number | undefined {
+  if (typeof value === 'number') return Number.isInteger(value) && value >= 0 ? value * 1000 : undefined;
+  const m = DURATION.exec(value.trim());
+  if (!m) return undefined;
+  return Number(m[1]) * UNIT_MS[(m[2] ?? 's') as keyof typeof UNIT_MS];
+}
+
+/**
+ * A duration setting between `minMs` and `maxMs` (see {@link durationMs}): a number is seconds, a
+ * string may carry a unit. A value without a known unit, or out of range, is refused with what was
+ * expected (`config.gateway.sessionLifetime: 10s is below the least, 1m`).
+ */
+export function durationSetting(minMs: number, maxMs: number) {
+  const range = `from ${formatMs(minMs)} to ${formatMs(maxMs)}`;
+  return z
+    .union([
+      z
+        .number()
+        .int()
+        .min(Math.ceil(minMs / 1000), `${range} (a number is seconds)`)
+        .max(Math.floor(maxMs / 1000), `${range} (a number is seconds)`),
+      z
+        .string()
+        .regex(
+          DURATION,
+          `a duration: whole seconds, or a number with a unit ms, s, m, h, d or w (as 300s, 5m), ${range}`,
+        ),
+    ])
+    .superRefine((v, ctx) => {
+      const ms = durationMs(v);
+      if (ms === undefined) return; // the union said why
+      if (ms < minMs)
+        ctx.addIssue({ code: 'custom', message: `${formatMs(ms)} is below the least, ${formatMs(minMs)}` });
+      else if (ms > maxMs)
+        ctx.addIssue({ code: 'custom', message: `${formatMs(ms)} is above the most, ${formatMs(maxMs)}` });
+    });
+}
+
+/** A whole-number setting from `min` to `max` (a count, or bytes), refused with the range otherwise. */
+export function countSetting(min: number, max: number) {
+  const range = `a whole number from ${min} to ${max}`;
+  return z.number(range).int(range).min(min, range).max(max, range);
+}
+
 /** A factory that declares the options it reads. */
 export type Declared<F> = F & { readonly options: OptionsSchema };
 

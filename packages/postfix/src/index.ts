@@ -6,5 +6,6 @@
  */
 
 export * from './attributes.js';
+export * from './config.js';
 export * from './protocol.js';
 export * from './server.js';

@@ -152,6 +152,17 @@ export interface SmtpAdapterOptions {
    * @default 300000 (RFC 5321 section 4.5.3.2's 5 minutes per command)
    */
   readonly progressTimeoutMs?: number;
+  /**
+   * Bytes a second a message must arrive at during DATA, as Postfix's `smtpd_min_data_rate` (500
+   * there, with `smtpd_per_request_deadline`): DATA starts with `progressTimeoutMs` of credit, the
+   * time the client takes uses it up, and each byte received adds 1/minDataRate of a second, never
+   * above `progressTimeoutMs`. When the credit runs out: `421 4.4.2 <host> Error: timeout exceeded`
+   * and close. So a message of N bytes may take `progressTimeoutMs` + N/minDataRate seconds, and a
+   * drip of a byte every few seconds holds its slot for at most `progressTimeoutMs`, not for the
+   * session lifetime. 0: off (any byte within `progressTimeoutMs` is progress).
+   * @default 500
+   */
+  readonly minDataRate?: number;
 }
 
 /** The commands Postfix counts against `smtpd_junk_command_limit`, plus HELP and EXPN. */
@@ -210,6 +221,13 @@ interface ConnState {
   lifetimeTimer: NodeJS.Timeout | undefined;
   /** Message bytes received when the progress rule last looked (DATA). */
   dataBytes: number;
+  /** The DATA rate rule (see `minDataRate`): its timer, credit (ms), bytes and time last counted. */
+  dataTimer: NodeJS.Timeout | undefined;
+  dataCredit: number;
+  dataSeen: number;
+  dataAt: number;
+  /** Starts the DATA rate rule for the message now begun (set once the connection is watched). */
+  dataStarted: (() => void) | undefined;
   /** Why the session must end, once a limit has run out while we were still answering. */
   expired: string | undefined;
 }
@@ -271,6 +289,9 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
   const junkCommandLimit = options.junkCommandLimit ?? 100;
   const sessionLifetimeMs = options.sessionLifetimeMs ?? 1_800_000;
   const progressTimeoutMs = options.progressTimeoutMs ?? 300_000;
+  const minDataRate = options.minDataRate ?? 500;
+  if (!Number.isInteger(minDataRate) || minDataRate < 0)
+    throw new TypeError(`minDataRate must be a whole number >= 0, got ${minDataRate}`);
   for (const [k, v] of Object.entries({
     recipientLimit,
     junkCommandLimit,
@@ -316,6 +337,11 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
         recipientsOf: undefined,
         junk: 0,
         dataBytes: 0,
+        dataTimer: undefined,
+        dataCredit: 0,
+        dataSeen: 0,
+        dataAt: 0,
+        dataStarted: undefined,
         progressTimer: undefined,
         lifetimeTimer: undefined,
         expired: undefined,
@@ -567,6 +593,38 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
     }, progressTimeoutMs);
     state.progressTimer.unref();
 
+    if (minDataRate > 0) {
+      // Postfix's per-request deadline with smtpd_min_data_rate, counted at each look rather than
+      // at each read: credit = min(progressTimeoutMs, credit - elapsed + bytes / rate).
+      const look = (): void => {
+        state.dataTimer = undefined;
+        const received = dataBytesReceived(connection);
+        if (received === undefined || isClosing(connection)) return; // the message is in, or gone
+        const now = performance.now();
+        const credit = Math.min(
+          progressTimeoutMs,
+          state.dataCredit - (now - state.dataAt) + ((received - state.dataSeen) * 1000) / minDataRate,
+        );
+        state.dataCredit = credit;
+        state.dataSeen = received;
+        state.dataAt = now;
+        if (credit <= 0) {
+          expire('data-rate');
+          return;
+        }
+        state.dataTimer = setTimeout(look, Math.max(50, credit));
+        state.dataTimer.unref();
+      };
+      state.dataStarted = () => {
+        clearTimeout(state.dataTimer);
+        state.dataCredit = progressTimeoutMs;
+        state.dataSeen = 0;
+        state.dataAt = performance.now();
+        state.dataTimer = setTimeout(look, progressTimeoutMs);
+        state.dataTimer.unref();
+      };
+    }
+
     beforeCommand(connection, (command) => {
       if (state.expired) {
         end(state.expired, timeoutReply());
@@ -671,6 +729,7 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
       const state = stateOf(s.id);
       // A message that ends in a 250 starts the junk count again.
       state.dataBytes = 0;
+      state.dataStarted?.();
       const accepted = (message: string): string => {
         state.junk = 0;
         progressed(state);
@@ -742,6 +801,7 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
       const state = states.get(s.id);
       clearTimeout(state?.progressTimer);
       clearTimeout(state?.lifetimeTimer);
+      clearTimeout(state?.dataTimer);
       states.delete(s.id);
       pendingFrom.delete(s.id);
     },

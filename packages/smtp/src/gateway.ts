@@ -112,6 +112,8 @@ export interface GatewayOptions {
   readonly sessionLifetimeMs?: number;
   /** See {@link SmtpAdapterOptions.progressTimeoutMs}. @default 300000 */
   readonly progressTimeoutMs?: number;
+  /** See {@link SmtpAdapterOptions.minDataRate}. @default 500 */
+  readonly minDataRate?: number;
 }
 
 /** STARTTLS settings of the gateway. */
@@ -242,6 +244,7 @@ function generation(options: GatewayOptions): Generation {
     ...(options.junkCommandLimit !== undefined ? { junkCommandLimit: options.junkCommandLimit } : {}),
     ...(options.sessionLifetimeMs !== undefined ? { sessionLifetimeMs: options.sessionLifetimeMs } : {}),
     ...(options.progressTimeoutMs !== undefined ? { progressTimeoutMs: options.progressTimeoutMs } : {}),
+    ...(options.minDataRate !== undefined ? { minDataRate: options.minDataRate } : {}),
     deliver,
     ...(verifyRecipients && target
       ? {

@@ -7,6 +7,7 @@
  */
 export * from './adapter.js';
 export * from './anvil.js';
+export * from './config.js';
 export * from './gateway.js';
 export * from './internals.js';
 export * from './pipelining.js';

@@ -243,6 +243,9 @@ describe('junk command limit (smtpd_junk_command_limit)', () => {
     );
     expect(() => smtpServerHooks({ ...base, progressTimeoutMs: Number.NaN })).toThrow(/progressTimeoutMs/);
     expect(() => smtpServerHooks({ ...base, recipientLimit: 1.5 })).toThrow(/recipientLimit/);
+    expect(() => smtpServerHooks({ ...base, minDataRate: -1 })).toThrow(
+      /minDataRate must be a whole number >= 0/,
+    );
   });
 });
 
@@ -297,6 +300,49 @@ describe('drips cannot hold a slot', () => {
     expect(c.received.filter((l) => l === '250 2.1.5 Accepted').length).toBeGreaterThan(6);
     expect(c.received.at(-1)).toBe('421 4.4.2 mx.example.com Error: timeout exceeded');
     expect(g.log.events('session-limit').some((e) => e.limit === 'session-lifetime')).toBe(true);
+  });
+
+  it('closes a connection that drips message bytes during DATA, by the minimum data rate (smtpd_min_data_rate)', async () => {
+    // A short line every 100 ms (30 bytes/s) is progress (bytes within each 400 ms), so before only
+    // the 1.5 s lifetime ended it. Now DATA starts with 400 ms of credit and a byte buys 2 ms (500
+    // bytes/s): gone after about 400 ms. What decides is which limit ended it; the time is a bound.
+    const c = await transaction(g.gw.port);
+    expect(await c.cmd('RCPT TO:<user@example.com>')).toBe('250 2.1.5 Accepted');
+    expect(await c.cmd('DATA')).toMatch(/^354 /);
+    const ms = await dripUntilClosed(c, () => c.write('x\r\n'), 5000);
+    expect(c.closed).toBe(true);
+    expect(c.received.at(-1)).toBe('421 4.4.2 mx.example.com Error: timeout exceeded');
+    expect(g.log.events('session-limit').at(-1)?.limit).toBe('data-rate');
+    expect(ms).toBeLessThan(1400);
+  });
+
+  it('accepts a slow message above the minimum data rate, for longer than the progress timeout', async () => {
+    // 1000 bytes every 100 ms (10 kB/s, twenty times the minimum) for 1.2 s: three progress
+    // periods, under the 1.5 s lifetime.
+    const c = await transaction(g.gw.port);
+    expect(await c.cmd('RCPT TO:<user@example.com>')).toBe('250 2.1.5 Accepted');
+    expect(await c.cmd('DATA')).toMatch(/^354 /);
+    c.write('Subject: slow\r\n\r\n');
+    for (let i = 0; i < 12; i++) {
+      c.write(`${'y'.repeat(998)}\r\n`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(await c.cmd('.')).toMatch(/^250 2\.0\.0 Ok: queued as /);
+    c.close();
+  });
+
+  it('with minDataRate 0, any message byte within the progress timeout is progress', async () => {
+    const off = await gateway({ progressTimeoutMs: 400, sessionLifetimeMs: 1500, minDataRate: 0 });
+    try {
+      const c = await transaction(off.gw.port);
+      expect(await c.cmd('RCPT TO:<user@example.com>')).toBe('250 2.1.5 Accepted');
+      expect(await c.cmd('DATA')).toMatch(/^354 /);
+      await dripUntilClosed(c, () => c.write('x\r\n'), 5000);
+      expect(c.closed).toBe(true);
+      expect(off.log.events('session-limit').at(-1)?.limit).toBe('session-lifetime');
+    } finally {
+      await off.close();
+    }
   });
 
   it('frees the slot: a new client is served while the drippers are gone', async () => {
