@@ -19,4 +19,14 @@ export * from './program.js';
 export * from './replay.js';
 export * from './runtime.js';
 export * from './serve.js';
+// The status page, for a process of its own (smtp-server, Haraka) to serve on its HTTP server.
+export {
+  type ShownDecision,
+  type ShownStep,
+  StatusBoard,
+  type StatusBoardOptions,
+} from './status/board.js';
+export { STATUS_CSP, type StatusProviders, statusHandler, statusRoutes } from './status/handler.js';
+export { type StatusMountOptions, statusHealth, statusMount } from './status/mount.js';
+export type { StatusHealth } from './status/page.js';
 export * from './wiring.js';
