@@ -3,22 +3,64 @@
  * prints what it decided. `pnpm example` alone lists them. The packages are imported by name, as a
  * user's code imports them (the built packages, linked at the repository root).
  */
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { connect } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { FakeResolver } from '@mxguard/dns';
+import { startGateway } from './gateway.js';
 import { myPolicy } from './policy.js';
+import { policyRequest, startPolicy } from './postfix.js';
+
+/** The table the examples' DNS answers from: one listed client, one sender domain with an MX. */
+function exampleDns(): FakeResolver {
+  return new FakeResolver({
+    '9.113.0.203.zen.spamhaus.org': {
+      A: ['127.0.0.2'],
+      TXT: ['https://www.spamhaus.org/query/ip/203.0.113.9'],
+    },
+    'example.net': { MX: [{ priority: 10, exchange: 'mx.example.net' }] },
+    'mx.example.net': { A: ['192.0.2.25'] },
+  });
+}
+
+/**
+ * Writes each line of `script` after each complete reply the server sends (a reply is complete at
+ * a line with a space after the code; a policy answer at an empty line), and resolves with the
+ * replies once the server closes the connection. `clientFirst`: the client speaks first (the
+ * policy protocol), not the server (SMTP's greeting).
+ */
+function converse(port: number, script: string[], end: RegExp, clientFirst = false): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    const replies: string[] = [];
+    let buffer = '';
+    socket.setEncoding('utf8');
+    socket.setTimeout(10_000, () => socket.destroy(new Error('no answer within 10 s')));
+    socket.on('data', (data: string) => {
+      buffer += data;
+      for (let m = end.exec(buffer); m; m = end.exec(buffer)) {
+        replies.push(m[1] ?? m[0]);
+        buffer = buffer.slice(m.index + m[0].length);
+        const next = script.shift();
+        if (next === undefined) socket.end();
+        else socket.write(next);
+      }
+    });
+    socket.on('connect', () => {
+      if (clientFirst) socket.write(script.shift() ?? '');
+    });
+    socket.on('error', reject);
+    socket.on('close', () => resolve(replies));
+  });
+}
 
 const examples: Record<string, { about: string; run: () => Promise<void> }> = {
   policy: {
     about: 'examples/policy.ts (the README policy) judging four sessions, with DNS answered from a table',
     async run() {
-      const dns = new FakeResolver({
-        '9.113.0.203.zen.spamhaus.org': {
-          A: ['127.0.0.2'],
-          TXT: ['https://www.spamhaus.org/query/ip/203.0.113.9'],
-        },
-        'example.net': { MX: [{ priority: 10, exchange: 'mx.example.net' }] },
-        'mx.example.net': { A: ['192.0.2.25'] },
-      });
-      const policy = myPolicy(dns);
+      const policy = myPolicy(exampleDns());
       const base = {
         clientAddress: '192.0.2.7',
         helo: 'mail.example.net',
@@ -37,6 +79,87 @@ const examples: Record<string, { about: string; run: () => Promise<void> }> = {
         const r = d.reply ? `${d.reply.code} ${d.reply.enhanced} ${d.reply.text}` : '(no opinion)';
         process.stdout.write(`${what}: ${d.action}${d.check ? ` by ${d.check}` : ''}: ${r}\n`);
       }
+    },
+  },
+  gateway: {
+    about: 'examples/gateway.ts: an smtp-server with the README policy, one SMTP conversation on loopback',
+    async run() {
+      const gateway = await startGateway(exampleDns());
+      try {
+        const script = [
+          'EHLO mail.example.net',
+          'MAIL FROM:<x@bulk.example.net>',
+          'RCPT TO:<b@example.com>',
+          'RSET',
+          'MAIL FROM:<a@example.net>',
+          'RCPT TO:<x@elsewhere.org>',
+          'RCPT TO:<b@example.com>',
+          'DATA',
+          'Subject: hello\r\n\r\nHello.\r\n.',
+          'QUIT',
+        ];
+        const sent = [...script];
+        const replies = await converse(
+          gateway.port,
+          script.map((l) => `${l}\r\n`),
+          /^(\d{3} [^\r\n]*)\r\n/m,
+        );
+        process.stdout.write(`S: ${replies[0]}\n`);
+        for (const [i, r] of replies.slice(1).entries()) {
+          process.stdout.write(`C: ${sent[i]?.split('\r\n')[0]}\nS: ${r}\n`);
+        }
+      } finally {
+        await gateway.close();
+      }
+    },
+  },
+  postfix: {
+    about: 'examples/postfix.ts: the README policy as a Postfix policy server, asked as Postfix asks',
+    async run() {
+      const server = await startPolicy(exampleDns());
+      try {
+        const base = {
+          client_address: '192.0.2.7',
+          client_name: 'mail.example.net',
+          helo_name: 'mail.example.net',
+          sender: 'a@example.net',
+          recipient: 'b@example.com',
+        };
+        const asks: Record<string, Record<string, string>> = {
+          'clean mail': { ...base, instance: '1' },
+          'a listed client': { ...base, instance: '2', client_address: '203.0.113.9' },
+          'a bulk sender': { ...base, instance: '3', sender: 'x@bulk.example.net' },
+          relaying: { ...base, instance: '4', recipient: 'x@elsewhere.org' },
+        };
+        const port = 'port' in server.address ? server.address.port : 0;
+        const answers = await converse(
+          port,
+          Object.values(asks).map(policyRequest),
+          /^(action=[^\n]*)\n\n/m,
+          true,
+        );
+        for (const [i, what] of Object.keys(asks).entries()) {
+          process.stdout.write(`${what}: ${answers[i]}\n`);
+        }
+      } finally {
+        await server.close();
+      }
+    },
+  },
+  test: {
+    about: 'examples/policy.test.ts: a vitest unit test of the README policy (fake resolver, manual clock)',
+    async run() {
+      const vitest = join(
+        dirname(createRequire(import.meta.url).resolve('vitest/package.json')),
+        'vitest.mjs',
+      );
+      const here = fileURLToPath(new URL('.', import.meta.url));
+      const r = spawnSync(
+        process.execPath,
+        [vitest, 'run', '--root', here, '--config', join(here, 'vitest.config.ts')],
+        { stdio: 'inherit' },
+      );
+      process.exitCode = r.status ?? 1;
     },
   },
 };
