@@ -141,6 +141,31 @@ describe('status page in headless chromium', () => {
     },
     BROWSER_TEST_MS,
   );
+  it(
+    'reloads itself every 30 s while live is ticked, not while the admin types',
+    async () => {
+      const { page, trouble } = await watchedPage(browser);
+      // The page's timers run on a clock the test moves: no waiting.
+      await page.clock.install();
+      await page.goto(`${base}/status`);
+      const before = await page.locator('#decisions tbody tr').count();
+      await page.check('#live');
+      await decide({ helo: 'live.example.net', clientAddress: '192.0.2.77' });
+      await Promise.all([page.waitForEvent('load'), page.clock.runFor(30_000)]);
+      expect(await page.locator('#decisions tbody tr').count()).toBe(before + 1);
+      expect(await page.locator('#decisions tbody tr', { hasText: 'live.example.net' }).count()).toBe(1);
+      // Ticked it stays, for the tab.
+      expect(await page.isChecked('#live')).toBe(true);
+      // While the admin types, no reload takes the search box away.
+      await page.fill('#q', 'live.example');
+      await page.clock.runFor(61_000);
+      expect(await page.inputValue('#q')).toBe('live.example');
+      expect(await page.textContent('#shown')).toBe(`1 of ${before + 1}`);
+      expect(trouble).toEqual({ console: [], errors: [], failed: [], dialogs: [] });
+      await page.close();
+    },
+    BROWSER_TEST_MS,
+  );
 });
 
 describe('mxguard policy --http: the page of the running server', () => {

@@ -49,7 +49,7 @@ input[type=search] { width: 22rem; max-width: 100%; padding: .25rem .4rem; }
 /**
  * Filters the decisions as the admin types (the rows' `data-search`, which holds the addresses as
  * shown, already rewritten to the privacy level); Enter asks the server (`?q=`), which also finds a
- * hashed address by its address in clear.
+ * hashed address by its address in clear. Reloads the page every 30 s when "live" is ticked.
  */
 export const STATUS_JS = `'use strict';
 document.addEventListener('DOMContentLoaded', function () {
@@ -69,6 +69,18 @@ document.addEventListener('DOMContentLoaded', function () {
     shown.textContent = n + ' of ' + rows.length;
   }
   q.addEventListener('input', filter);
+  // Live: reload every 30 s while the box is ticked and the search is what the page was asked for
+  // (not while the admin types). The choice lasts for the tab (sessionStorage).
+  var live = document.getElementById('live');
+  if (!live) return;
+  var asked = q.value;
+  try { live.checked = sessionStorage.getItem('mxguard-live') === '1'; } catch (e) {}
+  live.addEventListener('change', function () {
+    try { sessionStorage.setItem('mxguard-live', live.checked ? '1' : '0'); } catch (e) {}
+  });
+  setInterval(function () {
+    if (live.checked && q.value === asked) location.reload();
+  }, 30000);
 });
 `;
 

@@ -243,7 +243,7 @@ ${notes ? `<ul class="notes">${notes}</ul>` : ''}
 ${states('DNS lists', h?.lists, h ? 'no DNS lists configured (or offline)' : 'not reported')}
 ${states('Stores', h?.stores, h ? 'no stores' : 'not reported')}
 <section class="box wide"><h2>Latest decisions</h2>
-<form method="get" action="/status" role="search"><input id="q" name="q" type="search" value="${esc(q)}" placeholder="address, domain, HELO, client IP or check" autocomplete="off"> <button type="submit">search</button> <span id="shown">${rows.length} of ${rows.length}</span> shown, newest first; ${found.length > rows.length ? `${found.length} ${q ? 'match' : 'kept'}, search to find the older ones; ` : ''}at most ${board.maxEntries} kept</form>
+<form method="get" action="/status" role="search"><input id="q" name="q" type="search" value="${esc(q)}" placeholder="address, domain, HELO, client IP or check" autocomplete="off"> <button type="submit">search</button> <label><input id="live" type="checkbox"> live (every 30 s)</label> <span id="shown">${rows.length} of ${rows.length}</span> shown, newest first; ${found.length > rows.length ? `${found.length} ${q ? 'match' : 'kept'}, search to find the older ones; ` : ''}at most ${board.maxEntries} kept</form>
 <table id="decisions"><thead><tr><th>time UTC</th><th>stage</th><th>client</th><th>HELO</th><th>from</th><th>to</th><th>verdict</th><th>check</th><th>reply and trace</th></tr></thead>
 <tbody>${rows.map(row).join('')}</tbody></table>
 ${found.length === 0 ? `<p class="empty">${all.length === 0 ? 'No decisions yet.' : 'No decision matches.'}</p>` : ''}
