@@ -94,6 +94,29 @@ export interface GeoDatabaseOptions {
    * @default 10000
    */
   readonly cacheSize?: number;
+  /**
+   * Bytes the decoded records may hold, as {@link decodedBytes} counts them (a GeoLite2-City
+   * record with names in eight languages is a few KB). Past it the least recently used go first.
+   * @default 8388608 (8 MiB)
+   */
+  readonly cacheBytes?: number;
+}
+
+/**
+ * Bytes a decoded record is counted as: 64 an object or array, 64 + 2 a character of each key and
+ * string, 16 a number or boolean, nested values included. A walk of the record, made once when it
+ * enters the cache: after a miss, which has just decoded the same record, so of the same order.
+ */
+export function decodedBytes(value: unknown, depth = 0): number {
+  if (typeof value === 'string') return 64 + 2 * value.length;
+  if (value === null || typeof value !== 'object' || depth > 16) return 16;
+  let n = 64;
+  if (Array.isArray(value)) {
+    for (const v of value) n += 8 + decodedBytes(v, depth + 1);
+    return n;
+  }
+  for (const [k, v] of Object.entries(value)) n += 16 + 2 * k.length + decodedBytes(v, depth + 1);
+  return n;
 }
 
 /** What `reload()` did. */
@@ -108,6 +131,8 @@ interface Loaded {
   readonly signature: string;
   readonly databaseType: string;
   readonly buildEpoch: Date;
+  /** mmdb-lib's cache of decoded records. */
+  readonly records: LRUCache<number, object>;
 }
 
 /**
@@ -116,12 +141,15 @@ interface Loaded {
  * points past the end) is caught by the bounds check and a probe lookup here, not at the first
  * client.
  */
-function parse(buf: Buffer, path: string, cacheSize: number): Omit<Loaded, 'signature'> {
+function parse(buf: Buffer, path: string, cache: { size: number; bytes: number }): Omit<Loaded, 'signature'> {
   let reader: Reader<Record<string, unknown>>;
+  const records = new LRUCache<number, object>({
+    max: cache.size,
+    maxSize: cache.bytes,
+    sizeCalculation: (record) => decodedBytes(record),
+  });
   try {
-    reader = new Reader<Record<string, unknown>>(buf, {
-      cache: new LRUCache<number, object>({ max: cacheSize }),
-    });
+    reader = new Reader<Record<string, unknown>>(buf, { cache: records });
   } catch (err) {
     throw new Error(`${path}: not a MaxMind DB file (${err instanceof Error ? err.message : String(err)})`);
   }
@@ -141,7 +169,7 @@ function parse(buf: Buffer, path: string, cacheSize: number): Omit<Loaded, 'sign
       `${path}: corrupt search tree or data (${err instanceof Error ? err.message : String(err)})`,
     );
   }
-  return { reader, databaseType: m.databaseType, buildEpoch: m.buildEpoch };
+  return { reader, databaseType: m.databaseType, buildEpoch: m.buildEpoch, records };
 }
 
 const ISO = /^[A-Z]{2}$/;
@@ -186,7 +214,7 @@ export function geoRecordOf(rec: unknown): GeoRecord {
 export class GeoDatabase implements GeoLookup {
   readonly path: string;
   readonly #log: Logger;
-  readonly #cacheSize: number;
+  readonly #cache: { size: number; bytes: number };
   #loaded: Loaded;
   #watcher: { close(): void } | undefined;
   #reloading: Promise<ReloadOutcome> | undefined;
@@ -199,7 +227,13 @@ export class GeoDatabase implements GeoLookup {
     }
     this.path = resolve(options.path);
     this.#log = options.log ?? silentLogger;
-    this.#cacheSize = options.cacheSize ?? 10_000;
+    this.#cache = { size: options.cacheSize ?? 10_000, bytes: options.cacheBytes ?? 8 * 1024 * 1024 };
+    for (const [k, v] of Object.entries(this.#cache)) {
+      if (!Number.isInteger(v) || v < 1)
+        throw new TypeError(
+          `GeoDatabase: cache${k === 'size' ? 'Size' : 'Bytes'} must be a positive integer`,
+        );
+    }
     let buf: Buffer;
     let signature: string;
     try {
@@ -222,7 +256,12 @@ export class GeoDatabase implements GeoLookup {
   }
 
   #make(buf: Buffer, signature: string): Loaded {
-    return { ...parse(buf, this.path, this.#cacheSize), signature };
+    return { ...parse(buf, this.path, this.#cache), signature };
+  }
+
+  /** Decoded records cached, and their bytes as counted against `cacheBytes`. */
+  get cached(): { readonly entries: number; readonly bytes: number } {
+    return { entries: this.#loaded.records.size, bytes: this.#loaded.records.calculatedSize };
   }
 
   /** The database type from its metadata (e.g. `GeoLite2-Country`). */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { CheckContext, Logger, Session } from '@mxguard/core';
 import { chain, ManualClock, silentLogger, weigh } from '@mxguard/core';
 import type { FileWatcher } from '@mxguard/signals';
-import { GeoDatabase, GeoDatabases, geoCheck } from '@mxguard/signals';
+import { decodedBytes, GeoDatabase, GeoDatabases, geoCheck } from '@mxguard/signals';
 import { Reader } from 'mmdb-lib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countryRecord, MmdbWriter } from './helpers/mmdb-writer.js';
@@ -338,5 +338,39 @@ describe('geo check', () => {
     expect(() => geoCheck({ database: db, action: 'drop' as never })).toThrow(/action/);
     expect(() => geoCheck({ database: db, scores: { CN: 'x' as never } })).toThrow(/number/);
     expect(() => geoCheck({ database: {} as never })).toThrow(/database/);
+  });
+});
+
+describe('GeoDatabase: the decoded-record cache bounded in bytes', () => {
+  it('counts 64 an object, 64 + 2 a character of a string, 16 a number, keys included', () => {
+    expect(decodedBytes('ab')).toBe(68);
+    expect(decodedBytes(7)).toBe(16);
+    expect(decodedBytes({ a: 'b' })).toBe(64 + 16 + 2 + 66);
+    expect(decodedBytes([1, 2])).toBe(64 + 2 * (8 + 16));
+  });
+
+  it('holds at most cacheBytes of records: 300 records of 2 KB through 64 KiB, the newest kept', () => {
+    // Before, only a count (10,000 records) bounded it, whatever their size.
+    const w = new MmdbWriter({ databaseType: 'GeoLite2-City' });
+    const names = (i: number) => ({ en: `${i}:${'n'.repeat(1000)}`, de: `${i}:${'m'.repeat(1000)}` });
+    for (let i = 0; i < 300; i++) {
+      w.insert(`${20 + (i >> 8)}.${i & 255}.0.0/16`, {
+        country: { iso_code: 'DE', geoname_id: i, names: names(i) },
+      });
+    }
+    const path = join(dir, 'big.mmdb');
+    writeFileSync(path, w.build());
+    const bound = 64 * 1024;
+    const db = new GeoDatabase({ path, watch: false, cacheBytes: bound });
+    for (let i = 0; i < 300; i++) {
+      expect(db.lookup(`${20 + (i >> 8)}.${i & 255}.1.1`)).toMatchObject({ found: true, country: 'DE' });
+    }
+    const held = db.cached;
+    expect(held.bytes).toBeLessThanOrEqual(bound);
+    expect(held.bytes).toBeGreaterThan(bound / 2);
+    expect(held.entries).toBeLessThan(300);
+    expect(() => new GeoDatabase({ path, watch: false, cacheBytes: 0 })).toThrow(
+      /cacheBytes must be a positive integer/,
+    );
   });
 });
