@@ -14,7 +14,7 @@ export interface ShownStep {
 
 /**
  * One decision as the status page keeps it: the fields of the decision log line, its addresses
- * already rewritten to the privacy level, every string clipped (see {@link LIMITS}).
+ * already rewritten to the privacy level, every string clipped (see `LIMITS`).
  */
 export interface ShownDecision {
   /** When it was recorded, ms since the epoch (the board's clock). */

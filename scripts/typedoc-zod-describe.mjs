@@ -1,0 +1,47 @@
+/**
+ * TypeDoc plugin: a config key declared in a zod shape (`budget: durationSetting(...).describe('...')`)
+ * gets the `.describe()` text as its documentation when it has no TSDoc comment of its own. The
+ * config schema's descriptions (the ones editors show from schema/mxguard.schema.json) are then
+ * the API reference's too, written once, and `notDocumented` holds a key without one to account.
+ */
+import { Comment, Converter } from 'typedoc';
+import ts from 'typescript';
+
+/** The text of the outermost `.describe('text')` in a call chain such as `z.string().describe('x').optional()`. */
+function describedAs(node) {
+  let n = node;
+  while (n) {
+    if (ts.isCallExpression(n)) {
+      const callee = n.expression;
+      if (ts.isPropertyAccessExpression(callee)) {
+        const arg = n.arguments[0];
+        if (callee.name.text === 'describe' && arg && ts.isStringLiteralLike(arg)) return arg.text;
+        n = callee.expression;
+        continue;
+      }
+      return undefined;
+    }
+    if (ts.isParenthesizedExpression(n) || ts.isAsExpression(n) || ts.isSatisfiesExpression(n)) {
+      n = n.expression;
+      continue;
+    }
+    return undefined;
+  }
+  return undefined;
+}
+
+/** @param {import('typedoc').Application} app */
+export function load(app) {
+  app.converter.on(Converter.EVENT_CREATE_DECLARATION, (context, reflection) => {
+    if (reflection.hasComment()) return;
+    const symbol = context.getSymbolFromReflection(reflection);
+    for (const decl of symbol?.declarations ?? []) {
+      if (!ts.isPropertyAssignment(decl)) continue;
+      const text = describedAs(decl.initializer);
+      if (text) {
+        reflection.comment = new Comment([{ kind: 'text', text }]);
+        return;
+      }
+    }
+  });
+}
