@@ -174,7 +174,7 @@ export class MxguardMetrics {
     });
     this.limits = new Counter({
       name: `${p}limits_hit_total`,
-      help: 'Connections or commands refused because a limit was reached (connection: per-client or total connection limits, messages per connection)',
+      help: 'Limits hit: serve: connection (per-client or total connection limits, messages per connection); policy: connections, connection-slot, request-budget, line-too-long, too-many-requests, too-many-attributes, no-equals, bad-name',
       labelNames: ['limit'],
       registers,
     });

@@ -419,7 +419,12 @@ export interface PolicyOptions extends HttpFlags, ReloadOptions {
  */
 export function policyServerOptions(
   rt: Runtime,
-  where: { listen: Listen; budget?: number | undefined; limits?: PolicyServerOptions['limits'] },
+  where: {
+    listen: Listen;
+    budget?: number | undefined;
+    limits?: PolicyServerOptions['limits'];
+    onLimit?: (limit: string) => void;
+  },
 ): PolicyServerOptions {
   const enrich = enrichOf(rt);
   return {
@@ -429,6 +434,7 @@ export function policyServerOptions(
     clock: rt.clock,
     limits: { ...where.limits, requestTimeout: where.budget ?? POLICY_BUDGET },
     ...(enrich ? { enrich } : {}),
+    ...(where.onLimit ? { onLimit: where.onLimit } : {}),
   };
 }
 
@@ -445,7 +451,8 @@ export async function runPolicy(config: MxguardConfig, options: PolicyOptions): 
   const runtimeOptions = { ...options, budget, stores, ...obs.runtimeOptions };
   let rt = await runtimeFor(config, runtimeOptions);
   obs.follow(() => rt);
-  const server = await startPolicyServer(policyServerOptions(rt, { listen, budget, limits }));
+  const onLimit = (limit: string) => obs.metrics.limits.inc({ limit });
+  const server = await startPolicyServer(policyServerOptions(rt, { listen, budget, limits, onLimit }));
   // SIGHUP: the log file reopened, the config and its table files read and swapped whole; a
   // request being judged finishes under the config it started with. The limits are read once, at
   // start.

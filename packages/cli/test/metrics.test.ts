@@ -6,6 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -235,6 +236,16 @@ describe('mxguard policy --http', () => {
     expect(sum(samples, 'mxguard_decisions_total', { check: 'dnsbl', action: 'reject', stage: 'rcpt' })).toBe(
       1,
     );
+
+    // A request line longer than the parser takes (4096 bytes): the connection is closed, a limit hit.
+    await new Promise<void>((resolve, reject) => {
+      const sock = connect(p.port, '127.0.0.1');
+      sock.on('error', reject);
+      sock.on('close', () => resolve());
+      sock.write(`sender=${'a'.repeat(5000)}\n`);
+    });
+    const after = await scrape(p);
+    expect(sum(after.samples, 'mxguard_limits_hit_total', { limit: 'line-too-long' })).toBe(1);
 
     const h = await health(p);
     expect(h.status).toBe(503);

@@ -124,6 +124,13 @@ export interface PolicyServerOptions extends MappingOptions {
   /** Bounds on connections, line length, attributes and idle time; each has a default. */
   readonly limits?: PolicyLimits;
   /**
+   * Told each time a limit is hit (for metrics): `connections` (a connection refused, every slot
+   * answering), `connection-slot` (the longest idle connection closed to make room),
+   * `request-budget` (a request's time budget ran out), and the malformed-request codes
+   * `line-too-long`, `too-many-requests`, `too-many-attributes`, `no-equals`, `bad-name`.
+   */
+  readonly onLimit?: (limit: string) => void;
+  /**
    * How an `accept` verdict is answered. `OK` ends Postfix's restriction list with a permit, so the
    * policy service must come after `reject_unauth_destination` (or every accept is a relay
    * permit); `DUNNO` lets Postfix's later restrictions decide.
@@ -247,6 +254,14 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
   const sockets = new Map<Socket, { busy: () => boolean; conn: number }>();
   let connectionIds = 0;
 
+  function limitHit(limit: string): void {
+    try {
+      options.onLimit?.(limit);
+    } catch (err) {
+      log.error({ err: errText(err) }, 'onLimit failed');
+    }
+  }
+
   async function judge(req: PolicyRequest, conn: number): Promise<string> {
     const gen = current;
     gen.busy++;
@@ -349,6 +364,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
         }),
       () => UNAVAILABLE,
     );
+    if (r.late || r.expired) limitHit('request-budget');
     if (r.late) {
       log.error(
         { conn, ms: requestTimeout + DEADLINE_GRACE_MS, why: 'no decision within the time budget' },
@@ -370,6 +386,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
   function makeRoom(conn: number): boolean {
     for (const [s, c] of sockets) {
       if (c.busy()) continue;
+      limitHit('connection-slot');
       log.info(
         { conn: c.conn, for: conn, max: maxConnections },
         'policy connection closed: longest idle, slot needed',
@@ -384,6 +401,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
   function onConnection(socket: Socket): void {
     const conn = ++connectionIds;
     if (sockets.size >= maxConnections && !makeRoom(conn)) {
+      limitHit('connections');
       log.warn(
         { conn, max: maxConnections, peer: socket.remoteAddress },
         'policy connection refused: every connection is answering a request',
@@ -468,6 +486,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
         parser.feed(chunk);
       } catch (err) {
         const code = err instanceof ProtocolError ? err.code : 'internal';
+        limitHit(code);
         log.warn(
           { conn, err: errText(err), code, peer: socket.remoteAddress },
           'malformed policy request: closing',
