@@ -87,14 +87,17 @@ function onHangup(run: () => Promise<void>): () => void {
  * log line with the config error (its path in the config) and counted; the runtime in force stays,
  * and its table files are looked at again.
  */
-async function reloadedRuntime(
+async function reloadedRuntime<T>(
   current: Runtime,
   options: RuntimeForOptions & ReloadOptions & { stores: StorePool },
   metrics: MxguardMetrics,
-): Promise<Runtime | undefined> {
+  /** Reads the command's own part of the new config (its limits); throws to refuse the reload. */
+  own: (config: MxguardConfig) => T,
+): Promise<{ runtime: Runtime; own: T } | undefined> {
   const log = current.log;
   try {
     const config = await loadConfig(options.configPath);
+    const mine = own(config);
     const next = await runtimeFor(config, options);
     metrics.reloads.inc({ outcome: 'ok' });
     log.info(
@@ -105,7 +108,7 @@ async function reloadedRuntime(
       },
       'config reloaded: new connections get it, those open finish under the old one',
     );
-    return next;
+    return { runtime: next, own: mine };
   } catch (err) {
     metrics.reloads.inc({ outcome: 'refused' });
     const path = err instanceof ConfigError ? err.path : undefined;
@@ -344,8 +347,8 @@ export async function runServe(config: MxguardConfig, options: ServeOptions): Pr
   const gw = await startGateway({ ...gatewayOptions(rt, listenAt), ...(tls ? { tls } : {}) });
   // SIGHUP: the log file reopened, the key and certificate re-read (renewed by certbot or the
   // like), the config and its table files read and swapped whole. Each part that fails keeps what
-  // is in force and says why; new connections get what succeeded. The gateway's limits are read
-  // once, at start.
+  // is in force and says why; new connections get what succeeded. The config's gateway limits
+  // apply to new connections too.
   const tlsFiles = options.tls;
   const stopHangup = onHangup(async () => {
     options.reopenLog?.();
@@ -361,14 +364,27 @@ export async function runServe(config: MxguardConfig, options: ServeOptions): Pr
         });
       }
     }
-    const next = await reloadedRuntime(rt, runtimeOptions, obs.metrics);
-    if (!next) return;
+    // The new config's gateway limits apply to new connections; its budget sized the resolver at
+    // start, so a changed one (without --budget) is refused rather than silently ignored.
+    const reloaded = await reloadedRuntime(rt, runtimeOptions, obs.metrics, (c) => {
+      const l = gatewayLimitsFromConfig(c.gateway);
+      if (options.budget === undefined && (l.budgetMs ?? DEFAULT_BUDGET_MS) !== budget)
+        throw new ConfigError(
+          'gateway.budget',
+          'changed: the time budget is read at start; restart to apply it',
+        );
+      return l;
+    });
+    if (!reloaded) return;
     const old = rt;
+    const next = reloaded.runtime;
     rt = next;
     obs.follow(() => rt);
     // The old runtime closes (releasing the stores the new one does not share) once the
     // connections it judges have finished.
-    void gw.reload(gatewayOptions(next, listenAt)).then(() => old.close());
+    void gw
+      .reload(gatewayOptions(next, { ...listenAt, limits: reloaded.own.options }))
+      .then(() => old.close());
   });
   const http = await obs.start(() => gw.connections);
   const where = gw.host.includes(':') ? `[${gw.host}]:${gw.port}` : `${gw.host}:${gw.port}`;
@@ -458,9 +474,23 @@ export async function runPolicy(config: MxguardConfig, options: PolicyOptions): 
   // start.
   const stopHangup = onHangup(async () => {
     options.reopenLog?.();
-    const next = await reloadedRuntime(rt, runtimeOptions, obs.metrics);
-    if (!next) return;
+    // The policy server's limits are set at start: a config that changes them is refused, rather
+    // than run with limits that are not the ones it says.
+    const reloaded = await reloadedRuntime(rt, runtimeOptions, obs.metrics, (c) => {
+      const l = policyLimitsFromConfig(c.policy);
+      const same = (a: object) => JSON.stringify({ ...a, requestTimeout: undefined });
+      if (same(l) !== same(limits))
+        throw new ConfigError('policy', 'limits changed: they are read at start; restart to apply them');
+      if (options.budget === undefined && (l.requestTimeout ?? POLICY_BUDGET) !== budget)
+        throw new ConfigError(
+          'policy.budget',
+          'changed: the time budget is read at start; restart to apply it',
+        );
+      return l;
+    });
+    if (!reloaded) return;
     const old = rt;
+    const next = reloaded.runtime;
     rt = next;
     obs.follow(() => rt);
     const p = policyServerOptions(next, { listen, budget });

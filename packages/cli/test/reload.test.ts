@@ -169,8 +169,21 @@ describe('mxguard serve: SIGHUP', () => {
     expect(notJson.err).toMatch(/not JSON/);
     expect(await rcptOnNewConnection(s.port, 'postmaster@example.org')).toMatch(/^250 /);
 
-    expect(await metric(s, 'mxguard_reloads_total', 'outcome="ok"')).toBe(1);
-    expect(await metric(s, 'mxguard_reloads_total', 'outcome="refused"')).toBe(2);
+    // The config's gateway limits apply to new connections; a changed budget needs a restart.
+    write(config, { ourDomains: ['example.org'], gateway: { recipientLimit: 1 } });
+    await hangup(s, 'reloaded', 2);
+    const { client } = await SmtpClient.open(s.port);
+    await client.send('EHLO mail.example.net');
+    await client.send('MAIL FROM:<alice@example.net>');
+    expect(await client.send('RCPT TO:<a@example.org>')).toMatch(/^250 /);
+    expect(await client.send('RCPT TO:<b@example.org>')).toMatch(/^452 4\.5\.3 /);
+    client.close();
+    write(config, { ourDomains: ['example.org'], gateway: { budget: '20s' } });
+    const budget = JSON.parse(await hangup(s, 'reload-refused', 3)) as Record<string, unknown>;
+    expect(budget).toMatchObject({ path: 'gateway.budget' });
+
+    expect(await metric(s, 'mxguard_reloads_total', 'outcome="ok"')).toBe(2);
+    expect(await metric(s, 'mxguard_reloads_total', 'outcome="refused"')).toBe(3);
   });
 });
 
@@ -231,5 +244,11 @@ describe('mxguard policy: SIGHUP', () => {
     await askPolicy(p.port, [rcptRequest({ ...triplet, instance: 'r.4' })]);
     expect(await metric(p, 'mxguard_greylist_outcomes_total', 'outcome="early"')).toBe(1);
     expect(await metric(p, 'mxguard_greylist_outcomes_total', 'outcome="new"')).toBe(1);
+
+    // The policy server's limits are read at start: a config that changes them is refused.
+    write(config, { ...site, dnsLists: ['bl.test'], policy: { maxConnections: 10 } });
+    const refused = JSON.parse(await hangup(p, 'reload-refused')) as Record<string, unknown>;
+    expect(refused).toMatchObject({ path: 'policy' });
+    expect(refused.err).toMatch(/restart to apply them/);
   });
 });
