@@ -336,6 +336,8 @@ async function startCli(dir: string): Promise<{ port: number; child: ChildProces
       `127.0.0.1:${port}`,
       '--config',
       config,
+      // BENCH_MXGUARD_ARGS='--log-level warn': more flags for `mxguard policy` (here: without its
+      // decision lines, to see what they cost).
       ...(process.env.BENCH_MXGUARD_ARGS ?? '').split(' ').filter(Boolean),
     ],
     { stdio: ['ignore', 'ignore', log] },
