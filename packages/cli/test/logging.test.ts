@@ -145,6 +145,20 @@ describe('--log-privacy', () => {
     expect(h.address('')).toBe('');
     expect(new Redactor('hash', Buffer.alloc(32, 1)).record(rec).client).not.toBe(r.client);
   });
+
+  it('hash: a remembered hash is the one computed afresh, whatever the case, and long values too', () => {
+    const h = new Redactor('hash', Buffer.alloc(32, 2));
+    const long = `${'x'.repeat(300)}@b.example`;
+    const first = [h.hash('Alice'), h.hash('alice'), h.hash(long)];
+    // 5,000 other values push the first ones out of the remembered hashes.
+    for (let i = 0; i < 5000; i++) h.hash(`user${i}`);
+    const again = [h.hash('Alice'), h.hash('alice'), h.hash(long)];
+    const fresh = new Redactor('hash', Buffer.alloc(32, 2));
+    expect(again).toEqual(first);
+    expect(first).toEqual([fresh.hash('alice'), fresh.hash('ALICE'), fresh.hash(long)]);
+    expect(first[0]).toMatch(/^h:[0-9a-f]{12}$/);
+    expect(h.hash('user1')).not.toBe(h.hash('user2'));
+  });
 });
 
 it('textLine: a line that is not a decision keeps its fields as key=value', () => {
