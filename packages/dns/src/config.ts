@@ -23,17 +23,37 @@ export const dnsSettingsShape = {
         .array(z.string().min(1))
         .optional()
         .describe('"host" or "host:port" of the resolvers to ask'),
-      timeout: seconds.optional(),
-      tries: seconds.optional(),
-      concurrency: seconds.optional(),
-      maxPending: seconds.optional(),
-      cacheSize: seconds.optional(),
+      timeout: seconds
+        .optional()
+        .describe('Per-try timeout of a query in milliseconds (default 2000, or from budget)'),
+      tries: seconds.optional().describe('Tries per server before a lookup fails as temporary (default 2)'),
+      concurrency: seconds
+        .optional()
+        .describe('Queries on the wire at once; more wait in a queue (default 32)'),
+      maxPending: seconds
+        .optional()
+        .describe(
+          'Distinct queries in flight or queued at once; past it a lookup fails at once as temporary (default 2000)',
+        ),
+      cacheSize: seconds
+        .optional()
+        .describe('Entries in the answer cache, positive and negative (default 10000)'),
       cacheBytes: seconds.optional().describe('Bytes the answer cache may hold (default 16 MiB)'),
-      minTtl: seconds.optional(),
-      maxTtl: seconds.optional(),
-      negativeTtl: seconds.optional(),
-      defaultTtl: seconds.optional(),
-      temporaryTtl: seconds.optional(),
+      minTtl: seconds
+        .optional()
+        .describe('Seconds an answer is cached at least, whatever its TTL (default 5)'),
+      maxTtl: seconds.optional().describe('Seconds an answer is cached at most (default 3600)'),
+      negativeTtl: seconds
+        .optional()
+        .describe('Seconds a not-found answer (NXDOMAIN, NODATA) is cached (default 300)'),
+      defaultTtl: seconds
+        .optional()
+        .describe(
+          'Seconds MX, PTR and TXT answers are cached, node:dns giving no TTL for them (default 300)',
+        ),
+      temporaryTtl: seconds
+        .optional()
+        .describe('Seconds a temporary failure is cached; 0: not cached (default 0)'),
     })
     .optional()
     .describe('Resolver settings'),
@@ -45,7 +65,9 @@ export const dnsSettingsShape = {
 
 /** The DNS settings of a config. */
 export interface DnsSettings {
+  /** The client-IP lists of `dnsLists`, parsed (none: empty). */
   readonly dnsLists: readonly ListSpec[];
+  /** The right-hand-side lists of `rhsLists`, parsed (none: empty). */
   readonly rhsLists: readonly ListSpec[];
   /** Options for `new DnsResolver(...)` (clock and log are added by the caller). */
   readonly resolver: DnsResolverOptions;

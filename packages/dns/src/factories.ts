@@ -26,6 +26,7 @@ import type { Resolver } from './types.js';
 
 /** What the DNS factories need. Only `resolver` is required. */
 export interface DnsEnv {
+  /** The DNS every check of the package asks (a `DnsResolver`, or a `FakeResolver` in tests). */
   readonly resolver: Resolver;
   /** Client-IP lists (config `dnsLists`): dnsbl uses all, dnswl those with a negative weight. */
   readonly dnsLists?: readonly (string | ListSpec)[];
@@ -83,6 +84,11 @@ const domainSchema = checkOptions({
   tempfail,
 });
 
+/**
+ * The DNS checks by config name (`dnsbl`, `dnswl`, `rhsbl`, `rdns`, `sender-domain`, ...), each
+ * building its check from the config's options; `bindFactories(dnsFactories, env)` gives them to
+ * `recommended()` or a config's `provided` registry.
+ */
 export const dnsFactories: Record<string, CheckFactory<DnsEnv>> = {
   dnsbl: checkFactory<DnsEnv>(checkOptions({ lists: listsSchema, threshold }), (o, _site, env) =>
     dnsbl(env.resolver, listsOption('dnsbl', o.lists, env.dnsLists), {

@@ -8,11 +8,15 @@ import { failed, found } from './types.js';
 
 /** The records of one name in a fake zone. */
 export interface FakeRecords {
+  /** IPv4 addresses, such as `'192.0.2.25'` (a DNS list's answer: `'127.0.0.2'`). */
   readonly A?: readonly string[];
+  /** IPv6 addresses, such as `'2001:db8::25'`. */
   readonly AAAA?: readonly string[];
   /** `{ priority, exchange }`; `exchange: ''` (or `'.'`) is a null MX. */
   readonly MX?: readonly MxRecord[];
+  /** Host names, for a key that is an IP address or its arpa name. */
   readonly PTR?: readonly string[];
+  /** TXT strings, one a record (a DNS list's reason, an SPF record). */
   readonly TXT?: readonly string[];
 }
 
@@ -24,6 +28,7 @@ export type FakeZone = Readonly<Record<string, FakeRecords>>;
 
 /** One call the fake received. */
 export interface FakeCall {
+  /** The record type asked. */
   readonly type: RecordType;
   /** The queried name (for PTR: the arpa name). */
   readonly name: string;

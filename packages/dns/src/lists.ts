@@ -16,6 +16,7 @@ import type { Resolver } from './types.js';
 
 /** What one list said about one query. */
 export interface ListResult {
+  /** The list asked, as configured. */
   readonly spec: ListSpec;
   /**
    * - `listed`: at least one answer counted as a listing.
@@ -34,6 +35,7 @@ export interface ListResult {
   readonly txt?: string;
   /** The name queried. */
   readonly query?: string;
+  /** Why the status, for the log (the DNS error, the bad name, the failed probe). */
   readonly detail?: string;
 }
 
@@ -130,6 +132,7 @@ const PROBE_LABELS: Record<
 
 /** Result of an RFC 5782 section 5 health probe. */
 export interface ProbeResult {
+  /** The list's zone, such as `zen.spamhaus.org`. */
   readonly zone: string;
   /** What was probed. */
   readonly kind: ListKind;
@@ -139,6 +142,7 @@ export interface ProbeResult {
   readonly missingTestEntry: boolean;
   /** The probe itself failed temporarily: nothing is known. */
   readonly temporary: boolean;
+  /** What the probe saw, for the log. */
   readonly detail: string;
 }
 

@@ -106,9 +106,14 @@ export interface ResolverStats {
 
 /** One lookup of the resolver, as {@link DnsResolverOptions.onLookup} is told about it. */
 export interface LookupEvent {
+  /** The record type asked. */
   readonly type: RecordType;
   /** The name asked (lower case, no trailing dot). */
   readonly name: string;
+  /**
+   * How it was answered: from the cache, by joining the same query in flight, by a query on the
+   * wire, or refused at once because `maxPending` queries were waiting.
+   */
   readonly via: 'cache' | 'coalesced' | 'query' | 'overload';
   /** `found`, `notfound`, `timeout` (the server's or the decision's deadline), or `error`. */
   readonly outcome: 'found' | 'notfound' | 'timeout' | 'error';
@@ -122,7 +127,9 @@ function outcomeOf(a: DnsResult<unknown>): LookupEvent['outcome'] {
 
 /** Per-try timeout and tries sized from a decision's time budget. */
 export interface DnsTiming {
+  /** Per-try timeout in milliseconds (`DnsResolverOptions.timeout`). */
   readonly timeout: number;
+  /** Tries per server (`DnsResolverOptions.tries`). */
   readonly tries: number;
 }
 
@@ -180,7 +187,12 @@ function positiveNumber(name: string, v: number | undefined, fallback: number, m
 }
 
 /** Maps a node:dns error code to the typed failure; unknown codes are temporary (never a 5xx). */
-export function classifyDnsError(err: unknown): { error: 'notfound' | 'temporary'; detail: string } {
+export function classifyDnsError(err: unknown): {
+  /** `notfound` for NXDOMAIN and NODATA; `temporary` for every other code. */
+  error: 'notfound' | 'temporary';
+  /** The DNS name of the code (`NXDOMAIN`, `SERVFAIL`, `TIMEOUT`, ...), for the log. */
+  detail: string;
+} {
   const code = (err as { code?: unknown } | null)?.code;
   switch (code) {
     case 'ENOTFOUND':

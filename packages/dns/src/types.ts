@@ -8,6 +8,7 @@ export type RecordType = 'A' | 'AAAA' | 'MX' | 'PTR' | 'TXT';
 
 /** One MX record. A null MX (RFC 7505, `MX 0 .`) has `exchange === ''`. */
 export interface MxRecord {
+  /** The preference: lower is tried first. */
   readonly priority: number;
   /** Lower case, without the trailing dot; `''` for the root (null MX). */
   readonly exchange: string;
@@ -25,13 +26,17 @@ export type DnsError = 'notfound' | 'temporary';
 /** The answer of one lookup. */
 export type DnsResult<T> =
   | {
+      /** The name has records of the type asked. */
       readonly ok: true;
+      /** The records found (a name without records of the type is `ok: false`, `notfound`: NODATA). */
       readonly records: readonly T[];
       /** Seconds the answer may be cached (the smallest record TTL, or the configured default). */
       readonly ttl: number;
     }
   | {
+      /** No records: the lookup failed or found nothing. */
       readonly ok: false;
+      /** Whether nothing exists (`notfound`) or nothing is known (`temporary`). */
       readonly error: DnsError;
       /** What happened, for the log: `NXDOMAIN`, `NODATA`, `SERVFAIL`, `TIMEOUT`, ... */
       readonly detail: string;

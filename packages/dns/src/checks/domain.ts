@@ -72,10 +72,30 @@ const KIND = {
 
 /** What DNS says about a mail domain. */
 export type MailDomainStatus =
-  | { readonly status: 'ok'; readonly via: 'mx' | 'address'; readonly hosts: readonly string[] }
-  | { readonly status: 'nullmx' }
-  | { readonly status: 'notfound'; readonly detail: string }
-  | { readonly status: 'temporary'; readonly detail: string };
+  | {
+      /** The domain receives mail. */
+      readonly status: 'ok';
+      /** `mx`: from its MX records; `address`: no MX, so its own A/AAAA (the implicit MX). */
+      readonly via: 'mx' | 'address';
+      /** The MX exchanges (by priority as DNS gave them), or the domain itself for `address`. */
+      readonly hosts: readonly string[];
+    }
+  | {
+      /** The domain publishes a null MX (RFC 7505): it accepts no mail. */
+      readonly status: 'nullmx';
+    }
+  | {
+      /** The domain does not exist, or has neither MX nor address records. */
+      readonly status: 'notfound';
+      /** What DNS said (`NXDOMAIN`, `NODATA`), for the log. */
+      readonly detail: string;
+    }
+  | {
+      /** A lookup failed temporarily: nothing is known (never a 5xx). */
+      readonly status: 'temporary';
+      /** What failed (`SERVFAIL`, `TIMEOUT`, ...), for the log. */
+      readonly detail: string;
+    };
 
 /**
  * Resolves a mail domain as Postfix does: MX first; on NODATA, A and AAAA in parallel (the implicit
