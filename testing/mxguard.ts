@@ -126,3 +126,19 @@ export function askPolicy(target: number | string, requests: Record<string, stri
     );
   });
 }
+
+/** swaks in a child process (never blocking the test's own event loop); resolves with its output. */
+export function swaksAsync(server: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = spawn('swaks', ['--server', server, '--timeout', '10', ...args]);
+    let out = '';
+    c.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+    });
+    c.stderr.on('data', (b: Buffer) => {
+      out += b.toString();
+    });
+    c.on('error', reject);
+    c.on('close', () => resolve(out));
+  });
+}

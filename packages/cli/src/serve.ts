@@ -126,6 +126,30 @@ async function reloadedRuntime<T>(
   }
 }
 
+/**
+ * Refuses a reload whose config changes the time budget: it sized the resolver's timeouts at
+ * start (`--budget` on the command line overrides the config, and is not re-read either).
+ */
+function sameBudget(path: string, configured: number, inForce: number): void {
+  if (configured !== inForce)
+    throw new ConfigError(path, `changed: the time budget is read at start; restart to apply it`);
+}
+
+/** Swaps in a reloaded runtime: the hub and metrics follow it; the old one closes once drained. */
+function swapRuntime(
+  obs: Observability,
+  set: (rt: Runtime) => void,
+  old: Runtime,
+  next: Runtime,
+  drained: Promise<void>,
+): void {
+  set(next);
+  obs.follow(() => next);
+  // The old runtime closes (releasing the stores the new one does not share) once the work it
+  // judges has finished.
+  void drained.then(() => old.close());
+}
+
 /** The banner line of the `--http` listener. */
 function httpLine(address: string): string {
   return `status: http://${address}/ (metrics: /metrics, health: /health)`;
@@ -368,23 +392,13 @@ export async function runServe(config: MxguardConfig, options: ServeOptions): Pr
     // start, so a changed one (without --budget) is refused rather than silently ignored.
     const reloaded = await reloadedRuntime(rt, runtimeOptions, obs.metrics, (c) => {
       const l = gatewayLimitsFromConfig(c.gateway);
-      if (options.budget === undefined && (l.budgetMs ?? DEFAULT_BUDGET_MS) !== budget)
-        throw new ConfigError(
-          'gateway.budget',
-          'changed: the time budget is read at start; restart to apply it',
-        );
+      if (options.budget === undefined) sameBudget('gateway.budget', l.budgetMs ?? DEFAULT_BUDGET_MS, budget);
       return l;
     });
     if (!reloaded) return;
-    const old = rt;
     const next = reloaded.runtime;
-    rt = next;
-    obs.follow(() => rt);
-    // The old runtime closes (releasing the stores the new one does not share) once the
-    // connections it judges have finished.
-    void gw
-      .reload(gatewayOptions(next, { ...listenAt, limits: reloaded.own.options }))
-      .then(() => old.close());
+    const drained = gw.reload(gatewayOptions(next, { ...listenAt, limits: reloaded.own.options }));
+    swapRuntime(obs, (r) => (rt = r), rt, next, drained);
   });
   const http = await obs.start(() => gw.connections);
   const where = gw.host.includes(':') ? `[${gw.host}]:${gw.port}` : `${gw.host}:${gw.port}`;
@@ -481,20 +495,15 @@ export async function runPolicy(config: MxguardConfig, options: PolicyOptions): 
       const same = (a: object) => JSON.stringify({ ...a, requestTimeout: undefined });
       if (same(l) !== same(limits))
         throw new ConfigError('policy', 'limits changed: they are read at start; restart to apply them');
-      if (options.budget === undefined && (l.requestTimeout ?? POLICY_BUDGET) !== budget)
-        throw new ConfigError(
-          'policy.budget',
-          'changed: the time budget is read at start; restart to apply it',
-        );
+      if (options.budget === undefined)
+        sameBudget('policy.budget', l.requestTimeout ?? POLICY_BUDGET, budget);
       return l;
     });
     if (!reloaded) return;
-    const old = rt;
     const next = reloaded.runtime;
-    rt = next;
-    obs.follow(() => rt);
     const p = policyServerOptions(next, { listen, budget });
-    void server.reload({ chain: p.chain, ...(p.enrich ? { enrich: p.enrich } : {}) }).then(() => old.close());
+    const drained = server.reload({ chain: p.chain, ...(p.enrich ? { enrich: p.enrich } : {}) });
+    swapRuntime(obs, (r) => (rt = r), rt, next, drained);
   });
   const http = await obs.start(() => server.connections);
   const a = server.address;

@@ -10,7 +10,13 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { askPolicy, mxguardBin, type Running, startMxguard } from '../../../testing/mxguard.js';
+import {
+  askPolicy,
+  mxguardBin,
+  type Running,
+  startMxguard,
+  swaksAsync as swaks,
+} from '../../../testing/mxguard.js';
 import { rcptRequest } from '../../../testing/postfix.js';
 import { type Daemon, startRbldnsd } from '../../dns/test/helpers/daemons.js';
 import { type RedisServer, startRedis } from '../../greylist/test/redis-server.js';
@@ -81,22 +87,6 @@ async function scrape(r: Running): Promise<{ samples: Sample[]; types: Map<strin
 async function health(r: Running): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`http://${r.http}/health`);
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-}
-
-/** swaks against the gateway, in a child process (never blocking this one); resolves with its output. */
-function swaks(server: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const c = spawn('swaks', ['--server', server, '--timeout', '10', ...args]);
-    let out = '';
-    c.stdout.on('data', (b: Buffer) => {
-      out += b.toString();
-    });
-    c.stderr.on('data', (b: Buffer) => {
-      out += b.toString();
-    });
-    c.on('error', reject);
-    c.on('close', () => resolve(out));
-  });
 }
 
 /** Runs the CLI to its exit; resolves with its status and stderr. */

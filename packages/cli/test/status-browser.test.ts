@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -8,7 +7,7 @@ import type { Session } from '@mxguard/core';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, watchedPage } from '../../../testing/browser.js';
-import { askPolicy, type Running, startMxguard } from '../../../testing/mxguard.js';
+import { askPolicy, type Running, startMxguard, swaksAsync as swaks } from '../../../testing/mxguard.js';
 import { rcptRequest } from '../../../testing/postfix.js';
 import { createRuntime, jsonLogger } from '../src/index.js';
 import type { Runtime } from '../src/runtime.js';
@@ -257,22 +256,6 @@ describe('mxguard policy --http: the page of the running server', () => {
     BROWSER_TEST_MS,
   );
 });
-
-/** swaks in a child process; resolves with its output. */
-function swaks(server: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const c = spawn('swaks', ['--server', server, '--timeout', '10', ...args]);
-    let out = '';
-    c.stdout.on('data', (b: Buffer) => {
-      out += b.toString();
-    });
-    c.stderr.on('data', (b: Buffer) => {
-      out += b.toString();
-    });
-    c.on('error', reject);
-    c.on('close', () => resolve(out));
-  });
-}
 
 describe('mxguard serve --http: the page of the gateway', () => {
   let serve: Running | undefined;
