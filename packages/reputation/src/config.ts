@@ -10,8 +10,11 @@ import type { ReputationStore } from './types.js';
 
 /** What the reputation factories need besides their plain-JSON options. */
 export interface ReputationEnv {
+  /** The clock scores decay by (a `ManualClock` in tests). */
   readonly clock: Clock;
+  /** Where the records live, shared by `reputation` and `address-guessing`. */
   readonly store: ReputationStore;
+  /** Where store failures are logged. */
   readonly log?: Logger;
   /** Recipient validator for `address-guessing`; without it, the `users` option gives a table. */
   readonly validator?: RecipientValidator;
@@ -21,14 +24,28 @@ export interface ReputationEnv {
 export type ReputationStoreConfig =
   | 'memory'
   | string
-  | { readonly type: 'memory'; readonly max?: number; readonly maxBytes?: number }
-  | { readonly type?: 'redis'; readonly url: string; readonly prefix?: string };
+  | {
+      /** In this process's memory. */
+      readonly type: 'memory';
+      /** Most records kept (default 100000). */
+      readonly max?: number;
+      /** Most bytes the records may hold (default 32 MiB). */
+      readonly maxBytes?: number;
+    }
+  | {
+      /** In Redis, shared by several MX hosts. */
+      readonly type?: 'redis';
+      /** `redis://` or `rediss://` URL of the server. */
+      readonly url: string;
+      /** Prefix of every key, to share a Redis database. */
+      readonly prefix?: string;
+    };
 
 /** The config's `reputationStore` key: "memory", a redis:// URL, or an object. */
 export const reputationStoreSchema = z.union([
   storeLocation.describe('"memory" or a redis:// URL'),
   z.strictObject({
-    type: z.literal('memory'),
+    type: z.literal('memory').describe("In this process's memory"),
     max: z.number().int().min(1).optional().describe('Most entries kept'),
     maxBytes: z
       .number()
@@ -38,9 +55,12 @@ export const reputationStoreSchema = z.union([
       .describe('Most bytes kept (counted: 256 an entry + 2 a character)'),
   }),
   z.strictObject({
-    type: z.literal('redis').optional(),
-    url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL'),
-    prefix: z.string().optional(),
+    type: z.literal('redis').optional().describe('In Redis, shared by several MX hosts'),
+    url: z
+      .string()
+      .regex(/^rediss?:\/\//, 'must be a redis:// URL')
+      .describe('redis:// or rediss:// URL of the server'),
+    prefix: z.string().optional().describe('Prefix of every key, to share a Redis database'),
   }),
 ]);
 
@@ -52,37 +72,79 @@ const prefixes = {
 /** The options of `reputation`. */
 export const reputationOptions = z.strictObject({
   halfLifeMs: z.number().optional().describe('How fast a network is forgiven'),
-  doubt: z.number().optional(),
-  defer: z.number().optional(),
-  reject: z.number().optional(),
+  doubt: z
+    .number()
+    .optional()
+    .describe('Score from which the client is doubted (selective greylist). Default: 5'),
+  defer: z
+    .number()
+    .optional()
+    .describe('Score from which an address that itself offended gets 450 4.7.1. Default: 15'),
+  reject: z
+    .number()
+    .optional()
+    .describe('Score from which an address that itself offended gets 554 5.7.1. Default: 30'),
   offender: z
     .number()
     .positive()
     .optional()
     .describe('Own score from which an address may be deferred or refused (else at most doubted)'),
-  greylistDelay: z.number().optional(),
+  greylistDelay: z
+    .number()
+    .optional()
+    .describe('Greylist delay in seconds asked for a doubted client. Default: 900'),
   points: z
     .strictObject({
-      rejection: z.number().optional(),
-      deferral: z.number().optional(),
-      greylistFailure: z.number().optional(),
-      accepted: z.number().optional(),
-      protocolViolation: z.number().optional(),
+      rejection: z.number().optional().describe('Points for each 5xx from another check. Default: 1'),
+      deferral: z.number().optional().describe('Points for each 4xx from another check. Default: 0'),
+      greylistFailure: z
+        .number()
+        .optional()
+        .describe('Points for a greylisted client that came back too early or from elsewhere. Default: 1'),
+      accepted: z
+        .number()
+        .optional()
+        .describe('Points for a message accepted at the end of DATA. Default: -1'),
+      protocolViolation: z
+        .number()
+        .optional()
+        .describe('Points for talking early or pipelining unannounced. Default: 1'),
     })
-    .optional(),
-  minScore: z.number().optional(),
-  maxScore: z.number().optional(),
-  onStoreError: z.enum(['next', 'defer']).optional(),
-  ignoreChecks: stringList.optional(),
+    .optional()
+    .describe('Points each event adds to the score (negative: credit)'),
+  minScore: z
+    .number()
+    .optional()
+    .describe('Lowest score: how much credit good behaviour can bank. Default: -10'),
+  maxScore: z.number().optional().describe('Highest score: bounds how long forgiveness takes. Default: 100'),
+  onStoreError: z
+    .enum(['next', 'defer'])
+    .optional()
+    .describe('What a store failure does: next (fail open) or defer (451 4.3.0). Default: next'),
+  ignoreChecks: stringList
+    .optional()
+    .describe('Checks whose decisions never feed the record. Default: reputation, greylist'),
   ...prefixes,
 });
 
 /** The options of `address-guessing`. */
 export const addressGuessingOptions = z.strictObject({
-  threshold: z.number().optional(),
-  windowMs: z.number().optional(),
-  lockoutMs: z.number().optional(),
-  unknownText: z.string().optional(),
+  threshold: z
+    .number()
+    .optional()
+    .describe('Unknown recipients from one network within windowMs that trigger the lockout. Default: 10'),
+  windowMs: z
+    .number()
+    .optional()
+    .describe('The sliding window in which unknown recipients are counted, ms. Default: 600000'),
+  lockoutMs: z
+    .number()
+    .optional()
+    .describe('How long the network gets 450 4.7.1 once past the threshold, ms. Default: 3600000'),
+  unknownText: z
+    .string()
+    .optional()
+    .describe('Text of the 550 for an unknown recipient. Default: Recipient address rejected: User unknown'),
   users: stringList.optional().describe('The valid recipients (without it the check is off)'),
   ...prefixes,
 });

@@ -45,8 +45,11 @@ export function tableValidator(users: readonly string[], domains: readonly strin
 
 /** Options of the `address-guessing` check. */
 export interface AddressGuessingOptions extends NetworkOptions {
+  /** Where the records live (memory or Redis); shared with the other reputation checks. */
   readonly store: ReputationStore;
+  /** The clock scores and windows are measured by (a `ManualClock` in tests). */
   readonly clock: Clock;
+  /** Where store failures are logged. */
   readonly log?: Logger;
   /** Decides whether a recipient exists: a function or a table (see `tableValidator`). */
   readonly validator: RecipientValidator;

@@ -36,8 +36,11 @@ export interface ReputationPoints {
 
 /** Options of the `reputation` check and of `recordOutcome`. */
 export interface ReputationOptions extends NetworkOptions {
+  /** Where the records live (memory or Redis); shared with the other reputation checks. */
   readonly store: ReputationStore;
+  /** The clock scores and windows are measured by (a `ManualClock` in tests). */
   readonly clock: Clock;
+  /** Where store failures are logged. */
   readonly log?: Logger;
   /**
    * The score halves every `halfLifeMs` without news. A day forgives slowly (principle 6): a
@@ -81,6 +84,7 @@ export interface ReputationOptions extends NetworkOptions {
    * @default 900
    */
   readonly greylistDelay?: number;
+  /** Points each event adds to the score; each has a default. */
   readonly points?: ReputationPoints;
   /**
    * Lowest score: how much credit good behaviour can bank. A floor keeps a network with a long

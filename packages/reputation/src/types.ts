@@ -28,8 +28,11 @@ export interface ReputationStore {
 
 /** Limits of a stored score and how long an idle record lives. */
 export interface ScoreBounds {
+  /** The lowest score a record can reach (`minScore`). */
   readonly min: number;
+  /** The highest score a record can reach (`maxScore`). */
   readonly max: number;
+  /** Milliseconds without an update after which the record is forgotten (decayed to nothing). */
   readonly ttlMs: number;
 }
 

@@ -25,6 +25,7 @@ export interface MemoryReputationStoreOptions {
 export function reputationEntryBytes(key: string, entry: { readonly times?: readonly number[] }): number {
   return REPUTATION_OVERHEAD_BYTES + 2 * key.length + 16 * (entry.times?.length ?? 0);
 }
+/** Bytes a record is counted as besides its key and times (see {@link reputationEntryBytes}). */
 export const REPUTATION_OVERHEAD_BYTES = 256;
 
 type Entry =
@@ -54,7 +55,12 @@ export class MemoryReputationStore implements ReputationStore {
   }
 
   /** Records held and their bytes as counted against `maxBytes`. */
-  get size(): { readonly entries: number; readonly bytes: number } {
+  get size(): {
+    /** Records held. */
+    readonly entries: number;
+    /** Their bytes, as counted against `maxBytes`. */
+    readonly bytes: number;
+  } {
     return { entries: this.cache.size, bytes: this.cache.calculatedSize };
   }
 
