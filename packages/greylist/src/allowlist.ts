@@ -21,6 +21,7 @@ export interface ClientAllowlist {
    * address already parsed (the session's `clientIp`), so it is not parsed again.
    */
   match(address: string, name: string | null | undefined, parsed?: ParsedIp | null): string | undefined;
+  /** The number of entries (addresses, networks, names and patterns) in the list. */
   readonly size: number;
 }
 

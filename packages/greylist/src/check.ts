@@ -18,22 +18,29 @@ import type { GreylistStore } from './stores/types.js';
 
 /** What the greylist check needs from its environment. */
 export interface GreylistEnv {
+  /** Where triplets and client records live: `memoryStore()` or `redisStore()`. */
   readonly store: GreylistStore;
 }
 
 /** One decision, for a reputation module or metrics (`onDecision`). */
 export interface GreylistEvent {
+  /** What the greylist decided (new, early, passed, allowlisted, ...). */
   readonly outcome: GreylistOutcome;
+  /** The client's IP address. */
   readonly clientAddress: string;
+  /** The envelope sender (empty for the null sender). */
   readonly sender: string;
+  /** The recipient judged. */
   readonly recipient: string;
   /** The triplet key, when the store was asked. */
   readonly key?: string;
+  /** The store's decision, when the store was asked. */
   readonly decision?: GreylistDecision;
   /** The allowlist entry that matched, for `allowlisted`. */
   readonly allowedBy?: string;
   /** The doubts that sent the client here (selective mode). */
   readonly doubts: readonly Finding[];
+  /** When, in ms since the epoch by the check's clock. */
   readonly now: number;
 }
 
@@ -91,7 +98,9 @@ export interface GreylistOptions extends KeyOptions {
 
 /** The greylist check and its counters. */
 export interface GreylistCheck extends Check {
+  /** Its counters since it was built, by outcome. */
   readonly stats: GreylistStats;
+  /** The timings in force (delay, retry window, max age, auto-whitelist), from its options. */
   readonly policy: GreylistPolicy;
 }
 
@@ -290,7 +299,6 @@ function doubtsOf(findings: readonly Finding[]): readonly Finding[] {
   return out ?? NO_DOUBTS;
 }
 
-/** Reads the greylist options from a config object, with clear errors; see GreylistOptions. */
 /** The greylist's options as a config writes them (`options.greylist`, or its `checks` entry). */
 export const greylistOptions = z.strictObject({
   mode: z.enum(['selective', 'all']).optional().describe('selective: only clients an earlier check doubted'),
@@ -302,10 +310,24 @@ export const greylistOptions = z.strictObject({
     .min(0)
     .optional()
     .describe('Passed deliveries after which a client skips greylisting'),
-  autoWhitelistInterval: z.number().min(0).optional(),
+  autoWhitelistInterval: z
+    .number()
+    .min(0)
+    .optional()
+    .describe("Seconds in which a client's pass count moves at most once"),
   lookupByHost: z.boolean().optional().describe('Key by the client address, not its network'),
-  ipv4Prefix: z.int().min(0).max(32).optional(),
-  ipv6Prefix: z.int().min(0).max(128).optional(),
+  ipv4Prefix: z
+    .int()
+    .min(0)
+    .max(32)
+    .optional()
+    .describe('The network of an IPv4 client in the triplet (default 24)'),
+  ipv6Prefix: z
+    .int()
+    .min(0)
+    .max(128)
+    .optional()
+    .describe('The network of an IPv6 client in the triplet (default 64)'),
   allowClients: stringList
     .optional()
     .describe('Clients never greylisted: addresses, CIDRs, host names, /regex/'),
@@ -314,13 +336,26 @@ export const greylistOptions = z.strictObject({
     .optional()
     .describe('The shipped list of large senders: all, none or categories'),
   allowRecipients: stringList.optional().describe('Recipients never greylisted'),
-  onStoreError: z.enum(['pass', 'defer']).optional(),
+  onStoreError: z
+    .enum(['pass', 'defer'])
+    .optional()
+    .describe('What a failing store gives: pass, or defer (451 4.3.0). Default: pass'),
   text: z.string().optional().describe('Text of the 4xx reply'),
-  ifPermit: z.boolean().optional(),
-  action: z.enum(['defer', 'defer_if_permit']).optional(),
-  score: z.number().optional(),
+  ifPermit: z
+    .boolean()
+    .optional()
+    .describe('Defer only if nothing later rejects (DEFER_IF_PERMIT). Default: true'),
+  action: z
+    .enum(['defer', 'defer_if_permit'])
+    .optional()
+    .describe('defer: a plain 4xx; defer_if_permit (default): as ifPermit'),
+  score: z
+    .number()
+    .optional()
+    .describe("Accepted as every check's common option; the greylist does not score"),
 });
 
+/** Reads the greylist options from a config object, with clear errors; see GreylistOptions. */
 export function greylistOptionsFromConfig(o: Record<string, unknown>): GreylistOptions {
   const out: Record<string, unknown> = {};
   const allowed = new Set([

@@ -75,12 +75,15 @@ export type GreylistOutcome =
 
 /** The records one decision reads. */
 export interface GreylistRecords {
+  /** The triplet's record, if the store has one. */
   readonly triplet?: TripletRecord | undefined;
+  /** The client's auto-whitelist record, if the store has one. */
   readonly client?: ClientRecord | undefined;
 }
 
 /** The result of one decision. */
 export interface GreylistDecision {
+  /** What the state machine decided (allowlisting happens before it is asked). */
   readonly outcome: Exclude<GreylistOutcome, 'allowlisted'>;
   /** Seconds until a retry would pass (rounded up); 0 when passing. */
   readonly retryIn: number;
@@ -94,8 +97,11 @@ export interface GreylistDecision {
 
 /** A decision and the records to store (`undefined`: leave that record as it is). */
 export interface GreylistStep {
+  /** What was decided. */
   readonly decision: GreylistDecision;
+  /** The triplet's record to store (undefined: leave it as it is). */
   readonly triplet?: TripletRecord | undefined;
+  /** The client's record to store (undefined: leave it as it is). */
   readonly client?: ClientRecord | undefined;
 }
 

@@ -19,9 +19,11 @@
 
 /** One category of providers: host names (suffixes), `/regex/` host patterns, and networks. */
 export interface ProviderCategory {
+  /** The category's name, as the `providers` option lists it. */
   readonly name: string;
   /** Why they are listed (postgrey's reason, or the source). */
   readonly why: string;
+  /** Host name suffixes, `/regex/` host patterns and networks (CIDR). */
   readonly entries: readonly string[];
 }
 

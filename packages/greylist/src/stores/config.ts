@@ -14,14 +14,23 @@ import type { GreylistStore } from './types.js';
 export type StoreConfig =
   | string
   | {
+      /** `"memory"` or a `redis://` URL. */
       readonly store: string;
+      /** Redis: the prefix of every key. */
       readonly prefix?: string;
+      /** Memory: the file it is saved to and loaded from. */
       readonly file?: string;
+      /** Memory: seconds between saves to `file`. */
       readonly saveInterval?: number;
+      /** Memory: most triplets kept (default 100000). */
       readonly maxTriplets?: number;
+      /** Memory: most auto-whitelist clients kept (default 50000). */
       readonly maxClients?: number;
+      /** Memory: most bytes of triplets. */
       readonly maxTripletBytes?: number;
+      /** Memory: most bytes of client records. */
       readonly maxClientBytes?: number;
+      /** Redis: milliseconds a command may take. */
       readonly commandTimeout?: number;
     };
 
@@ -34,8 +43,12 @@ export const greylistStoreSchema = z
       prefix: z.string().optional().describe('Redis key prefix'),
       file: z.string().optional().describe('Memory store: the file it is saved to and loaded from'),
       saveInterval: z.number().min(0).optional().describe('Memory store: seconds between saves'),
-      maxTriplets: z.number().min(0).optional(),
-      maxClients: z.number().min(0).optional(),
+      maxTriplets: z.number().min(0).optional().describe('Memory store: most triplets kept (default 100000)'),
+      maxClients: z
+        .number()
+        .min(0)
+        .optional()
+        .describe('Memory store: most auto-whitelist clients kept (default 50000)'),
       maxTripletBytes: z
         .number()
         .int()
@@ -55,7 +68,9 @@ export const greylistStoreSchema = z
 
 /** What a store made from config may use. */
 export interface StoreEnv {
+  /** The clock of a memory store (its TTLs and saves). @default systemClock */
   readonly clock?: Clock;
+  /** Where a store logs its failures (a save, a Redis connection). */
   readonly log?: Logger;
 }
 

@@ -54,9 +54,13 @@ export interface MemoryStore extends GreylistStore {
   load(path?: string): Promise<number>;
   /** How many triplets and clients are held, and their bytes as counted against the bounds. */
   readonly size: {
+    /** Triplets held. */
     readonly triplets: number;
+    /** Auto-whitelist client records held. */
     readonly clients: number;
+    /** The triplets' bytes, against `maxTripletBytes`. */
     readonly tripletBytes: number;
+    /** The client records' bytes, against `maxClientBytes`. */
     readonly clientBytes: number;
   };
 }
@@ -69,12 +73,14 @@ export interface MemoryStore extends GreylistStore {
 export function tripletBytes(key: string): number {
   return TRIPLET_OVERHEAD_BYTES + 2 * key.length;
 }
+/** Bytes a triplet is counted as besides its key (see {@link tripletBytes}). */
 export const TRIPLET_OVERHEAD_BYTES = 512;
 
 /** Bytes an auto-whitelist client record is counted as: 256 + 2 a key character. */
 export function clientBytes(key: string): number {
   return CLIENT_OVERHEAD_BYTES + 2 * key.length;
 }
+/** Bytes a client record is counted as besides its key (see {@link clientBytes}). */
 export const CLIENT_OVERHEAD_BYTES = 256;
 
 interface FileFormat {

@@ -6,6 +6,7 @@ export interface DecideRequest {
   readonly triplet: string;
   /** The client address key for the auto-whitelist (see `clientAddressKey`). */
   readonly client: string;
+  /** The timings to decide by (the check's). */
   readonly policy: GreylistPolicy;
 }
 
@@ -18,9 +19,18 @@ export interface DecideRequest {
 export interface GreylistStore {
   /** A short name for logs (`memory`, `redis`). */
   readonly kind: string;
+  /** Decides one triplet at `now` (ms) and stores the new records, atomically. */
   decide(request: DecideRequest, now: number): Promise<GreylistDecision>;
   /** The stored records of a triplet and client, for tests and tools (`undefined` when absent). */
-  inspect(triplet: string, client: string): Promise<{ triplet?: TripletRecord; client?: ClientRecord }>;
+  inspect(
+    triplet: string,
+    client: string,
+  ): Promise<{
+    /** The triplet's record. */
+    triplet?: TripletRecord;
+    /** The client's auto-whitelist record. */
+    client?: ClientRecord;
+  }>;
   /** Saves what must survive (memory store with a file), stops timers, closes connections. */
   close(): Promise<void>;
 }
