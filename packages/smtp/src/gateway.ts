@@ -153,12 +153,34 @@ export type GatewayPolicy = Omit<GatewayOptions, 'host' | 'port' | 'tls' | 'spoo
 interface Generation {
   readonly server: SMTPServer;
   readonly guard: SmtpGuard;
+  /** Its connection limits (shared with the next generation when their settings are the same). */
+  readonly limits: ConnectionLimits;
   /** Closes what the generation opened towards the relay. */
   release(): void;
 }
 
-/** Builds one {@link Generation}: every option but where to listen. */
-function generation(options: GatewayOptions): Generation {
+/** The connection limits of a gateway's options, as {@link defend} applies them. */
+function connectionLimitsOf(options: GatewayOptions, clock: Clock): ConnectionLimits {
+  return new ConnectionLimits(
+    {
+      total: options.maxClients ?? 100,
+      exempt: options.ourNetworks ?? [],
+      ...options.connectionLimits,
+    },
+    clock,
+  );
+}
+
+/** What decides whether two generations may share their connection limits. */
+function limitSettings(options: GatewayOptions): string {
+  return JSON.stringify([options.maxClients, options.ourNetworks, options.connectionLimits]);
+}
+
+/**
+ * Builds one {@link Generation}: every option but where to listen. `limits`: the previous
+ * generation's, so that its open connections still count against the per-client and total limits.
+ */
+function generation(options: GatewayOptions, limits?: ConnectionLimits): Generation {
   const clock = options.clock ?? systemClock;
   const hostname = options.hostname ?? 'mx.example.com';
   const maxMessageBytes = options.maxMessageBytes ?? 25 * 1024 * 1024;
@@ -256,14 +278,15 @@ function generation(options: GatewayOptions): Generation {
         }
       : {}),
   });
-  defend(server, guard, options, hostname, clock);
+  const anvil = limits ?? connectionLimitsOf(options, clock);
+  defend(server, guard, options, hostname, anvil);
   let released = false;
   const release = () => {
     if (released) return;
     released = true;
     relay?.close();
   };
-  return { server, guard, release };
+  return { server, guard, limits: anvil, release };
 }
 
 /**
@@ -325,7 +348,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       for (const g of new Set([first, ...all()])) g.server.updateSecureContext(next);
     },
     async reload(policy) {
-      const next = generation({ ...settings, ...policy });
+      const merged = { ...settings, ...policy };
+      // The same limits: the same counts, so the connections still open under the old policy count.
+      const shared = limitSettings(merged) === limitSettings(settings) ? current.limits : undefined;
+      const next = generation(merged, shared);
       next.server.on('error', (err: Error) => policy.log.error({ event: 'server-error', err: err.message }));
       settings = { ...settings, ...policy };
       const old = current;
@@ -358,16 +384,8 @@ function defend(
   guard: SmtpGuard,
   options: GatewayOptions,
   hostname: string,
-  clock: Clock,
+  limits: ConnectionLimits,
 ): void {
-  const limits = new ConnectionLimits(
-    {
-      total: options.maxClients ?? 100,
-      exempt: options.ourNetworks ?? [],
-      ...options.connectionLimits,
-    },
-    clock,
-  );
   const maxMessages = options.maxMessagesPerConnection ?? 1000;
   if (!Number.isInteger(maxMessages) || maxMessages < 0)
     throw new TypeError('startGateway: maxMessagesPerConnection must be a whole number >= 0');
