@@ -36,8 +36,14 @@ export function load(app) {
     if (reflection.hasComment()) return;
     const symbol = context.getSymbolFromReflection(reflection);
     for (const decl of symbol?.declarations ?? []) {
-      if (!ts.isPropertyAssignment(decl)) continue;
-      const text = describedAs(decl.initializer);
+      let initializer;
+      if (ts.isPropertyAssignment(decl)) initializer = decl.initializer;
+      else if (ts.isShorthandPropertyAssignment(decl)) {
+        // `{ exempt }`: the describe() is on the variable's initializer.
+        const value = context.checker.getShorthandAssignmentValueSymbol(decl)?.valueDeclaration;
+        if (value && ts.isVariableDeclaration(value)) initializer = value.initializer;
+      }
+      const text = initializer && describedAs(initializer);
       if (text) {
         reflection.comment = new Comment([{ kind: 'text', text }]);
         return;

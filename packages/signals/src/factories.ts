@@ -35,6 +35,7 @@ export interface SignalsEnv {
   readonly p0f?: P0fLookup;
   /** Clock for the p0f answer cache. @default systemClock */
   readonly clock?: Clock;
+  /** Where the signals log database reloads and p0f failures. */
   readonly log?: Logger;
   /**
    * Whether a PTR name looks dynamic, for the os-fingerprint combination rule when no earlier
@@ -49,9 +50,12 @@ export interface SignalsEnv {
 }
 
 /** A SignalsEnv with its own shared geo databases, and `close()` to stop their file watchers. */
-export function createSignalsEnv(
-  options: Omit<SignalsEnv, 'geo'> = {},
-): SignalsEnv & { readonly geo: GeoDatabases; close(): void } {
+export function createSignalsEnv(options: Omit<SignalsEnv, 'geo'> = {}): SignalsEnv & {
+  /** The shared geo databases, opened on first use. */
+  readonly geo: GeoDatabases;
+  /** Stops the databases' file watchers. */
+  close(): void;
+} {
   const geo = new GeoDatabases({ log: options.log ?? silentLogger });
   return { ...options, geo, close: () => geo.close() };
 }
@@ -124,26 +128,40 @@ export const geoOptions = checkOptions({
   database: z.string().describe('Path of the MaxMind (mmdb) database'),
   allow: stringList.optional().describe('Countries (ISO 3166 codes) allowed; others hit'),
   deny: stringList.optional().describe('Countries that hit'),
-  denyAsn: z.array(z.number()).optional(),
+  denyAsn: z.array(z.number()).optional().describe('AS numbers that hit (needs an ASN database)'),
   scores: pointsTable.optional().describe('Points by country'),
   asnScores: pointsTable.optional().describe('Points by AS number'),
-  field: z.enum(['country', 'registered', 'either']).optional(),
+  field: z
+    .enum(['country', 'registered', 'either'])
+    .optional()
+    .describe(
+      'Which country is judged: where the address is used (country), where its network is registered (registered), or either. Default: country',
+    ),
   exempt,
 });
 
 /** The options of `os-fingerprint`. */
 export const osFingerprintOptions = z.strictObject({
   socket: z.string().optional().describe("p0f's API socket (p0f -s)"),
-  timeoutMs: z.number().optional(),
+  timeoutMs: z.number().optional().describe('Longest wait for p0f, in ms, connection included. Default: 500'),
   database: z.string().optional().describe('A geo database, for the expected-countries rule'),
-  expectedCountries: stringList.optional(),
-  combinationScore: z.number().optional(),
-  scores: pointsTable.optional(),
-  desktop: stringList.optional(),
+  expectedCountries: stringList
+    .optional()
+    .describe('Countries the site expects mail from; unset, the combination rule is off'),
+  combinationScore: z
+    .number()
+    .optional()
+    .describe('Points of desktop OS + unexpected country + missing or dynamic PTR. Default: 10'),
+  scores: pointsTable.optional().describe('Points by OS name prefix, merged over the defaults'),
+  desktop: stringList.optional().describe('OS name prefixes that count as desktop for the combination rule'),
   action: z
     .enum(['score', 'greylist'], { error: 'must be score or greylist: an OS guess is never proof' })
-    .optional(),
-  geoCheckName: z.string().optional(),
+    .optional()
+    .describe('score (default) or greylist: an OS guess is never proof'),
+  geoCheckName: z
+    .string()
+    .optional()
+    .describe('Name of the geo check whose findings carry the country. Default: geo'),
   exempt,
 });
 
@@ -155,13 +173,23 @@ export const receivedOptions = z.strictObject({
         'no hit action: Received headers are claims by strangers, so received only adds points for a ' +
         '"weigh" link and never rejects, defers or greylists on its own (DESIGN principle 3)',
     })
-    .optional(),
+    .optional()
+    .describe('Only warn: received never rejects, defers or greylists'),
   lists: stringList.min(1).describe('DNS lists the relays are looked up in, "zone=filter" without weights'),
-  score: z.number().optional(),
-  maxScore: z.number().optional(),
-  skipTop: z.number().optional(),
-  maxRelays: z.number().optional(),
-  trusted: stringList.optional(),
+  score: z.number().optional().describe('Points per listed relay. Default: 0.5'),
+  maxScore: z
+    .number()
+    .optional()
+    .describe("Cap on the check's total, below every weigh threshold. Default: 1"),
+  skipTop: z
+    .number()
+    .optional()
+    .describe('Topmost headers skipped: 1 per own hop that stamps first. Default: 0'),
+  maxRelays: z
+    .number()
+    .optional()
+    .describe('Relays looked up at most, topmost first, after skipTop. Default: 5'),
+  trusted: stringList.optional().describe('Addresses and CIDRs never looked up (our relays, our forwarders)'),
 });
 
 const GEO_KEYS = [

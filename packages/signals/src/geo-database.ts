@@ -43,16 +43,36 @@ export type GeoMissReason =
 
 /** The answer of a lookup: a record, or why there is none. */
 export type GeoAnswer =
-  | ({ readonly found: true; readonly address: string } & GeoRecord)
-  | { readonly found: false; readonly address: string; readonly reason: GeoMissReason };
+  | ({
+      /** The database has a record for the address. */
+      readonly found: true;
+      /** The address looked up. */
+      readonly address: string;
+    } & GeoRecord)
+  | {
+      /** No record: see `reason`. */
+      readonly found: false;
+      /** The address looked up. */
+      readonly address: string;
+      /** Why there is no record (not in the database, a private address, a bad address, ...). */
+      readonly reason: GeoMissReason;
+    };
 
 /** Anything that geolocates an address: a `GeoDatabase`, or a fake in tests. */
 export interface GeoLookup {
+  /** The record of an IPv4 or IPv6 address, or why there is none; never throws. */
   lookup(address: string): GeoAnswer;
 }
 
 /** Starts watching a file and calls `onChange` when it may have changed. Returns how to stop. */
-export type FileWatcher = (path: string, onChange: () => void, log: Logger) => { close(): void };
+export type FileWatcher = (
+  path: string,
+  onChange: () => void,
+  log: Logger,
+) => {
+  /** Stops watching. */
+  close(): void;
+};
 
 /**
  * The default watcher: `fs.watch` on the file's directory, filtered by file name. Watching the
@@ -80,6 +100,7 @@ export const directoryWatcher: FileWatcher = (path, onChange, log) => {
 export interface GeoDatabaseOptions {
   /** Path to the .mmdb file. */
   readonly path: string;
+  /** Where reloads and their failures are logged. */
   readonly log?: Logger;
   /**
    * How to notice that the file changed: `true` for `directoryWatcher`, `false` for no watching
@@ -123,6 +144,7 @@ export function decodedBytes(value: unknown, depth = 0): number {
 export interface ReloadOutcome {
   /** `reloaded`: the new file is in use. `unchanged`: same file as loaded. `failed`: kept the old database. */
   readonly status: 'reloaded' | 'unchanged' | 'failed';
+  /** Why it failed, for `failed`. */
   readonly error?: string;
 }
 
@@ -212,6 +234,7 @@ export function geoRecordOf(rec: unknown): GeoRecord {
  * stop working because of an update.
  */
 export class GeoDatabase implements GeoLookup {
+  /** The .mmdb file it reads (and reloads when it changes). */
   readonly path: string;
   readonly #log: Logger;
   readonly #cache: { size: number; bytes: number };
@@ -260,7 +283,12 @@ export class GeoDatabase implements GeoLookup {
   }
 
   /** Decoded records cached, and their bytes as counted against `cacheBytes`. */
-  get cached(): { readonly entries: number; readonly bytes: number } {
+  get cached(): {
+    /** Records cached. */
+    readonly entries: number;
+    /** Their bytes, against `cacheBytes`. */
+    readonly bytes: number;
+  } {
     return { entries: this.#loaded.records.size, bytes: this.#loaded.records.calculatedSize };
   }
 
@@ -378,6 +406,7 @@ export class GeoDatabases {
     return Promise.all([...this.#open.values()].map((db) => db.reload()));
   }
 
+  /** Stops every database's file watcher; lookups keep working. */
   close(): void {
     for (const db of this.#open.values()) db.close();
     this.#open.clear();

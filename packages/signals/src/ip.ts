@@ -9,6 +9,7 @@ import ipaddr from 'ipaddr.js';
 
 /** A parsed client address, IPv4-mapped IPv6 already unwrapped to IPv4. */
 export interface ParsedAddress {
+  /** IPv4 or IPv6 (an IPv4-mapped IPv6 address is IPv4). */
   readonly family: 4 | 6;
   /** Canonical text: dotted quad, or RFC 5952 compressed IPv6. */
   readonly text: string;

@@ -41,10 +41,13 @@ const STATUS_NOMATCH = 0x20;
 export interface P0fHost {
   /** Unix time (seconds) p0f first saw the host. */
   readonly firstSeen: number;
+  /** Unix time (seconds) p0f last saw the host. */
   readonly lastSeen: number;
+  /** Connections p0f has seen from the host. */
   readonly totalConn: number;
   /** Uptime in minutes; 0 when unknown. */
   readonly uptimeMin: number;
+  /** Days after which the uptime counter wraps (p0f's `up_mod_days`); 0 when unknown. */
   readonly upModDays: number;
   /** Unix time of the last sign of address sharing (NAT, load balancer, proxy); 0 if never. */
   readonly lastNat: number;
@@ -60,21 +63,38 @@ export interface P0fHost {
   readonly osName: string;
   /** e.g. `3.11 and newer`, `7 or 8`. */
   readonly osFlavor: string;
+  /** The HTTP software p0f recognised, if it saw HTTP from the host (rare on port 25). */
   readonly httpName: string;
+  /** Its version, as `osFlavor` for the OS. */
   readonly httpFlavor: string;
   /** e.g. `Ethernet or modem`, `DSL`, `generic tunnel or VPN`. */
   readonly linkType: string;
+  /** The language p0f read from HTTP headers, if any. */
   readonly language: string;
 }
 
 /** p0f's answer, or `unknown` with why. Never thrown, never worse than `unknown`. */
 export type P0fAnswer =
-  | { readonly status: 'ok'; readonly host: P0fHost }
-  | { readonly status: 'no-match' }
-  | { readonly status: 'unknown'; readonly reason: string };
+  | {
+      /** p0f has seen the host. */
+      readonly status: 'ok';
+      /** What p0f knows of it. */
+      readonly host: P0fHost;
+    }
+  | {
+      /** p0f has not seen the host (yet). */
+      readonly status: 'no-match';
+    }
+  | {
+      /** Nothing is known: p0f is down, stuck, busy, or the address is bad. */
+      readonly status: 'unknown';
+      /** Why, for the log. */
+      readonly reason: string;
+    };
 
 /** Anything that asks p0f: a `P0fClient`, or a fake in tests. */
 export interface P0fLookup {
+  /** What p0f knows of an address; never rejects. */
   query(address: string): Promise<P0fAnswer>;
 }
 
@@ -161,11 +181,13 @@ export interface P0fClientOptions {
   readonly cacheSize?: number;
   /** @default systemClock */
   readonly clock?: Clock;
+  /** Where failures to reach p0f are logged. */
   readonly log?: Logger;
 }
 
 /** Talks to p0f over its UNIX socket, one connection a query, bounded in time and concurrency. */
 export class P0fClient implements P0fLookup {
+  /** p0f's API socket. */
   readonly socketPath: string;
   readonly #timeoutMs: number;
   readonly #maxConcurrent: number;

@@ -22,6 +22,7 @@ import { scoreReceived } from './received.js';
  * built on it can refuse a message on its own.
  */
 export interface ScoringCheck extends Check {
+  /** Judges the session: only ever `next`, with findings that carry points. */
   run(session: Session, ctx: CheckContext): NextVerdict | Promise<NextVerdict>;
 }
 

@@ -318,6 +318,7 @@ export interface ScoreReceivedOptions {
   readonly trusted?: readonly string[];
   /** The connecting client's address: skipped, the connect-stage checks judged it. */
   readonly clientAddress?: string;
+  /** Where lookup failures are logged. */
   readonly log?: Logger;
 }
 
