@@ -81,6 +81,21 @@ const BAD: [string, unknown, RegExp][] = [
     /^config\.delayreject: unknown key; did you mean "delayReject"\?$/,
   ],
   [
+    'a greylist store bound that is not a whole number (said of the key, not of the string form)',
+    { ...D, greylist: { store: 'memory', maxTripletBytes: 1.5 } },
+    /^config\.greylist\.maxTripletBytes: must be an integer; got 1\.5$/,
+  ],
+  [
+    'a reputation store bound of the wrong type',
+    { ...D, reputationStore: { type: 'memory', maxBytes: 'big' } },
+    /^config\.reputationStore\.maxBytes: must be a number; got "big"$/,
+  ],
+  [
+    'a greylist store that is neither a location nor an object',
+    { ...D, greylist: 5 },
+    /^config\.greylist: must be "memory" or a string or an object; got 5$/,
+  ],
+  [
     'greylist store: stor',
     { ...D, greylist: { stor: 'memory' } },
     /^config\.greylist\.stor: unknown key; did you mean "store"\?$/,

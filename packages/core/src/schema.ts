@@ -390,6 +390,23 @@ type Issue = z.core.$ZodIssue & {
   expected?: string;
 };
 
+/**
+ * True when an issue refuses the value's type at the value itself: a wrong type or literal, or a
+ * nested union none of whose branches takes that type (`"memory"` or a URL, given a number).
+ */
+function failsAtType(e: Issue): boolean {
+  if (e.path.length > 0) return false;
+  if (e.code === 'invalid_type' || e.code === 'invalid_value') return true;
+  return e.code === 'invalid_union' && !e.note && (e.errors ?? []).every((b) => b.some(failsAtType));
+}
+
+/** What a branch of a union expected, in words, through nested unions. */
+function expectedWords(e: Issue): string[] {
+  if (e.code === 'invalid_union') return (e.errors ?? []).flat().flatMap(expectedWords);
+  if (e.code === 'invalid_value' && e.values) return e.values.map((x) => JSON.stringify(x));
+  return [TYPE_WORDS[e.expected ?? ''] ?? e.expected ?? ''];
+}
+
 /** The config issues of one zod issue, with nearest names for unknown keys and checks. */
 function issuesOf(
   root: z.ZodType,
@@ -430,15 +447,18 @@ function issuesOf(
       }
       const branches = issue.errors ?? [];
       // The branch that got past the type of the value says what is wrong inside it.
-      const typed = branches.find(
-        (b) =>
-          !b.some((e) => e.path.length === 0 && (e.code === 'invalid_type' || e.code === 'invalid_value')),
-      );
+      // First a branch whose every complaint is inside the value (an object of the right shape with
+      // one bad key), before a nested union that failed at the value itself.
+      const typed =
+        branches.find((b) => b.length > 0 && b.every((e) => e.path.length > 0)) ??
+        branches.find((b) => !b.some(failsAtType));
       const chosen =
         typed ??
         (typeof v === 'string'
           ? branches.find((b) => b.some((e) => e.code === 'invalid_value'))
-          : branches.find((b) => b.some((e) => e.path.length === 0 && e.code === 'invalid_union')));
+          : branches.find((b) =>
+              b.some((e) => e.path.length === 0 && e.code === 'invalid_union' && !failsAtType(e)),
+            ));
       if (chosen) return chosen.flatMap((e) => issuesOf(root, data, e, path, checkNames));
       if (
         branches.some((b) =>
@@ -450,7 +470,7 @@ function issuesOf(
         return [{ path: at, message: `must be a check name or an object with a "name"; got ${shown(v)}` }];
       }
       const expected = [
-        ...new Set(branches.flatMap((b) => b.map((e) => TYPE_WORDS[e.expected ?? ''] ?? e.expected ?? ''))),
+        ...new Set(branches.flatMap((b) => b.flatMap(expectedWords))),
       ].filter((x) => x);
       return [{ path: at, message: `must be ${expected.join(' or ') || 'something else'}; got ${shown(v)}` }];
     }
