@@ -469,9 +469,7 @@ function issuesOf(
       ) {
         return [{ path: at, message: `must be a check name or an object with a "name"; got ${shown(v)}` }];
       }
-      const expected = [
-        ...new Set(branches.flatMap((b) => b.flatMap(expectedWords))),
-      ].filter((x) => x);
+      const expected = [...new Set(branches.flatMap((b) => b.flatMap(expectedWords)))].filter((x) => x);
       return [{ path: at, message: `must be ${expected.join(' or ') || 'something else'}; got ${shown(v)}` }];
     }
     case 'invalid_value': {
