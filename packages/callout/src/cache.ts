@@ -75,6 +75,7 @@ function refreshDue(status: CalloutStatus, updated: number, now: number, t: Reso
 export interface Consultation {
   /** The status to answer with now (`todo`: nothing known yet). */
   readonly status: CalloutStatus;
+  /** The cached account of the result, for the reply (`Address verification in progress` while nothing is known). */
   readonly text: string;
   /** True when a probe should be sent (refresh due and none outstanding within `probeTtlMs`). */
   readonly probe: boolean;

@@ -24,12 +24,15 @@ export interface CalloutOptions extends VerifyTimes {
    * @default []
    */
   readonly domains?: readonly string[];
+  /** Where results are cached (memory or Redis). */
   readonly store: CalloutStore;
+  /** The clock of the cache and the rate limits (a `ManualClock` in tests). */
   readonly clock: Clock;
   /** Where the MX of a listed domain comes from (`@mxguard/dns`'s Resolver fits). */
   readonly resolver: CalloutResolver;
   /** The SMTP conversation. @default smtpProbe() */
   readonly probe?: Probe;
+  /** Where probes and store failures are logged. */
   readonly log?: Logger;
   /** TCP port of the probe. @default 25 */
   readonly port?: number;

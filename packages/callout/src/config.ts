@@ -8,11 +8,15 @@ import type { CalloutResolver, CalloutStore, Probe } from './types.js';
 
 /** What the callout factory needs besides its plain-JSON options. */
 export interface CalloutEnv {
+  /** The clock of the cache and the rate limits (a `ManualClock` in tests). */
   readonly clock: Clock;
+  /** Where the MX of a listed domain comes from (`@mxguard/dns`'s Resolver fits). */
   readonly resolver: CalloutResolver;
-  /** @default a new MemoryCalloutStore */
+  /** Where results are cached. @default a new MemoryCalloutStore */
   readonly store?: CalloutStore;
+  /** The SMTP conversation. @default smtpProbe() */
   readonly probe?: Probe;
+  /** Where probes and store failures are logged. */
   readonly log?: Logger;
 }
 
@@ -20,14 +24,28 @@ export interface CalloutEnv {
 export type CalloutStoreConfig =
   | 'memory'
   | string
-  | { readonly type: 'memory'; readonly max?: number; readonly maxBytes?: number }
-  | { readonly type?: 'redis'; readonly url: string; readonly prefix?: string };
+  | {
+      /** In this process's memory. */
+      readonly type: 'memory';
+      /** Most entries kept (default 50000). */
+      readonly max?: number;
+      /** Most bytes the entries may hold (default 16 MiB). */
+      readonly maxBytes?: number;
+    }
+  | {
+      /** In Redis, shared by several MX hosts. */
+      readonly type?: 'redis';
+      /** `redis://` or `rediss://` URL of the server. */
+      readonly url: string;
+      /** Prefix of every key, to share a Redis database. */
+      readonly prefix?: string;
+    };
 
 /** The config's `calloutStore` key: "memory", a redis:// URL, or an object. */
 export const calloutStoreSchema = z.union([
   storeLocation.describe('"memory" or a redis:// URL'),
   z.strictObject({
-    type: z.literal('memory'),
+    type: z.literal('memory').describe("In this process's memory"),
     max: z.number().int().min(1).optional().describe('Most entries kept'),
     maxBytes: z
       .number()
@@ -37,35 +55,88 @@ export const calloutStoreSchema = z.union([
       .describe('Most bytes kept (counted: 256 an entry + 2 a character)'),
   }),
   z.strictObject({
-    type: z.literal('redis').optional(),
-    url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL'),
-    prefix: z.string().optional(),
+    type: z.literal('redis').optional().describe('In Redis, shared by several MX hosts'),
+    url: z
+      .string()
+      .regex(/^rediss?:\/\//, 'must be a redis:// URL')
+      .describe('redis:// or rediss:// URL of the server'),
+    prefix: z.string().optional().describe('Prefix of every key, to share a Redis database'),
   }),
 ]);
 
 /** The options of `callout` (off until `domains` names some). */
 export const calloutOptions = z.strictObject({
   domains: stringList.optional().describe('The frequently forged domains whose senders are verified'),
-  port: z.number().optional(),
+  port: z.number().optional().describe('TCP port of probes. Default: 25'),
   helo: z.string().optional().describe('EHLO name of probes (default: the first of ourHosts)'),
-  probeSender: z.string().optional(),
-  probesPerMinute: z.number().optional(),
-  maxInFlight: z.number().optional(),
-  waitMs: z.number().optional(),
-  probeTimeoutMs: z.number().optional(),
-  rejectCode: z.number().optional(),
-  deferCode: z.number().optional(),
-  tempfailAction: z.string().optional(),
-  allowPrivateTargets: z.boolean().optional(),
-  maxMxHosts: z.number().optional(),
-  maxTargets: z.number().optional(),
-  ipv6: z.boolean().optional(),
-  positiveExpireMs: z.number().optional(),
-  positiveRefreshMs: z.number().optional(),
-  negativeExpireMs: z.number().optional(),
-  negativeRefreshMs: z.number().optional(),
-  temporaryRefreshMs: z.number().optional(),
-  probeTtlMs: z.number().optional(),
+  probeSender: z
+    .string()
+    .optional()
+    .describe('MAIL FROM of probes; empty: the null sender <>. Default: empty'),
+  probesPerMinute: z
+    .number()
+    .optional()
+    .describe('Probes a listed domain may receive from us a minute. Default: 10'),
+  maxInFlight: z.number().optional().describe('Probes in flight at once, all domains together. Default: 10'),
+  waitMs: z
+    .number()
+    .optional()
+    .describe(
+      'How long a session waits for a probe before answering that verification is in progress. Default: 9000',
+    ),
+  probeTimeoutMs: z
+    .number()
+    .optional()
+    .describe('Time after which a probe is abandoned (temporary). Default: 60000'),
+  rejectCode: z
+    .number()
+    .optional()
+    .describe('Code for a sender the MX said does not exist (unverified_sender_reject_code). Default: 450'),
+  deferCode: z
+    .number()
+    .optional()
+    .describe('The 4xx for a sender not verified yet (unverified_sender_defer_code). Default: 450'),
+  tempfailAction: z
+    .string()
+    .optional()
+    .describe(
+      'What a probe that did not finish does (unverified_sender_tempfail_action); never a 5xx. Default: defer_if_permit',
+    ),
+  allowPrivateTargets: z
+    .boolean()
+    .optional()
+    .describe('Allow probe targets on loopback and private networks: tests and labs only. Default: false'),
+  maxMxHosts: z.number().optional().describe('MX hosts tried. Default: 3'),
+  maxTargets: z.number().optional().describe('Addresses tried in total (smtp_mx_address_limit). Default: 5'),
+  ipv6: z.boolean().optional().describe('Also probe the IPv6 addresses of the MX hosts. Default: true'),
+  positiveExpireMs: z
+    .number()
+    .optional()
+    .describe('A good entry is kept this long (address_verify_positive_expire_time). Default: 31 days'),
+  positiveRefreshMs: z
+    .number()
+    .optional()
+    .describe('A good entry is re-probed after this (address_verify_positive_refresh_time). Default: 7 days'),
+  negativeExpireMs: z
+    .number()
+    .optional()
+    .describe('A failed entry is kept this long (address_verify_negative_expire_time). Default: 3 days'),
+  negativeRefreshMs: z
+    .number()
+    .optional()
+    .describe(
+      'An unknown-user entry is re-probed after this (address_verify_negative_refresh_time). Default: 3 hours',
+    ),
+  temporaryRefreshMs: z
+    .number()
+    .optional()
+    .describe('A temporary or inconclusive entry is re-probed after this. Default: 1000 s'),
+  probeTtlMs: z
+    .number()
+    .optional()
+    .describe(
+      'No second probe for an address within this time; a probe unanswered by then is lost. Default: 1000 s',
+    ),
 });
 
 /** Builds a callout store from config. Throws TypeError on anything else. */

@@ -70,13 +70,30 @@ export function forbiddenTarget(
 
 /** The outcome of looking up where to probe a domain. */
 export type TargetsResult =
-  | { readonly ok: true; readonly targets: readonly ProbeTarget[]; readonly refused: readonly string[] }
-  | { readonly ok: false; readonly status: 'temporary' | 'inconclusive'; readonly text: string };
+  | {
+      /** There is somewhere to probe. */
+      readonly ok: true;
+      /** The addresses to probe, in order. */
+      readonly targets: readonly ProbeTarget[];
+      /** The addresses left out and why (ours, the client's, private), for the log. */
+      readonly refused: readonly string[];
+    }
+  | {
+      /** Nowhere to probe. */
+      readonly ok: false;
+      /** `temporary`: DNS failed; `inconclusive`: no usable target (never proof of anything). */
+      readonly status: 'temporary' | 'inconclusive';
+      /** Why, for the log and the reply. */
+      readonly text: string;
+    };
 
 /** Limits and exceptions of the target lookup. */
 export interface TargetOptions {
+  /** The client's address: never probed (no probe back at whoever asked). */
   readonly clientAddress: string;
+  /** Our own addresses: never probed. */
   readonly ourAddresses: readonly string[];
+  /** Allow loopback and private targets (tests and labs only). */
   readonly allowPrivate: boolean;
   /** MX hosts tried, best priority first. */
   readonly maxHosts: number;

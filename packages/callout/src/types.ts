@@ -20,6 +20,7 @@ export type ProbeStatus =
 
 /** The outcome of one probe. */
 export interface ProbeResult {
+  /** What the probe learnt about the address. */
   readonly status: ProbeStatus;
   /** What happened, for the log and the reply: `host mx.example[192.0.2.1] said: 550 5.1.1 ...`. Printable, bounded. */
   readonly text: string;
@@ -57,15 +58,38 @@ export type Probe = (
 
 /** A DNS answer, as `@mxguard/dns` gives it. */
 export type CalloutDnsResult<T> =
-  | { readonly ok: true; readonly records: readonly T[]; readonly ttl?: number }
-  | { readonly ok: false; readonly error: 'notfound' | 'temporary'; readonly detail?: string };
+  | {
+      /** The name has records of the type asked. */
+      readonly ok: true;
+      /** The records found. */
+      readonly records: readonly T[];
+      /** Seconds the answer may be cached. */
+      readonly ttl?: number;
+    }
+  | {
+      /** No records. */
+      readonly ok: false;
+      /** Whether nothing exists (`notfound`) or nothing is known (`temporary`). */
+      readonly error: 'notfound' | 'temporary';
+      /** What DNS said, for the log. */
+      readonly detail?: string;
+    };
 
 /** The part of `@mxguard/dns`'s Resolver the callout uses. */
 export interface CalloutResolver {
+  /** IPv4 addresses of a name. */
   a(name: string): Promise<CalloutDnsResult<string>>;
+  /** IPv6 addresses of a name. */
   aaaa(name: string): Promise<CalloutDnsResult<string>>;
   /** Sorted by priority; a null MX (RFC 7505) has `exchange === ''`. */
-  mx(name: string): Promise<CalloutDnsResult<{ readonly priority: number; readonly exchange: string }>>;
+  mx(name: string): Promise<
+    CalloutDnsResult<{
+      /** The preference: lower is tried first. */
+      readonly priority: number;
+      /** The host name, lower case, without the trailing dot. */
+      readonly exchange: string;
+    }>
+  >;
 }
 
 /** Cache status: a probe result, or `todo` while the first probe is under way (Postfix DEL_RCPT_STAT_TODO). */
@@ -76,11 +100,13 @@ export type CalloutStatus = ProbeStatus | 'todo';
  * Times are ms from the injected clock.
  */
 export interface CalloutRecord {
+  /** What is known of the address (`todo`: the first probe is under way). */
   readonly status: CalloutStatus;
   /** When the outstanding probe started; 0 when none is outstanding. */
   readonly probed: number;
   /** When the result was received; 0 when there is no result yet. */
   readonly updated: number;
+  /** The probe's account of the result, for the log and the reply. */
   readonly text: string;
   /** When the store may drop the entry. */
   readonly expires: number;
@@ -91,7 +117,9 @@ export interface CalloutRecord {
  * before `now`. Memory and Redis implementations pass the same conformance suite.
  */
 export interface CalloutStore {
+  /** The entry of `key`, or `undefined` when there is none or it expired at `now` (ms). */
   get(key: string, now: number): Promise<CalloutRecord | undefined>;
+  /** Stores the entry of `key`, kept until its `expires`. */
   set(key: string, record: CalloutRecord, now: number): Promise<void>;
   /** Releases connections; the store is unusable afterwards. */
   close(): Promise<void>;

@@ -21,6 +21,7 @@ export interface MemoryCalloutStoreOptions {
 export function calloutEntryBytes(key: string, record: CalloutRecord): number {
   return CALLOUT_OVERHEAD_BYTES + 2 * (key.length + record.text.length);
 }
+/** Bytes an entry is counted as besides its key and text (see {@link calloutEntryBytes}). */
 export const CALLOUT_OVERHEAD_BYTES = 256;
 
 /**
@@ -45,7 +46,12 @@ export class MemoryCalloutStore implements CalloutStore {
   }
 
   /** Entries held and their bytes as counted against `maxBytes`. */
-  get size(): { readonly entries: number; readonly bytes: number } {
+  get size(): {
+    /** Entries held. */
+    readonly entries: number;
+    /** Their bytes, against `maxBytes`. */
+    readonly bytes: number;
+  } {
     return { entries: this.cache.size, bytes: this.cache.calculatedSize };
   }
 
