@@ -38,6 +38,32 @@ export const storeLocation = z.union([
   z.string().regex(/^rediss?:\/\//, 'must be "memory" or a redis:// URL'),
 ]);
 
+/**
+ * A store kept in memory or in Redis, as a config writes it: `"memory"`, a redis:// URL, or an
+ * object (`type: "memory"` with its bounds, or `type: "redis"` with its URL and key prefix).
+ */
+export const memoryOrRedisStore = z.union([
+  storeLocation.describe('"memory" or a redis:// URL'),
+  z.strictObject({
+    type: z.literal('memory').describe("In this process's memory"),
+    max: z.number().int().min(1).optional().describe('Most entries kept'),
+    maxBytes: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe('Most bytes kept (counted: 256 an entry + 2 a character)'),
+  }),
+  z.strictObject({
+    type: z.literal('redis').optional().describe('In Redis, shared by several MX hosts'),
+    url: z
+      .string()
+      .regex(/^rediss?:\/\//, 'must be a redis:// URL')
+      .describe('redis:// or rediss:// URL of the server'),
+    prefix: z.string().optional().describe('Prefix of every key, to share a Redis database'),
+  }),
+]);
+
 /** A list of strings. */
 export const stringList = z.array(z.string());
 

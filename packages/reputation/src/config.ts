@@ -1,5 +1,5 @@
 import type { Check, CheckFactory, Clock, Logger, Site } from '@mxguard/core';
-import { checkFactory, storeLocation, stringList, z } from '@mxguard/core';
+import { checkFactory, memoryOrRedisStore, stringList, z } from '@mxguard/core';
 import type { RecipientValidator } from './guessing.js';
 import { addressGuessing, tableValidator } from './guessing.js';
 import type { ReputationOptions } from './reputation.js';
@@ -42,27 +42,7 @@ export type ReputationStoreConfig =
     };
 
 /** The config's `reputationStore` key: "memory", a redis:// URL, or an object. */
-export const reputationStoreSchema = z.union([
-  storeLocation.describe('"memory" or a redis:// URL'),
-  z.strictObject({
-    type: z.literal('memory').describe("In this process's memory"),
-    max: z.number().int().min(1).optional().describe('Most entries kept'),
-    maxBytes: z
-      .number()
-      .int()
-      .min(1)
-      .optional()
-      .describe('Most bytes kept (counted: 256 an entry + 2 a character)'),
-  }),
-  z.strictObject({
-    type: z.literal('redis').optional().describe('In Redis, shared by several MX hosts'),
-    url: z
-      .string()
-      .regex(/^rediss?:\/\//, 'must be a redis:// URL')
-      .describe('redis:// or rediss:// URL of the server'),
-    prefix: z.string().optional().describe('Prefix of every key, to share a Redis database'),
-  }),
-]);
+export const reputationStoreSchema = memoryOrRedisStore;
 
 const prefixes = {
   ipv4Prefix: z.int().min(0).max(32).optional().describe('The network of an IPv4 client'),
