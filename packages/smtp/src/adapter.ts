@@ -38,7 +38,12 @@ export interface Delivery {
   /** The client said EHLO (ESMTP), not HELO. */
   readonly esmtp: boolean;
   /** The TLS protocol version and cipher, when the client used STARTTLS (for the Received header). */
-  readonly tls?: { readonly protocol?: string; readonly cipher?: string };
+  readonly tls?: {
+    /** The TLS version, such as `TLSv1.3`. */
+    readonly protocol?: string;
+    /** The cipher suite, such as `TLS_AES_256_GCM_SHA384`. */
+    readonly cipher?: string;
+  };
 }
 
 /** Options of {@link smtpServerHooks} and {@link attach}. */
@@ -170,22 +175,27 @@ const JUNK_COMMANDS = new Set(['NOOP', 'RSET', 'VRFY', 'EXPN', 'HELP', 'ETRN']);
 
 /** smtp-server hooks with the chain wired in, plus the connection instrumentation. */
 export interface SmtpGuard {
+  /** smtp-server's `onConnect`: judges the connect stage (the client's address, its PTR). */
   onConnect(session: SMTPServerSession, callback: (err?: Error | null) => void): void;
+  /** smtp-server's `onMailFrom`: judges the sender (the HELO stage runs here too). */
   onMailFrom(
     address: SMTPServerAddress,
     session: SMTPServerSession,
     callback: (err?: Error | null) => void,
   ): void;
+  /** smtp-server's `onRcptTo`: judges each recipient (and, with delay-reject, the earlier stages). */
   onRcptTo(
     address: SMTPServerAddress,
     session: SMTPServerSession,
     callback: (err?: Error | null) => void,
   ): void;
+  /** smtp-server's `onData`: judges the message at the end of DATA, then hands it to `deliver`. */
   onData(
     stream: SMTPServerDataStream,
     session: SMTPServerSession,
     callback: (err?: Error | null, message?: string) => void,
   ): void;
+  /** smtp-server's `onClose`: forgets the session's state and stops its timers. */
   onClose(session: SMTPServerSession): void;
   /**
    * Wraps `server.connect` so each new connection (1) starts `enrich` at once, (2) gets a `send`
@@ -984,6 +994,7 @@ function replay(stream: SMTPServerDataStream, head: Buffer): SMTPServerDataStrea
   return out as unknown as SMTPServerDataStream;
 }
 
+/** Reads a stream to its end, discarding it, so the client's DATA completes; resolves on error too. */
 export function drain(stream: Readable): Promise<void> {
   return new Promise((resolve) => {
     if (stream.readableEnded) return resolve();

@@ -60,7 +60,9 @@ export type GatewaySettings = NonNullable<z.input<(typeof gatewaySettingsShape)[
 
 /** What a config's `gateway` key sets: gateway options, and the budget (ms) when it names one. */
 export function gatewayLimitsFromConfig(settings: GatewaySettings | undefined): {
+  /** The `startGateway` options the settings give (limits, timeouts). */
   readonly options: Partial<GatewayOptions>;
+  /** The decision budget in ms, when the settings name one. */
   readonly budgetMs?: number;
 } {
   if (!settings) return { options: {} };

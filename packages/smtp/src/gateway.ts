@@ -15,6 +15,7 @@ import { groupDirSync, spoolMessage } from './spool.js';
 export interface GatewayOptions {
   /** The chain evaluated at each stage (e.g. core's `recommended(...)`). */
   readonly chain: Chain;
+  /** Where the decision lines and errors go (a pino logger fits). */
   readonly log: Logger;
   /**
    * Folder for accepted messages (must exist, same file system for tmp and final names). Either
@@ -101,7 +102,9 @@ export interface GatewayOptions {
    * those it says are doubtful, e.g. without forward-confirmed reverse DNS.
    */
   readonly greetPause?: {
+    /** How long the greeting waits, in ms (at most 60000). */
     readonly ms: number;
+    /** Which clients wait; without it, every client. */
     readonly doubted?: (session: Session) => Promise<boolean>;
   };
   /** See {@link SmtpAdapterOptions.recipientLimit}. @default 1000 */
@@ -118,16 +121,23 @@ export interface GatewayOptions {
 
 /** STARTTLS settings of the gateway. */
 export interface GatewayTls {
+  /** The private key, PEM. */
   readonly key: string | Buffer;
+  /** The certificate chain, PEM. */
   readonly cert: string | Buffer;
+  /** The oldest TLS version offered (node:tls `minVersion`). */
   readonly minVersion?: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
 }
 
 /** A running gateway. */
 export interface Gateway {
+  /** The address it listens on. */
   readonly host: string;
+  /** The port it listens on (the real one when 0 was asked). */
   readonly port: number;
+  /** The smtp-server that listens (built for the first policy; after a reload, new connections go to the new policy's). */
   readonly server: SMTPServer;
+  /** The hooks of the policy in force (counters, tracked connections). */
   readonly guard: SmtpGuard;
   /**
    * Swaps the TLS key and certificate (e.g. renewed files, on SIGHUP): new connections use them,

@@ -17,20 +17,47 @@ export const SMTP_SERVER_TESTED = '3.21.6';
 
 /** The parts of smtp-server's SMTPConnection the adapter uses. */
 export interface SmtpConnectionInternals {
+  /** smtp-server's id of the session (its logs name it). */
   readonly id: string;
+  /** Our host name, as the greeting gives it. */
   readonly name: string;
+  /** The client's IP address. */
   readonly remoteAddress: string;
+  /** The client's TCP port. */
   readonly remotePort: number;
+  /** The client's socket (a TLS socket after STARTTLS). */
   readonly _socket: Socket;
+  /** The greeting is out: commands are handled. */
   readonly _ready: boolean;
+  /** STARTTLS is under way. */
   readonly _upgrading: boolean;
+  /** Set while a line goes to a continuation (AUTH) rather than to the command table. */
   readonly _nextHandler: unknown;
+  /** A hook (onMailFrom, onRcptTo, ...) is running: the client awaits its answer. */
   readonly _handlerPending: boolean;
+  /** The connection is being closed. */
   readonly _closing: boolean;
+  /** The connection is closed. */
   readonly _closed: boolean;
-  readonly _dataStream: { readonly byteLength?: number } | null | undefined;
-  readonly _parser: (Writable & { readonly _dataMode?: boolean }) | false | undefined;
+  /** The message stream of the DATA in progress, if any. */
+  readonly _dataStream:
+    | {
+        /** Message bytes received so far. */
+        readonly byteLength?: number;
+      }
+    | null
+    | undefined;
+  /** The command parser the socket is piped into (`false` once torn down). */
+  readonly _parser:
+    | (Writable & {
+        /** True while the parser passes message bytes (DATA) rather than command lines. */
+        readonly _dataMode?: boolean;
+      })
+    | false
+    | undefined;
+  /** Handles one command line (smtp-server's dispatcher). */
   _onCommand(command: Buffer | undefined, callback?: () => void): void;
+  /** Writes a reply: the code and its line or lines. */
   send(code: number, data?: string | string[], context?: unknown): void;
 }
 
@@ -43,9 +70,12 @@ export function connectionOf(server: SMTPServer, socket: unknown): SmtpConnectio
 }
 
 /** The connection's command parser (a writable stream the socket is piped into), if it has one. */
-export function parserOf(
-  connection: SmtpConnectionInternals,
-): (Writable & { _dataMode?: boolean }) | undefined {
+export function parserOf(connection: SmtpConnectionInternals):
+  | (Writable & {
+      /** True while the parser passes message bytes (DATA) rather than command lines. */
+      _dataMode?: boolean;
+    })
+  | undefined {
   return connection._parser || undefined;
 }
 

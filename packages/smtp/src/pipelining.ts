@@ -30,6 +30,10 @@ const GROUP_ENDS = new Set([
   'BDAT',
 ]);
 
+/**
+ * Watches one connection's reads (before smtp-server parses them) and counts the pipelining
+ * violations described above; `violations` and `firstAfter` say what it saw.
+ */
 export class PipeliningTap {
   private mode: 'command' | 'data' = 'command';
   /** Partial command line carried over from the previous read. */

@@ -9,7 +9,12 @@ export interface ReceivedStamp {
   /** When the message was accepted, ms since the epoch. */
   readonly time: number;
   /** The TLS protocol and cipher, when the client used STARTTLS (RFC 3848 `ESMTPS`). */
-  readonly tls?: { readonly protocol?: string; readonly cipher?: string };
+  readonly tls?: {
+    /** The TLS version, such as `TLSv1.3`. */
+    readonly protocol?: string;
+    /** The cipher suite, such as `TLS_AES_256_GCM_SHA384`. */
+    readonly cipher?: string;
+  };
   /** The client sent EHLO (ESMTP) rather than HELO (SMTP). @default true */
   readonly esmtp?: boolean;
 }

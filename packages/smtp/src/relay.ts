@@ -10,9 +10,11 @@ import { replyError } from './reply.js';
 
 /** Where accepted mail goes on: an SMTP or LMTP server, on TCP or (LMTP) a UNIX socket. */
 export interface RelayTarget {
+  /** SMTP or LMTP (per-recipient replies after DATA). */
   readonly protocol: 'smtp' | 'lmtp';
   /** Host and port for TCP. */
   readonly host?: string;
+  /** The TCP port. */
   readonly port?: number;
   /** Path of a UNIX socket (LMTP, as Dovecot's `lmtp` listener). */
   readonly path?: string;
@@ -42,6 +44,7 @@ export function parseRelayTarget(spec: string): RelayTarget {
 
 /** Options of {@link relayDelivery}. */
 export interface RelayOptions {
+  /** The server accepted mail goes on to. */
   readonly target: RelayTarget;
   /** Our name in EHLO/LHLO to the downstream. */
   readonly hostname: string;
@@ -262,6 +265,7 @@ export type RelayDelivery = ((
 
 /** Options of {@link downstreamRecipientCheck}. */
 export interface RecipientCheckOptions {
+  /** The server asked whether a recipient exists. */
   readonly target: RelayTarget;
   /** Our name in EHLO to the downstream. */
   readonly hostname: string;

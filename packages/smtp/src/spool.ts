@@ -11,6 +11,7 @@ import { replyError } from './reply.js';
  * Everything a delivery agent needs that is not in the message itself.
  */
 export interface SpoolEnvelope {
+  /** The format's version; a reader refuses another. */
   readonly version: 1;
   /** The file name without `.msg`: `<ms since epoch, 13 digits>-<16 hex random>`. */
   readonly id: string;
@@ -18,9 +19,13 @@ export interface SpoolEnvelope {
   readonly receivedAt: string;
   /** Our host name, as in the greeting. */
   readonly receivedBy: string;
+  /** The client that sent the message. */
   readonly client: {
+    /** Its IP address. */
     readonly address: string;
+    /** Its TCP port. */
     readonly port?: number;
+    /** The name it gave in HELO or EHLO. */
     readonly helo?: string;
     /** Forward-confirmed PTR name, when the enrich step found one. */
     readonly name?: string;
@@ -29,6 +34,7 @@ export interface SpoolEnvelope {
   readonly mailFrom: string;
   /** The accepted recipients, in order. */
   readonly rcptTo: readonly string[];
+  /** The client used STARTTLS. */
   readonly tls: boolean;
   /** smtp-server's connection id, to find the conversation in the log. */
   readonly cid: string;
@@ -44,6 +50,7 @@ export interface SpoolEnvelope {
 export interface SpoolOptions {
   /** The spool folder; must exist. Temporary files are written there too, so the rename is atomic. */
   readonly dir: string;
+  /** The clock of the file names and `receivedAt`. */
   readonly clock: Clock;
   /** Randomness for file names. @default crypto.randomBytes */
   readonly random?: (bytes: number) => Uint8Array;
@@ -84,7 +91,14 @@ export async function spoolMessage(
   session: Session,
   cid: string,
   options: SpoolOptions,
-): Promise<{ id: string; path: string; bytes: number }> {
+): Promise<{
+  /** The message's spool id (its file name without `.msg`), also the queue id of the 250. */
+  id: string;
+  /** The spool file's path. */
+  path: string;
+  /** The message's bytes (without the envelope line). */
+  bytes: number;
+}> {
   const id = spoolId(options.clock, options.random);
   const envelope: SpoolEnvelope = {
     version: 1,
@@ -204,7 +218,12 @@ async function syncDir(dir: string): Promise<void> {
 }
 
 /** Splits a spool file into its envelope and the message bytes exactly as received. */
-export function parseSpoolFile(content: Buffer): { envelope: SpoolEnvelope; message: Buffer } {
+export function parseSpoolFile(content: Buffer): {
+  /** The first line, parsed. */
+  envelope: SpoolEnvelope;
+  /** The message as the client sent it (without the envelope line). */
+  message: Buffer;
+} {
   const nl = content.indexOf(0x0a);
   if (nl < 0) throw new TypeError('not a spool file: no envelope line');
   const envelope = JSON.parse(content.subarray(0, nl).toString('utf8')) as SpoolEnvelope;
@@ -213,6 +232,11 @@ export function parseSpoolFile(content: Buffer): { envelope: SpoolEnvelope; mess
 }
 
 /** Reads and parses one spool file. */
-export async function readSpoolFile(path: string): Promise<{ envelope: SpoolEnvelope; message: Buffer }> {
+export async function readSpoolFile(path: string): Promise<{
+  /** The first line, parsed. */
+  envelope: SpoolEnvelope;
+  /** The message as the client sent it (without the envelope line). */
+  message: Buffer;
+}> {
   return parseSpoolFile(await readFile(path));
 }
