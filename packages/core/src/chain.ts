@@ -25,6 +25,7 @@ export interface Help {
 
 /** A check in a chain, with how it is enforced. */
 export interface Link {
+  /** The check. */
   readonly check: Check;
   /** `warn`: log what the check would have done, then go on (Postfix `warn_if_reject`). Default `enforce`. */
   readonly mode?: 'enforce' | 'warn';
@@ -32,15 +33,21 @@ export interface Link {
 
 /** One step of an evaluation, for the log and for the reply. */
 export interface TraceStep {
+  /** The check's name. */
   readonly check: string;
   /** What the check said; `skip` when its stage is not reached or is judged at another time. */
   readonly action: Action | 'skip' | 'error';
+  /** The reply code of a decision. */
   readonly code?: number;
+  /** Its enhanced status code. */
   readonly enhanced?: string;
+  /** Why, as the check said it. */
   readonly reason?: string;
   /** True when the check is in warn mode: its verdict was logged, not enforced. */
   readonly warn?: boolean;
+  /** The defer was a DEFER_IF_PERMIT. */
   readonly ifPermit?: boolean;
+  /** The check's findings. */
   readonly findings?: readonly Finding[];
   /** Milliseconds spent in the check. */
   readonly ms: number;
@@ -48,12 +55,15 @@ export interface TraceStep {
 
 /** The outcome of one evaluation of a chain. */
 export interface Decision {
+  /** What the chain decided: `next` when no link decided (the MTA's own rules go on). */
   readonly action: Action;
   /** The reply to send; absent for `next`. Reject and defer texts name the check and the help. */
   readonly reply?: Reply;
   /** The check that decided. */
   readonly check?: string;
+  /** Why, for the log: the evidence, not the reply text. */
   readonly reason?: string;
+  /** Every link, in order, with what it said and how long it took. */
   readonly trace: readonly TraceStep[];
   /** Every finding of the evaluation (scores and doubts), enforced links only. */
   readonly findings: readonly Finding[];
@@ -62,13 +72,18 @@ export interface Decision {
    * then `next`.
    */
   readonly would?: {
+    /** What it would have done. */
     readonly action: Action;
+    /** The reply it would have sent. */
     readonly reply?: Reply;
+    /** The check that would have decided. */
     readonly check?: string;
+    /** Why. */
     readonly reason?: string;
   };
 }
 
+/** Options of {@link chain}. */
 export interface ChainOptions {
   /**
    * Postfix `smtpd_delay_reject`: checks of the connect, HELO and MAIL stages are judged at RCPT TO,
@@ -89,6 +104,7 @@ export interface ChainOptions {
   readonly name?: string;
   /** Clock handed to the checks. @default systemClock */
   readonly clock?: Clock;
+  /** Logger handed to the checks. @default silentLogger */
   readonly log?: Logger;
   /** High-resolution timer for the trace's `ms`. @default performance.now */
   readonly timer?: () => number;
@@ -96,7 +112,13 @@ export interface ChainOptions {
 
 /** A chain: an ordered list of checks, itself usable as a check. */
 export interface Chain extends Check {
+  /** Its links, in order. */
   readonly links: readonly Link[];
+  /**
+   * Judges one session: runs the links of its stage in order (Postfix semantics: the first
+   * decision ends it) and says what to answer. `extraFindings` join the links' findings (an
+   * adapter's own, such as a doubt from an earlier stage).
+   */
   evaluate(session: Session, extraFindings?: readonly Finding[]): Promise<Decision>;
 }
 

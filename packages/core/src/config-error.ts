@@ -2,6 +2,7 @@
 export interface ConfigIssue {
   /** Path inside the config, `''` for the config itself: `ourDomain`, `checks[1].name`, `options.greylist.stor`. */
   readonly path: string;
+  /** What is wrong there. */
   readonly message: string;
 }
 
@@ -16,8 +17,10 @@ function line(issue: ConfigIssue): string {
  * `config.ourDomain: unknown key; did you mean "ourDomains"?`. `path` is that of the first issue.
  */
 export class ConfigError extends Error {
+  /** Every issue found, the first one's included. */
   readonly issues: readonly ConfigIssue[];
   constructor(
+    /** Where the first issue is (see {@link ConfigIssue.path}). */
     readonly path: string,
     message: string,
     more: readonly ConfigIssue[] = [],

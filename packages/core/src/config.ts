@@ -15,6 +15,7 @@ import { site as makeSite } from './site.js';
 
 /** A check as a config file names it: a name, or a name with options. */
 export interface CheckSpec {
+  /** The check's name, as its factory is registered. */
   readonly name: string;
   /** `warn` runs the check in warn mode; any other value is the check's hit action. */
   readonly action?: string;
@@ -83,8 +84,11 @@ export function siteFromConfig(config: PolicyConfig): Site {
   return makeSite(input);
 }
 
+/** What building a policy from a config needs besides the config and the factories. */
 export interface BuildOptions {
+  /** The chain's clock. @default systemClock */
   readonly clock?: Clock;
+  /** The chain's logger. */
   readonly log?: Logger;
   /** The list used when the config has no `checks`. */
   readonly defaults?: readonly (string | CheckSpec)[];
@@ -99,7 +103,9 @@ export interface BuildOptions {
 
 /** One link of a built chain as the config made it: the check, its mode and its effective options. */
 export interface PlannedLink {
+  /** The check's name. */
   readonly name: string;
+  /** Enforced, or only logged (`warn`). */
   readonly mode: 'enforce' | 'warn';
   /** The options the factory got (preset, `checks` entry and `options` merged). */
   readonly options: Readonly<Record<string, unknown>>;
@@ -107,12 +113,19 @@ export interface PlannedLink {
 
 /** A built policy: the chain, the site, the plan it was built from, and what is off and why. */
 export interface Policy {
+  /** The chain to evaluate sessions with. */
   readonly chain: Chain;
+  /** Our domains, networks and help, as the config gave them. */
   readonly site: Site;
   /** Each link as configured, in order. */
   readonly links: readonly PlannedLink[];
   /** Checks of the default list that are off, with the reason. */
-  readonly off: readonly { readonly name: string; readonly why: string }[];
+  readonly off: readonly {
+    /** The check's name. */
+    readonly name: string;
+    /** Why it is off. */
+    readonly why: string;
+  }[];
   /** The names of `off`. */
   readonly skipped: readonly string[];
 }

@@ -109,6 +109,7 @@ export interface BudgetOptions {
 
 /** The answer of {@link withinBudget}. */
 export interface Budgeted<T> {
+  /** What `work` returned, or what `late()` gave when it did not finish in time. */
   readonly value: T;
   /** True when the budget ran out before `work` finished (some lookups were cut short). */
   readonly expired: boolean;

@@ -13,6 +13,7 @@ import type { Session } from './model.js';
 
 /** A typed slot of the memo. Make one per derived value, at module level: `memoKey<T>('name')`. */
 export interface MemoKey<T> {
+  /** The slot's name, for debugging. */
   readonly name: string;
   /** Phantom: the type of the value the slot holds. */
   readonly _type?: T;

@@ -32,6 +32,7 @@ export interface ReverseDns {
 export interface Session {
   /** The connecting client's IP address (IPv4 dotted quad or IPv6), never a Received header's. */
   readonly clientAddress: string;
+  /** The client's TCP port, for the log. */
   readonly clientPort?: number;
   /** Reverse DNS of the client address; `undefined` until looked up. */
   readonly rdns?: ReverseDns;
@@ -43,6 +44,7 @@ export interface Session {
   readonly rcptTo?: string;
   /** Recipients already accepted in this transaction. */
   readonly recipients?: readonly string[];
+  /** The client used STARTTLS. */
   readonly tls?: boolean;
   /** SASL login name when the client authenticated. */
   readonly authUser?: string;
@@ -60,8 +62,11 @@ export interface Session {
 
 /** An SMTP reply: basic code (RFC 5321), enhanced status code (RFC 3463) and text. */
 export interface Reply {
+  /** The basic code: 2xx, 4xx (try again later) or 5xx (refused). */
   readonly code: number;
+  /** The enhanced status code matching the class of `code`, such as `5.7.1`. */
   readonly enhanced: string;
+  /** The text after the codes. */
   readonly text: string;
 }
 
@@ -82,40 +87,54 @@ export interface Finding {
 
 /** No opinion (Postfix DUNNO), possibly with findings for later links. */
 export interface NextVerdict {
+  /** No opinion: the next link decides. */
   readonly action: 'next';
+  /** Why, for the trace. */
   readonly reason?: string;
+  /** What the check noticed, for later links (a `weigh`, the selective greylist). */
   readonly findings?: readonly Finding[];
 }
 
 /** A decision that ends the chain (or, for `ifPermit` defers, may end it). */
 export interface FinalVerdict {
+  /** `accept` ends the chain with a yes, `reject` with a 5xx, `defer` with a 4xx. */
   readonly action: 'accept' | 'reject' | 'defer';
+  /** The reply sent to the client. */
   readonly reply: Reply;
   /** Why, for the log: the evidence, not the reply text. */
   readonly reason: string;
   /** Postfix DEFER_IF_PERMIT: a 4xx only if nothing later rejects. Only with `defer`. */
   readonly ifPermit?: boolean;
+  /** What the check noticed, kept in the trace. */
   readonly findings?: readonly Finding[];
 }
 
+/** What a check answers: no opinion (`next`), or a decision. */
 export type Verdict = NextVerdict | FinalVerdict;
 
 /** Milliseconds since the Unix epoch, from a clock that is passed in. */
 export interface Clock {
+  /** The current time in ms since the epoch. */
   now(): number;
 }
 
 /** A structured logger: one object a line. Compatible with pino's method shapes. */
 export interface Logger {
+  /** Detail for debugging: the fields, and a message. */
   debug(obj: object, msg?: string): void;
+  /** A normal event (a decision line). */
   info(obj: object, msg?: string): void;
+  /** Something the operator should look at (a store failing open). */
   warn(obj: object, msg?: string): void;
+  /** A failure. */
   error(obj: object, msg?: string): void;
 }
 
 /** What a check may use besides the session. */
 export interface CheckContext {
+  /** The chain's clock: a check never reads `Date.now()`. */
   readonly clock: Clock;
+  /** The chain's logger. */
   readonly log: Logger;
   /** Findings of the links evaluated before this one, in this evaluation. */
   readonly findings: readonly Finding[];
@@ -123,6 +142,7 @@ export interface CheckContext {
 
 /** One named check. Its name is its config key, its trace label and its log label. */
 export interface Check {
+  /** Its name: the config key, the trace label and the `(name)` in replies. */
   readonly name: string;
   /** The earliest stage at which the check has its input. */
   readonly stage: Stage;
@@ -141,7 +161,15 @@ export interface Check {
    * Set by `weigh` links: the lowest total that refuses (the defer threshold, else the reject one),
    * the points its own header-reading members can add, and whether it counts earlier findings.
    */
-  readonly weighs?: { readonly refusesAt: number; readonly headerPoints: number; readonly earlier: boolean };
+  readonly weighs?: {
+    /** The lowest total that refuses. */
+    readonly refusesAt: number;
+    /** The most points its header-reading members can add. */
+    readonly headerPoints: number;
+    /** It counts the findings of earlier links too. */
+    readonly earlier: boolean;
+  };
+  /** Judges the session at its stage; must not throw for bad input (a verdict says what is wrong). */
   run(session: Session, ctx: CheckContext): Verdict | Promise<Verdict>;
 }
 
@@ -159,12 +187,15 @@ export const silentLogger: Logger = {
 /** A clock that moves only when told: for tests and for replaying logged sessions. */
 export class ManualClock implements Clock {
   constructor(private ms = 0) {}
+  /** The time it was set to, in ms since the epoch. */
   now(): number {
     return this.ms;
   }
+  /** Sets the time (ms since the epoch). */
   set(ms: number): void {
     this.ms = ms;
   }
+  /** Moves the time forward by `ms`. */
   advance(ms: number): void {
     this.ms += ms;
   }

@@ -58,6 +58,7 @@ export function actionOption(
   );
 }
 
+/** The factory of the `pipelining` check, as a config names it (`checks: ["pipelining"]`). */
 export const pipeliningFactory: CheckFactory = withOptions(
   checkOptions({}),
   (options: Record<string, unknown>) => {

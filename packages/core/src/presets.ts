@@ -88,7 +88,9 @@ export interface RecommendedOptions extends PolicyConfig {
    * is listed, with the reason, in the policy's `off`.
    */
   readonly omit?: readonly string[] | Readonly<Record<string, string>>;
+  /** The chain's clock. @default systemClock */
   readonly clock?: Clock;
+  /** The chain's logger. */
   readonly log?: Logger;
 }
 

@@ -76,6 +76,7 @@ export function accept(reason: string): FinalVerdict {
  */
 export type HitAction = 'reject' | 'defer' | 'defer_if_permit' | 'greylist' | 'score';
 
+/** Every hit action, as a config may name it in a check's `action` option. */
 export const HIT_ACTIONS: readonly HitAction[] = ['reject', 'defer', 'defer_if_permit', 'greylist', 'score'];
 
 /**

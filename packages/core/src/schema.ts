@@ -128,7 +128,10 @@ export function countSetting(min: number, max: number) {
 }
 
 /** A factory that declares the options it reads. */
-export type Declared<F> = F & { readonly options: OptionsSchema };
+export type Declared<F> = F & {
+  /** The schema of the options the factory reads. */
+  readonly options: OptionsSchema;
+};
 
 /** Declares the options of a check's factory, beside it: the config layer reads them from here. */
 export function withOptions<F extends object>(options: OptionsSchema, factory: F): Declared<F> {
@@ -145,6 +148,7 @@ export function checkFactory<E = unknown>(
 
 /** A factory bound to its environment, as `buildPolicy` calls it, with its declared options. */
 export type RegistryEntry = ((options: Record<string, unknown>, site: Site) => Check) & {
+  /** The schema of the options it reads, when the factory declares them. */
   readonly options?: OptionsSchema;
 };
 
@@ -276,12 +280,29 @@ function entryNamed(name: string): object {
   };
 }
 
+/** A JSON Schema document (draft 2020-12), as {@link policyJsonSchema} makes it. */
+export interface PolicyJsonSchema {
+  /** The draft it follows. */
+  readonly $schema: unknown;
+  /** Its URL, when given. */
+  readonly $id?: string;
+  /** Its title, when given. */
+  readonly title?: string;
+  /** The rules between keys. */
+  readonly allOf: object[];
+  /** The rest of the schema, as zod writes it. */
+  readonly [key: string]: unknown;
+}
+
 /**
  * The JSON Schema (draft 2020-12) of a policy schema, with the rules between keys that the loader
  * checks too: `warn` and `options` name only checks of the chain (the listed `checks`, else the
  * defaults).
  */
-export function policyJsonSchema(parts: PolicySchemaParts, meta: { id?: string; title?: string } = {}) {
+export function policyJsonSchema(
+  parts: PolicySchemaParts,
+  meta: { id?: string; title?: string } = {},
+): PolicyJsonSchema {
   const js = z.toJSONSchema(policySchema(parts), {
     io: 'input',
     unrepresentable: 'any',

@@ -2,6 +2,7 @@ import type { Check, FinalVerdict, Finding, NextVerdict, Reply, Stage } from './
 import { stageIndex } from './model.js';
 import { defer, next, reject, reply } from './reply.js';
 
+/** Options of {@link weigh}. */
 export interface WeighOptions {
   /** Name in traces and config. @default 'weigh' */
   readonly name?: string;

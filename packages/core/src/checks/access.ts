@@ -481,7 +481,10 @@ function compileText(type: TableType, text: string, key: AccessKey, source: stri
 export function accessTable(
   options: AccessTableOptions,
   env?: TableEnv,
-): Check & { reload?: TableFile<unknown>['reload'] } {
+): Check & {
+  /** Re-reads the table file now, when the table came from a file (`path`). */
+  reload?: TableFile<unknown>['reload'];
+} {
   if (typeof options !== 'object' || options === null) throw new TypeError('accessTable: options required');
   const key = options.key;
   if (!(key in STAGE))

@@ -40,6 +40,7 @@ export const DEFAULT_MAX_LOCAL_PART_OCTETS = MAX_ADDRESS_OCTETS;
 /** The result of {@link parseAddress}: never thrown, always one of these. */
 export type ParsedAddress =
   | {
+      /** The address parses. */
       readonly ok: true;
       /** The local part as written (quotes kept; case kept: local parts are case-sensitive). */
       readonly local: string;
@@ -52,7 +53,12 @@ export type ParsedAddress =
       /** An RFC 5321 source route (`@a,@b`) that preceded the mailbox; to be ignored (4.1.2). */
       readonly route?: string;
     }
-  | { readonly ok: false; readonly reason: string };
+  | {
+      /** The address does not parse. */
+      readonly ok: false;
+      /** What is wrong with it, for the reply. */
+      readonly reason: string;
+    };
 
 /** Limits for {@link parseAddress}, in octets. */
 export interface AddressLimits {

@@ -255,8 +255,20 @@ export function normaliseIp(s: string): string | null {
 
 /** What {@link parseHeloLiteral} found in a bracketed HELO argument. */
 export type HeloLiteral =
-  | { readonly valid: true; readonly address: string; readonly family: 4 | 6 }
-  | { readonly valid: false; readonly reason: string };
+  | {
+      /** The literal is an address we accept. */
+      readonly valid: true;
+      /** The address, canonical (for IPv6: without the `IPv6:` tag). */
+      readonly address: string;
+      /** IPv4 or IPv6. */
+      readonly family: 4 | 6;
+    }
+  | {
+      /** Bracketed, but not a literal we accept. */
+      readonly valid: false;
+      /** Why, for the reply. */
+      readonly reason: string;
+    };
 
 /**
  * Parses an RFC 5321 4.1.3 address literal: `[192.0.2.1]` or `[IPv6:2001:db8::1]` (the tag is
@@ -369,7 +381,15 @@ export function compileNetworks(entries: readonly string[], what = 'network list
 }
 
 /** An IPv4 network as numbers, for `(address & mask) === net`. */
-export function v4Mask(address: IPv4, bits: number): { net: number; mask: number } {
+export function v4Mask(
+  address: IPv4,
+  bits: number,
+): {
+  /** The network's address as an unsigned 32-bit number. */
+  net: number;
+  /** The netmask as an unsigned 32-bit number. */
+  mask: number;
+} {
   const o = address.octets;
   const n = (((o[0] ?? 0) << 24) | ((o[1] ?? 0) << 16) | ((o[2] ?? 0) << 8) | (o[3] ?? 0)) >>> 0;
   const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;

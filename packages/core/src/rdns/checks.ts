@@ -80,7 +80,10 @@ function nameToJudge(session: Session): string | undefined {
 export function rdnsDynamic(
   options: RdnsDynamicOptions = {},
   env?: TableEnv,
-): Check & { reload(): (true | false | Error)[] } {
+): Check & {
+  /** Re-reads the pattern files now; one result a file (see `TableFile.reload`). */
+  reload(): (true | false | Error)[];
+} {
   const name = 'rdns-dynamic';
   const { action, score } = commonOptions(
     name,

@@ -31,6 +31,7 @@ export type PtrClass = 'dynamic' | 'mailserver' | 'static' | 'unknown';
 
 /** The answer of `classifyPtr`. */
 export interface PtrClassification {
+  /** What the name looks like: a dynamic pool, a mail server, a static host, or unknown. */
   readonly class: PtrClass;
   /** Why, one short phrase a finding (e.g. `pool word "dyn"`, `address in host part as hex 5b0c1d2e`). */
   readonly evidence: string[];

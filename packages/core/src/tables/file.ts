@@ -12,14 +12,26 @@ import type { Clock, Logger } from '../model.js';
 
 /** The part of `node:fs` a table file uses. */
 export interface TableFs {
-  statSync(path: string): { readonly size: number; readonly mtimeMs: number; readonly ino: number };
+  /** The file's size, modification time and inode, to notice a change or a replaced file. */
+  statSync(path: string): {
+    /** Bytes. */
+    readonly size: number;
+    /** Last modification, ms since the epoch. */
+    readonly mtimeMs: number;
+    /** The inode: a new file renamed over the old one has another. */
+    readonly ino: number;
+  };
+  /** The file's text. */
   readFileSync(path: string, encoding: 'utf8'): string;
 }
 
 /** What table files need: a file system, a clock (for the once-a-second look) and a logger. */
 export interface TableEnv {
+  /** `node:fs`, or a fake in tests. */
   readonly fs: TableFs;
+  /** When to look at the file again. */
   readonly clock: Clock;
+  /** Where a failed reload is logged (the old table stays in force). */
   readonly log: Logger;
 }
 
@@ -30,6 +42,7 @@ export const TABLE_CHECK_INTERVAL_MS = 1000;
 
 /** A parsed table that follows its file. */
 export interface TableFile<T> {
+  /** The file's path. */
   readonly path: string;
   /** The table in force, after looking at the file if the last look is a second old. */
   get(): T;

@@ -18,7 +18,9 @@ const HASH_LIKE = new Set(['hash', 'btree', 'lmdb', 'cdb', 'dbm', 'sdbm', 'texth
 
 /** A table reference from a config: `pcre:/etc/postfix/dynamic_pools`. */
 export interface TableRef {
+  /** The table's type, such as `pcre` or `cidr`. */
   readonly type: TableType;
+  /** Its absolute path. */
   readonly path: string;
 }
 
@@ -50,7 +52,9 @@ export function parseTableRef(ref: unknown, what: string): TableRef {
 
 /** One logical line of a table: text, 1-based line number of its first physical line. */
 export interface TableLine {
+  /** The text, continuation lines joined. */
   readonly text: string;
+  /** The 1-based number of its first physical line. */
   readonly line: number;
 }
 
@@ -86,24 +90,37 @@ export interface Matcher {
 /** A rule or an `if` block of a pattern table. */
 export type PatternNode<V> =
   | {
+      /** A rule: pattern and result. */
       readonly kind: 'rule';
+      /** The pattern. */
       readonly matcher: Matcher;
+      /** `!/pattern/`: the rule matches what the pattern does not. */
       readonly negate: boolean;
+      /** The result when it matches. */
       readonly value: V;
+      /** Its line in the file. */
       readonly line: number;
     }
   | {
+      /** An `if /pattern/` ... `endif` block. */
       readonly kind: 'if';
+      /** The pattern. */
       readonly matcher: Matcher;
+      /** `if !/pattern/`: the block applies when the pattern does not match. */
       readonly negate: boolean;
+      /** The `if` line in the file. */
       readonly line: number;
+      /** The rules and blocks inside. */
       readonly body: readonly PatternNode<V>[];
     };
 
 /** A parsed pattern table (regexp, pcre, cidr, sqlgrey): rules in file order, `if` blocks nested. */
 export interface PatternTable<V> {
+  /** The table type it was parsed as. */
   readonly type: 'regexp' | 'pcre' | 'cidr' | 'sqlgrey';
+  /** Where it came from (the file path), for evidence and errors. */
   readonly source: string;
+  /** The rules and `if` blocks, in file order. */
   readonly nodes: readonly PatternNode<V>[];
   /** Number of rules (not counting `if` lines). */
   readonly rules: number;
@@ -111,8 +128,11 @@ export interface PatternTable<V> {
 
 /** A match of a pattern table. */
 export interface PatternMatch<V> {
+  /** The result of the rule that matched. */
   readonly value: V;
+  /** The rule's line in the file. */
   readonly line: number;
+  /** The pattern's captures, for `$1` in the result. */
   readonly captures: Captures;
 }
 
