@@ -6,17 +6,25 @@ import type { Runtime } from './runtime.js';
 
 /** One session as `mxguard check` reads it, one JSON object a line. */
 export interface CheckInput {
+  /** The client's IP address. */
   ip: string;
+  /** The client's TCP port. */
   port?: number;
+  /** The HELO/EHLO argument. */
   helo?: string;
   /** Known reverse name (treated as verified, as Postfix's client_name); `null`: the client has none. */
   ptr?: string | null;
+  /** MAIL FROM without angle brackets; `''` is the null sender. */
   mailFrom?: string;
+  /** A recipient, or several: each is judged and answered on its own. */
   rcptTo?: string | string[];
   /** Unix seconds: the clock for this session, for deterministic replays. */
   time?: number;
+  /** The client used STARTTLS. */
   tls?: boolean;
+  /** The SASL login name, when the client authenticated. */
   authUser?: string;
+  /** Facts an adapter would have found (`earlyTalker`, `unauthorizedPipelining`, ...). */
   flags?: Record<string, boolean | number | string>;
   /** The message's header block, for DATA-stage checks that read it (`received`). */
   headers?: string;
@@ -24,17 +32,27 @@ export interface CheckInput {
 
 /** A verdict line as `mxguard check` writes it. */
 export interface CheckOutput {
+  /** What the chain decided (`next`: no link decided). */
   action: Decision['action'];
   /** In a dry run (`"mode": "warn"`): what would have been done; `action` is then `next`. */
   would?: Decision['action'];
+  /** The reply's code, for a decision. */
   code?: number;
+  /** The reply's enhanced status code. */
   enhanced?: string;
+  /** The reply's text. */
   text?: string;
+  /** The check that decided. */
   check?: string;
+  /** Why, for the log. */
   reason?: string;
+  /** Every link, with what it said. */
   trace: Decision['trace'];
   /** Per recipient, when `rcptTo` was a list. */
-  recipients?: (Omit<CheckOutput, 'recipients' | 'notes'> & { rcptTo: string })[];
+  recipients?: (Omit<CheckOutput, 'recipients' | 'notes'> & {
+    /** The recipient this verdict is for. */
+    rcptTo: string;
+  })[];
   /** What the run could not do (offline DNS, ...), on the first line only. */
   notes?: string[];
 }

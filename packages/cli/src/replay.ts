@@ -14,11 +14,15 @@ import { UsageError } from './runtime.js';
 export interface LoggedRcpt {
   /** Unix seconds. */
   readonly time: number;
+  /** The client's IP address. */
   readonly client: string;
   /** The client's verified name as Postfix logs it; `null` for `unknown`; absent when not logged. */
   readonly name?: string | null;
+  /** The HELO name, when the log has it. */
   readonly helo?: string;
+  /** The envelope sender; `''` is the null sender. */
   readonly from: string;
+  /** The recipient. */
   readonly to: string;
   /** What the logging server did: accepted, refused for good, or deferred. */
   readonly logged: 'accept' | 'reject' | 'defer';
@@ -241,18 +245,33 @@ export function parseDecisionLog(text: string, options: { file?: string } = {}):
 
 /** One disagreement, for the review lists. */
 export interface ReplayRow {
+  /** The logged recipient. */
   readonly rcpt: LoggedRcpt;
+  /** What this policy answers for it. */
   readonly verdict: Pick<CheckOutput, 'action' | 'code' | 'enhanced' | 'text' | 'check' | 'reason'>;
 }
 
 /** What `replay` found. */
 export interface ReplayReport {
+  /** Recipients judged. */
   readonly decisions: number;
   /** Decisions without a logged HELO (a stock Postfix log's accepted mail). */
   readonly withoutHelo: number;
   /** Per check: what it would refuse. */
-  readonly byCheck: Readonly<Record<string, { reject: number; defer: number }>>;
+  readonly byCheck: Readonly<
+    Record<
+      string,
+      {
+        /** Recipients it would refuse for good (5xx). */
+        reject: number;
+        /** Recipients it would defer (4xx). */
+        defer: number;
+      }
+    >
+  >;
+  /** Recipients this policy would refuse for good. */
   readonly wouldReject: number;
+  /** Recipients this policy would defer. */
   readonly wouldDefer: number;
   /** Accepted in the log, refused by this policy: review these for honest senders. */
   readonly newlyRefused: readonly ReplayRow[];
