@@ -15,12 +15,19 @@ export function version(): string {
 
 /** The options every command takes: the config, DNS, logging. */
 export interface CommonFlags {
+  /** `--config`: the JSON config file (default: none, the embedded defaults). */
   config?: string;
+  /** `--offline`: no DNS at all; the DNS checks are skipped and say so in the trace. */
   offline: boolean;
+  /** `--resolver`: the DNS server to ask, `host:port` (default: the system's). */
   resolver?: string;
+  /** `--log-level`: the least severe log line written. */
   logLevel: LogLevel;
+  /** `--log-format`: `json` (one object a line) or `text` (one Postfix-like line). */
   logFormat: LogFormat;
+  /** `--log-file`: append the log to this file, reopened on SIGHUP (default: stderr). */
   logFile?: string;
+  /** `--log-privacy`: how much of addresses the log shows. */
   logPrivacy: Privacy;
 }
 

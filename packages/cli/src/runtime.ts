@@ -23,12 +23,15 @@ export class ReplayClock implements Clock {
 
 /** A mistake on the command line: exit 2 with a message that names the flag. */
 export class UsageError extends Error {
+  /** `UsageError`: the kind, in messages and logs. */
   override readonly name = 'UsageError';
 }
 
 /** Everything a CLI command needs to judge sessions. */
 export interface Runtime {
+  /** The policy built from the config: its chain, site and what is off. */
   readonly policy: Policy;
+  /** The clock of the chain and the stores (set per session by `check` and `replay`). */
   readonly clock: ReplayClock;
   /** Looks up and forward-confirms the client's PTR; absent offline. */
   readonly lookupRdns?: (ip: string) => Promise<ReverseDns>;
@@ -55,7 +58,9 @@ export interface Runtime {
   readonly listZones?: readonly string[];
   /** What is off and why, for the user. */
   readonly notes: readonly string[];
+  /** The runtime's logger. */
   readonly log: Logger;
+  /** Closes the stores and file watchers it opened (a store shared with a reload stays open). */
   close(): Promise<void>;
 }
 

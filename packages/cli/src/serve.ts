@@ -156,14 +156,19 @@ function httpLine(address: string): string {
 }
 
 export interface ServeOptions extends HttpFlags, ReloadOptions {
+  /** `--listen`: `HOST:PORT`, `[IPv6]:PORT` or `PORT`. */
   readonly listen: string;
+  /** `--spool`: the folder accepted messages are written to when there is no relay. */
   readonly spool?: string | undefined;
   /** The MTA behind us (`smtp://HOST:PORT`, `lmtp://HOST:PORT`, `lmtp:/SOCKET`); else the spool. */
   readonly relay?: string | undefined;
   /** STARTTLS key and certificate files, re-read on SIGHUP. */
   readonly tls?: TlsFiles;
+  /** `--offline`: no DNS at all; the DNS checks are skipped and say so in the trace. */
   readonly offline: boolean;
+  /** `--resolver`: the DNS server to ask, `host:port` (default: the system's). */
   readonly resolver?: string;
+  /** Where the decision lines and errors go. */
   readonly log: Logger;
   /** Where the banner goes. @default process.stdout */
   readonly out?: (line: string) => void;
@@ -173,8 +178,11 @@ export interface ServeOptions extends HttpFlags, ReloadOptions {
 
 /** Where `serve` reads its STARTTLS key and certificate. */
 export interface TlsFiles {
+  /** `--tls-key`: the private key file, PEM. */
   readonly keyFile: string;
+  /** `--tls-cert`: the certificate chain file, PEM. */
   readonly certFile: string;
+  /** The oldest TLS version offered. @default 'TLSv1.2' */
   readonly minVersion?: GatewayTls['minVersion'];
 }
 
@@ -188,7 +196,12 @@ export function parseListen(
   s: string,
   defaultHost = '127.0.0.1',
   flag = '--listen',
-): { host: string; port: number } {
+): {
+  /** The host (the default when only a port was given). */
+  host: string;
+  /** The port. */
+  port: number;
+} {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(s) ?? /^()()(\d+)$/.exec(s);
   const port = Number(m?.[3]);
   if (!m || !Number.isInteger(port) || port < 0 || port > 65535) {
@@ -239,8 +252,11 @@ export function postfixTimeoutFor(budgetMs: number): number {
 
 /** What {@link runtimeFor} needs: the DNS choice of the command line, and the logger. */
 export interface RuntimeForOptions {
+  /** `--offline`: no DNS at all; the DNS checks are skipped and say so in the trace. */
   readonly offline: boolean;
+  /** `--resolver`: the DNS server to ask, `host:port` (default: the system's). */
   readonly resolver?: string;
+  /** Where the decision lines and errors go. */
   readonly log: Logger;
   /** The time budget of one decision (ms); sizes the resolver's timeouts. See createRuntime. */
   readonly budget?: number;
@@ -433,11 +449,17 @@ export async function runServe(config: MxguardConfig, options: ServeOptions): Pr
 }
 
 export interface PolicyOptions extends HttpFlags, ReloadOptions {
+  /** `--listen`: `HOST:PORT`, `[IPv6]:PORT` or `PORT`. */
   readonly listen?: string | undefined;
+  /** `--socket`: a UNIX socket to listen on instead. */
   readonly socket?: string | undefined;
+  /** `--offline`: no DNS at all; the DNS checks are skipped and say so in the trace. */
   readonly offline: boolean;
+  /** `--resolver`: the DNS server to ask, `host:port` (default: the system's). */
   readonly resolver?: string;
+  /** Where the decision lines and errors go. */
   readonly log: Logger;
+  /** Where the banner goes. @default process.stdout */
   readonly out?: (line: string) => void;
   /** The time budget of one request, ms. @default POLICY_BUDGET (8000) */
   readonly budget?: number | undefined;
