@@ -7,10 +7,21 @@
 import { Comment, Converter } from 'typedoc';
 import ts from 'typescript';
 
-/** The text of the outermost `.describe('text')` in a call chain such as `z.string().describe('x').optional()`. */
-function describedAs(node) {
+/**
+ * The text of the outermost `.describe('text')` in a call chain such as
+ * `z.string().describe('x').optional()`, following a schema named by a variable.
+ */
+function describedAs(node, checker, depth = 0) {
   let n = node;
   while (n) {
+    if (ts.isIdentifier(n)) {
+      // `greylist: greylistStoreSchema`: the describe() is where the schema is declared.
+      let symbol = checker.getSymbolAtLocation(n);
+      if (symbol && symbol.flags & ts.SymbolFlags.Alias) symbol = checker.getAliasedSymbol(symbol);
+      const value = symbol?.valueDeclaration;
+      if (depth > 3 || !value || !ts.isVariableDeclaration(value) || !value.initializer) return undefined;
+      return describedAs(value.initializer, checker, depth + 1);
+    }
     if (ts.isCallExpression(n)) {
       const callee = n.expression;
       if (ts.isPropertyAccessExpression(callee)) {
@@ -43,7 +54,7 @@ export function load(app) {
         const value = context.checker.getShorthandAssignmentValueSymbol(decl)?.valueDeclaration;
         if (value && ts.isVariableDeclaration(value)) initializer = value.initializer;
       }
-      const text = initializer && describedAs(initializer);
+      const text = initializer && describedAs(initializer, context.checker);
       if (text) {
         reflection.comment = new Comment([{ kind: 'text', text }]);
         return;

@@ -17,18 +17,22 @@ export interface HttpListener {
    * replaces its handler.
    */
   mount(path: string, handler: HttpHandler): void;
+  /** Stops listening and closes the open connections. */
   close(): Promise<void>;
 }
 
 /** Options of {@link startHttp}. */
 export interface HttpOptions {
+  /** The address to listen on (loopback unless `allowRemote`). */
   readonly host: string;
+  /** The port; 0 picks a free one. */
   readonly port: number;
   /**
    * Listen on an address that is not loopback. The listener has no authentication and shows
    * traffic (and, on the status page, addresses): off by default, `--http-allow-remote` to allow.
    */
   readonly allowRemote?: boolean;
+  /** Where request errors are logged. */
   readonly log: Logger;
   /** Routes to mount at once (more with `mount`). */
   readonly routes?: Readonly<Record<string, HttpHandler>>;
@@ -130,6 +134,7 @@ export function metricsHandler(metrics: MxguardMetrics): HttpHandler {
 
 /** What `/health` answers: 200 with `status: "ok"`, or 503 with what is wrong. */
 export interface HealthReport {
+  /** `ok` (200) or `unhealthy` (503). */
   readonly status: 'ok' | 'unhealthy';
   /** Each store by name: `up` or `down`. */
   readonly stores: Readonly<Record<string, 'up' | 'down'>>;

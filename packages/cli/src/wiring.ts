@@ -64,11 +64,13 @@ export const DNS_CHECKS = [
   'recipient-domain',
 ] as const;
 
+/** Options of {@link createRuntime}: the command line's DNS choice, logging and shared parts. */
 export interface RuntimeOptions {
   /** No DNS at all. */
   readonly offline?: boolean;
   /** `HOST:PORT` of the DNS server to ask; default: the system's. */
   readonly resolver?: string;
+  /** The runtime's logger (the checks', the stores'). */
   readonly log: Logger;
   /** Overrides the clock (tests); default: a ReplayClock over the system clock. */
   readonly clock?: ReplayClock;
@@ -105,11 +107,21 @@ export class StorePool {
   readonly #entries = new Map<string, { store: Promise<{ close(): Promise<void> }>; users: number }>();
 
   /** The store of `kind` with `spec`, made by `make` unless one is open; and its release. */
-  async acquire<T extends { close(): Promise<void> }>(
+  async acquire<
+    T extends {
+      /** Closes the store (called by the release of its last user). */
+      close(): Promise<void>;
+    },
+  >(
     kind: string,
     spec: unknown,
     make: () => Promise<T>,
-  ): Promise<{ store: T; release: () => Promise<void> }> {
+  ): Promise<{
+    /** The store, shared with every user of the same settings. */
+    store: T;
+    /** Gives it back; the last release closes it. */
+    release: () => Promise<void>;
+  }> {
     const key = `${kind} ${JSON.stringify(spec)}`;
     let entry = this.#entries.get(key);
     if (!entry) {

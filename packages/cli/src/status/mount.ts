@@ -6,6 +6,7 @@ import { StatusBoard } from './board.js';
 import { statusRoutes } from './handler.js';
 import type { StatusHealth } from './page.js';
 
+/** Options of {@link statusMount}: the status page on the `--http` listener. */
 export interface StatusMountOptions {
   /** `mxguard serve`, `mxguard policy`; the host name is added. */
   readonly title: string;

@@ -3,6 +3,7 @@ import { PASSED } from './board.js';
 
 /** What `/health` knows, as the status page shows it: each store and each DNS list by name. */
 export interface StatusHealth {
+  /** Everything is well (`/health` answers 200). */
   readonly ok: boolean;
   /** Store name to state (`up`, `down`). */
   readonly stores: Readonly<Record<string, string>>;
