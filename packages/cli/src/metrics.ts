@@ -8,8 +8,11 @@ export type ListState = 'healthy' | 'disabled' | 'unprobed';
 
 /** One configured DNS list (zone and kind: `ip`, `ip6` or `name`) and its health now. */
 export interface ListStatus {
+  /** The list's zone. */
   readonly list: string;
+  /** What it lists: `ip`, `ip6` or `name`. */
   readonly kind: string;
+  /** Its health by the last probe. */
   readonly state: ListState;
 }
 
@@ -68,18 +71,31 @@ const LIST_HEALTH_VALUE: Record<ListState, number> = { healthy: 1, disabled: 0, 
  * zones), never from a client, so the number of series is bounded.
  */
 export class MxguardMetrics {
+  /** The prom-client registry the metrics are in (yours, or a new one). */
   readonly registry: Registry;
+  /** `decisions_total`: decisions by check, action, code, stage and mode. */
   readonly decisions: Counter<'check' | 'action' | 'code' | 'stage' | 'mode'>;
+  /** `decision_seconds`: time from the start of an evaluation to its decision. */
   readonly decisionSeconds: Histogram<'stage'>;
+  /** `dns_lookups_total`: DNS lookups by list, how they were answered, and outcome. */
   readonly dnsLookups: Counter<'list' | 'via' | 'outcome'>;
+  /** `dns_list_health`: each list's probe: 1 healthy, 0 disabled, -1 not probed yet. */
   readonly dnsListHealth: Gauge<'list' | 'kind'>;
+  /** `store_operations_total`: store operations by store and outcome. */
   readonly storeOperations: Counter<'store' | 'outcome'>;
+  /** `store_seconds`: time a store operation took. */
   readonly storeSeconds: Histogram<'store'>;
+  /** `greylist_outcomes_total`: greylist outcomes. */
   readonly greylist: Counter<'outcome'>;
+  /** `reputation_tiers_total`: the tier the reputation check put a client in. */
   readonly reputation: Counter<'tier'>;
+  /** `connections`: open client connections. */
   readonly connections: Gauge;
+  /** `client_flags_total`: findings on the wire about a client (early talker, pipelining, ...). */
   readonly flags: Counter<'flag'>;
+  /** `limits_hit_total`: connection and request limits hit. */
   readonly limits: Counter<'limit'>;
+  /** `reloads_total`: config reloads by outcome (ok, refused). */
   readonly reloads: Counter<'outcome'>;
   readonly #decisionTally = new Tally<'check' | 'action' | 'code' | 'stage' | 'mode'>();
   readonly #reputationTally = new Tally<'tier'>();

@@ -13,9 +13,11 @@ import type { Runtime } from './runtime.js';
 export interface ObserveContext {
   /** Every decision, with its trace and time (subscribe once; it outlives reloads). */
   readonly hub: DecisionHub;
+  /** The process's metrics. */
   readonly metrics: MxguardMetrics;
   /** The runtime in force now (it changes on a reload). */
   readonly runtime: () => Runtime;
+  /** The listener's logger. */
   readonly log: Logger;
 }
 
@@ -62,8 +64,15 @@ export function healthOf(rt: Runtime): HealthReport {
 /** Options of {@link Observability}. */
 export interface ObservabilityOptions {
   /** `HOST:PORT` parsed; absent: no listener (the hub and metrics still work). */
-  readonly listen?: { readonly host: string; readonly port: number };
+  readonly listen?: {
+    /** The address to listen on. */
+    readonly host: string;
+    /** The port; 0 picks a free one. */
+    readonly port: number;
+  };
+  /** Allow a listen address that is not loopback (`--http-allow-remote`). */
   readonly allowRemote?: boolean;
+  /** Where the listener logs. */
   readonly log: Logger;
   /** @default DEFAULT_MOUNTS */
   readonly mounts?: readonly Mount[];
@@ -75,7 +84,9 @@ export interface ObservabilityOptions {
  * reports to the same hub and metrics.
  */
 export class Observability {
+  /** Every decision of every runtime of the process. */
   readonly hub: DecisionHub;
+  /** The process's metrics, fed from the hub. */
   readonly metrics: MxguardMetrics;
   #http: HttpListener | undefined;
   #unmount: (() => void)[] = [];
@@ -90,7 +101,12 @@ export class Observability {
   }
 
   /** What `createRuntime` takes so the runtime reports here. */
-  get runtimeOptions(): { observers: DecisionHub; metrics: MxguardMetrics } {
+  get runtimeOptions(): {
+    /** The hub the runtime emits its decisions into. */
+    observers: DecisionHub;
+    /** The metrics its resolver and stores count into. */
+    metrics: MxguardMetrics;
+  } {
     return { observers: this.hub, metrics: this.metrics };
   }
 
@@ -130,6 +146,7 @@ export class Observability {
     return http.address;
   }
 
+  /** Unmounts the routes and closes the listener. */
   async close(): Promise<void> {
     for (const u of this.#unmount.splice(0)) u();
     await this.#http?.close();

@@ -4,11 +4,17 @@ import { Redactor } from '../privacy.js';
 
 /** One step of a decision's trace as the status page shows it. */
 export interface ShownStep {
+  /** The check's name. */
   readonly check: string;
+  /** What it said (`next`, `reject`, `defer`, `skip`, ...). */
   readonly action: string;
+  /** Its reply code, for a decision. */
   readonly code?: number;
+  /** Why, clipped. */
   readonly reason?: string;
+  /** The check ran in warn mode. */
   readonly warn?: boolean;
+  /** Milliseconds it took. */
   readonly ms?: number;
 }
 
@@ -19,22 +25,33 @@ export interface ShownStep {
 export interface ShownDecision {
   /** When it was recorded, ms since the epoch (the board's clock). */
   readonly time: number;
+  /** The adapter's session id, to find it in the log. */
   readonly session?: string;
+  /** The stage judged. */
   readonly stage: string;
+  /** The client's address, at the privacy level. */
   readonly client: string;
+  /** The HELO name. */
   readonly helo?: string;
+  /** The envelope sender, at the privacy level. */
   readonly from?: string;
+  /** The recipient, at the privacy level. */
   readonly to?: string;
   /** What was answered. */
   readonly action: string;
   /** In a dry run (`mode: "warn"`): what would have been answered. */
   readonly would?: string;
+  /** The reply's code. */
   readonly code?: number;
+  /** The reply's enhanced status code. */
   readonly enhanced?: string;
+  /** The reply's text, clipped. */
   readonly text?: string;
   /** The check that decided (or would have). */
   readonly check?: string;
+  /** Why, clipped. */
   readonly reason?: string;
+  /** The trace, link by link. */
   readonly trace: readonly ShownStep[];
   /** Steps of the trace left out to keep the entry small. */
   readonly traceDropped: number;
@@ -63,6 +80,7 @@ export interface ActionCounts {
   next: number;
 }
 
+/** Options of {@link StatusBoard}. */
 export interface StatusBoardOptions {
   /** The clock of the minute counters and of each entry's time. */
   readonly clock: Clock;
@@ -171,8 +189,11 @@ interface Minute {
  * than the log does.
  */
 export class StatusBoard {
+  /** How addresses are kept. */
   readonly redactor: Redactor;
+  /** Entries kept at most. */
   readonly maxEntries: number;
+  /** Bytes kept at most. */
   readonly maxBytes: number;
   readonly #clock: Clock;
   readonly #maxChecks: number;
@@ -181,6 +202,7 @@ export class StatusBoard {
   #bytes = 0;
   #minutes: Minute[] = [];
   #total = 0;
+  /** When the board started counting, ms since the epoch. */
   readonly since: number;
 
   constructor(options: StatusBoardOptions) {
@@ -267,7 +289,12 @@ export class StatusBoard {
    * The last hour, one slot a minute, oldest first, ending with the current minute: the counts by
    * check in each (empty minutes included).
    */
-  lastHour(): { readonly at: number; readonly checks: ReadonlyMap<string, ActionCounts> }[] {
+  lastHour(): {
+    /** The minute's start, ms since the epoch. */
+    readonly at: number;
+    /** The counts by check in that minute. */
+    readonly checks: ReadonlyMap<string, ActionCounts>;
+  }[] {
     const now = Math.floor(this.#clock.now() / MINUTE);
     this.#prune(now);
     const byMinute = new Map(this.#minutes.map((m) => [m.at, m.checks]));
