@@ -67,25 +67,25 @@ export function gatewayLimitsFromConfig(settings: GatewaySettings | undefined): 
 } {
   if (!settings) return { options: {} };
   const ms = (v: number | string | undefined) => (v === undefined ? undefined : durationMs(v));
+  const defined = <T extends object>(o: T): Partial<T> =>
+    Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
   const budgetMs = ms(settings.budget);
-  const limits: Record<string, number> = {};
-  const connection: Record<string, number> = {};
-  const set = (to: Record<string, number>, key: string, v: number | undefined) => {
-    if (v !== undefined) to[key] = v;
-  };
-  set(limits, 'recipientLimit', settings.recipientLimit);
-  set(limits, 'junkCommandLimit', settings.junkCommandLimit);
-  set(limits, 'socketTimeoutMs', ms(settings.timeout));
-  set(limits, 'progressTimeoutMs', ms(settings.progressTimeout));
-  set(limits, 'sessionLifetimeMs', ms(settings.sessionLifetime));
-  set(limits, 'minDataRate', settings.minDataRate);
-  set(limits, 'maxClients', settings.maxConnections);
-  set(limits, 'maxMessagesPerConnection', settings.maxMessagesPerConnection);
-  set(connection, 'perClient', settings.clientConnectionLimit);
-  set(connection, 'ratePerMinute', settings.clientConnectionRateLimit);
+  const connection = defined({
+    perClient: settings.clientConnectionLimit,
+    ratePerMinute: settings.clientConnectionRateLimit,
+  });
   return {
     options: {
-      ...limits,
+      ...defined({
+        recipientLimit: settings.recipientLimit,
+        junkCommandLimit: settings.junkCommandLimit,
+        socketTimeoutMs: ms(settings.timeout),
+        progressTimeoutMs: ms(settings.progressTimeout),
+        sessionLifetimeMs: ms(settings.sessionLifetime),
+        minDataRate: settings.minDataRate,
+        maxClients: settings.maxConnections,
+        maxMessagesPerConnection: settings.maxMessagesPerConnection,
+      }),
       ...(Object.keys(connection).length > 0 ? { connectionLimits: connection } : {}),
     } as Partial<GatewayOptions>,
     ...(budgetMs !== undefined ? { budgetMs } : {}),
