@@ -5,6 +5,7 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { expect } from 'vitest';
 
 const script = fileURLToPath(new URL('./store-memory.ts', import.meta.url));
 
@@ -36,4 +37,16 @@ export async function storeMemory(kind: StoreKind, bound: number, keyLength: num
     { timeout: 120_000 },
   );
   return JSON.parse(stdout.trim()) as StoreMemory;
+}
+
+/**
+ * What every byte-bounded store must show: the bytes it counts held within `bound`, the heap grown
+ * by less than `bound + margin` (the margin covers the code's own allocations), the newest entry
+ * kept and the oldest gone.
+ */
+export function expectHeldWithin(m: StoreMemory, bound: number, margin: number): void {
+  expect(m.held.bytes).toBeLessThanOrEqual(bound);
+  expect(m.after - m.before).toBeLessThan(bound + margin);
+  expect(m.newest).toBe(true);
+  expect(m.oldest).toBe(false);
 }
