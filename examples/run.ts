@@ -1,6 +1,6 @@
 /**
- * `pnpm example <name>`: runs one example of this directory on loopback-free, offline data and
- * prints what it decided. `pnpm example` alone lists them. The packages are imported by name, as a
+ * `pnpm example <name>`: runs one example of this directory on loopback, with DNS answered from a
+ * table (offline), and prints what it decided. `pnpm example` alone lists them. The packages are imported by name, as a
  * user's code imports them (the built packages, linked at the repository root).
  */
 import { spawnSync } from 'node:child_process';
