@@ -95,6 +95,14 @@ export function createLog(settings: LogSettings): CliLog {
     sync: settings.sync ?? false,
     mkdir: settings.file !== undefined,
   });
+  // A log file that cannot be opened again (logrotate left its directory unwritable) or written is
+  // said on stderr; the process goes on judging mail, writing to the file it had open, rather than
+  // dying of an unhandled 'error' event.
+  const fileFailed = (err: unknown) =>
+    process.stderr.write(
+      `mxguard: log file ${settings.file}: ${err instanceof Error ? err.message : String(err)}\n`,
+    );
+  if (settings.file !== undefined) dest.on('error', fileFailed);
   const text = settings.format === 'text';
   const logger = pino(
     {
@@ -113,7 +121,12 @@ export function createLog(settings: LogSettings): CliLog {
     log: logger,
     redactor,
     reopen: () => {
-      if (settings.file !== undefined) dest.reopen();
+      if (settings.file === undefined) return;
+      try {
+        dest.reopen();
+      } catch (err) {
+        fileFailed(err);
+      }
     },
     flush: () => {
       try {

@@ -5,13 +5,14 @@
  * the place in the config, and the stores are kept when their settings did not change.
  */
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { askPolicy, type Running, startMxguard } from '../../../testing/mxguard.js';
 import { rcptRequest } from '../../../testing/postfix.js';
+import { until } from '../../../testing/wait.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mxguard-reload-'));
 const running: Running[] = [];
@@ -184,6 +185,45 @@ describe('mxguard serve: SIGHUP', () => {
 
     expect(await metric(s, 'mxguard_reloads_total', 'outcome="ok"')).toBe(2);
     expect(await metric(s, 'mxguard_reloads_total', 'outcome="refused"')).toBe(3);
+  });
+});
+
+describe('mxguard serve --log-file: SIGHUP', () => {
+  it('a log file that cannot be opened again is said on stderr and the gateway goes on; the next SIGHUP opens it', async () => {
+    const config = join(dir, 'log-file.json');
+    write(config, { ourDomains: ['example.com'], ourHosts: ['mx.example.com'] });
+    const logs = join(dir, 'logs');
+    const logFile = join(logs, 'mxguard.log');
+    const s = await startMxguard('serve', [
+      '--offline',
+      '--config',
+      config,
+      '--spool',
+      join(dir, 'spool-log'),
+      '--log-file',
+      logFile,
+    ]);
+    running.push(s);
+    expect(await rcptOnNewConnection(s.port, 'postmaster@example.com')).toMatch(/^250 /);
+
+    // The log's directory gone, and a file in its place: the log file cannot be opened again.
+    rmSync(logs, { recursive: true });
+    writeFileSync(logs, 'not a directory');
+    s.child.kill('SIGHUP');
+    expect(await s.waitLog(/^mxguard: log file /)).toContain(logFile);
+    expect(s.child.exitCode).toBeNull();
+    expect(await rcptOnNewConnection(s.port, 'postmaster@example.com')).toMatch(/^250 /);
+    expect(s.child.exitCode).toBeNull();
+
+    // Once the directory can be made again, the next SIGHUP opens the file and the log goes there.
+    rmSync(logs);
+    s.child.kill('SIGHUP');
+    await until(async () => (existsSync(logFile) ? true : undefined), 10_000);
+    expect(await rcptOnNewConnection(s.port, 'postmaster@example.com')).toMatch(/^250 /);
+    await until(
+      async () => (/"stage":"rcpt"/.test(readFileSync(logFile, 'utf8')) ? true : undefined),
+      10_000,
+    );
   });
 });
 
