@@ -22,6 +22,8 @@ describe('callout memory cache: bounded in bytes', () => {
   }, 150_000);
 
   it('refuses a byte bound that is not a positive integer', () => {
-    expect(() => new MemoryCalloutStore({ maxBytes: -1 })).toThrow(/maxBytes -1 must be a positive integer/);
+    expect(() => new MemoryCalloutStore({ maxBytes: -1 })).toThrow(
+      /maxBytes must be a positive integer, got -1/,
+    );
   });
 });

@@ -127,6 +127,17 @@ export function countSetting(min: number, max: number) {
   return z.number(range).int(range).min(min, range).max(max, range);
 }
 
+/**
+ * Throws a TypeError naming the first of `values` that is not a whole number >= 1
+ * (`limits.maxConnections must be a positive integer, got 0`); `prefix` goes before its name.
+ */
+export function requirePositiveIntegers(values: Readonly<Record<string, number>>, prefix = ''): void {
+  for (const [k, v] of Object.entries(values)) {
+    if (!Number.isInteger(v) || v < 1)
+      throw new TypeError(`${prefix}${k} must be a positive integer, got ${v}`);
+  }
+}
+
 /** A factory that declares the options it reads. */
 export type Declared<F> = F & {
   /** The schema of the options the factory reads. */

@@ -10,6 +10,7 @@ import {
   currentDeadline,
   DEADLINE_GRACE_MS,
   decisionRecord,
+  requirePositiveIntegers,
   settleBy,
   systemClock,
   withinBudget,
@@ -229,18 +230,18 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     maxLineLength: limits.maxLineLength ?? 4096,
     maxAttributes: limits.maxAttributes ?? 100,
   };
-  for (const [k, v] of Object.entries({
-    maxConnections,
-    idleTimeout,
-    connectionLifetime,
-    requestTimeout,
-    maxInstanceBytes,
-    maxRecipientBytes,
-    ...parserLimits,
-  })) {
-    if (!Number.isInteger(v) || v <= 0)
-      throw new TypeError(`limits.${k} must be a positive integer, got ${v}`);
-  }
+  requirePositiveIntegers(
+    {
+      maxConnections,
+      idleTimeout,
+      connectionLifetime,
+      requestTimeout,
+      maxInstanceBytes,
+      maxRecipientBytes,
+      ...parserLimits,
+    },
+    'limits.',
+  );
   const instances = new LRUCache<string, InstanceState>({
     max: limits.maxInstances ?? 10_000,
     ttl: limits.instanceTtl ?? 3_600_000,

@@ -28,6 +28,8 @@ describe('reputation memory store: bounded in bytes', () => {
   }
 
   it('refuses a byte bound that is not a positive integer', () => {
-    expect(() => new MemoryReputationStore({ maxBytes: 0 })).toThrow(/maxBytes 0 must be a positive integer/);
+    expect(() => new MemoryReputationStore({ maxBytes: 0 })).toThrow(
+      /maxBytes must be a positive integer, got 0/,
+    );
   });
 });

@@ -13,7 +13,7 @@ import { readFileSync, statSync, watch } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import type { Logger } from '@mxguard/core';
-import { silentLogger } from '@mxguard/core';
+import { requirePositiveIntegers, silentLogger } from '@mxguard/core';
 import { LRUCache } from 'lru-cache';
 import { Reader } from 'mmdb-lib';
 import { isPublic, parseAddress } from './ip.js';
@@ -251,12 +251,7 @@ export class GeoDatabase implements GeoLookup {
     this.path = resolve(options.path);
     this.#log = options.log ?? silentLogger;
     this.#cache = { size: options.cacheSize ?? 10_000, bytes: options.cacheBytes ?? 8 * 1024 * 1024 };
-    for (const [k, v] of Object.entries(this.#cache)) {
-      if (!Number.isInteger(v) || v < 1)
-        throw new TypeError(
-          `GeoDatabase: cache${k === 'size' ? 'Size' : 'Bytes'} must be a positive integer`,
-        );
-    }
+    requirePositiveIntegers({ cacheSize: this.#cache.size, cacheBytes: this.#cache.bytes }, 'GeoDatabase: ');
     let buf: Buffer;
     let signature: string;
     try {

@@ -7,6 +7,7 @@ import {
   DEADLINE_GRACE_MS,
   decisionRecord,
   reply as makeReply,
+  requirePositiveIntegers,
   settleBy,
   withinBudget,
 } from '@mxguard/core';
@@ -302,14 +303,7 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
   const minDataRate = options.minDataRate ?? 500;
   if (!Number.isInteger(minDataRate) || minDataRate < 0)
     throw new TypeError(`minDataRate must be a whole number >= 0, got ${minDataRate}`);
-  for (const [k, v] of Object.entries({
-    recipientLimit,
-    junkCommandLimit,
-    sessionLifetimeMs,
-    progressTimeoutMs,
-  })) {
-    if (!Number.isInteger(v) || v <= 0) throw new TypeError(`${k} must be a positive integer, got ${v}`);
-  }
+  requirePositiveIntegers({ recipientLimit, junkCommandLimit, sessionLifetimeMs, progressTimeoutMs });
 
   /** A step of progress (see `progressTimeoutMs`): the client gets another full period. */
   function progressed(state: ConnState): void {

@@ -1,3 +1,4 @@
+import { requirePositiveIntegers } from '@mxguard/core';
 import { LRUCache } from 'lru-cache';
 import type { CalloutRecord, CalloutStore } from '../types.js';
 
@@ -34,9 +35,7 @@ export class MemoryCalloutStore implements CalloutStore {
   constructor(options: MemoryCalloutStoreOptions = {}) {
     const max = options.max ?? 50_000;
     const maxBytes = options.maxBytes ?? 16 * 1024 * 1024;
-    if (!Number.isInteger(max) || max < 1) throw new TypeError(`max ${max} must be a positive integer`);
-    if (!Number.isInteger(maxBytes) || maxBytes < 1)
-      throw new TypeError(`maxBytes ${maxBytes} must be a positive integer`);
+    requirePositiveIntegers({ max, maxBytes });
     // An entry larger than the whole bound is not kept (lru-cache refuses it): the probe runs again.
     this.cache = new LRUCache<string, CalloutRecord>({
       max,

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import type { Clock, Logger } from '@mxguard/core';
-import { silentLogger } from '@mxguard/core';
+import { requirePositiveIntegers, silentLogger } from '@mxguard/core';
 import { LRUCache } from 'lru-cache';
 import type { ClientRecord, GreylistDecision, TripletRecord } from '../machine.js';
 import { DEFAULT_POLICY, greylistStep } from '../machine.js';
@@ -103,14 +103,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   const maxClients = options.maxClients ?? 50_000;
   const maxTripletBytes = options.maxTripletBytes ?? 64 * 1024 * 1024;
   const maxClientBytes = options.maxClientBytes ?? 16 * 1024 * 1024;
-  for (const [k, v] of [
-    ['maxTriplets', maxTriplets],
-    ['maxClients', maxClients],
-    ['maxTripletBytes', maxTripletBytes],
-    ['maxClientBytes', maxClientBytes],
-  ] as const) {
-    if (!Number.isInteger(v) || v < 1) throw new TypeError(`memoryStore: ${k} must be a positive integer`);
-  }
+  requirePositiveIntegers({ maxTriplets, maxClients, maxTripletBytes, maxClientBytes }, 'memoryStore: ');
   const loadedMaxAge = options.maxAge ?? DEFAULT_POLICY.maxAge;
   const log = options.log ?? silentLogger;
   const random = options.random ?? randomBytes;

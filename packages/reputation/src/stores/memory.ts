@@ -1,3 +1,4 @@
+import { requirePositiveIntegers } from '@mxguard/core';
 import { LRUCache } from 'lru-cache';
 import type { ReputationStore, ScoreBounds } from '../types.js';
 import { decayed } from '../types.js';
@@ -44,9 +45,7 @@ export class MemoryReputationStore implements ReputationStore {
   constructor(options: MemoryReputationStoreOptions = {}) {
     const max = options.max ?? 100_000;
     const maxBytes = options.maxBytes ?? 32 * 1024 * 1024;
-    if (!Number.isInteger(max) || max < 1) throw new TypeError(`max ${max} must be a positive integer`);
-    if (!Number.isInteger(maxBytes) || maxBytes < 1)
-      throw new TypeError(`maxBytes ${maxBytes} must be a positive integer`);
+    requirePositiveIntegers({ max, maxBytes });
     this.cache = new LRUCache<string, Entry>({
       max,
       maxSize: maxBytes,
