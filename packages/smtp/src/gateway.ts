@@ -336,7 +336,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     if (current === first) for (const l of accept) l.call(server.server, socket);
     else current.server.server.emit('connection', socket);
   });
-  const all = () => [current, ...retired];
+  /** Every generation still in use: the listening one, the one in force, the retired ones. */
+  const all = () => new Set([first, current, ...retired]);
   return {
     host: address.address,
     port: address.port,
@@ -346,7 +347,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     },
     get connections() {
       let n = 0;
-      for (const g of new Set([first, ...all()])) n += g.server.connections.size;
+      for (const g of all()) n += g.server.connections.size;
       return n;
     },
     reloadTls(tls) {
@@ -355,7 +356,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       // Fails here, before anything is swapped, on a key that does not match or a bad PEM.
       createSecureContext(next);
       settings = { ...settings, tls };
-      for (const g of new Set([first, ...all()])) g.server.updateSecureContext(next);
+      for (const g of all()) g.server.updateSecureContext(next);
     },
     async reload(policy) {
       const merged = { ...settings, ...policy };
@@ -363,7 +364,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       const shared = limitSettings(merged) === limitSettings(settings) ? current.limits : undefined;
       const next = generation(merged, shared);
       next.server.on('error', (err: Error) => policy.log.error({ event: 'server-error', err: err.message }));
-      settings = { ...settings, ...policy };
+      settings = merged;
       const old = current;
       current = next;
       retired.add(old);
@@ -377,7 +378,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       new Promise<void>((resolve) => {
         for (const g of all()) if (g !== first) g.server.close();
         server.close(() => {
-          for (const g of new Set([first, ...all()])) g.release();
+          for (const g of all()) g.release();
           resolve();
         });
       }),
