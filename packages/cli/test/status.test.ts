@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { type Decision, ManualClock, reply, type Session } from '@mxguard/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redactor } from '../src/privacy.js';
@@ -316,6 +316,24 @@ describe('status page over http', () => {
     expect(Number(head.headers.get('content-length'))).toBeGreaterThan(1000);
     expect(await head.text()).toBe('');
     expect((await fetch(`${base}/other`)).status).toBe(404);
+  });
+
+  it('leaves a request target that is not a URL to the server it is mounted on', async () => {
+    // node's HTTP parser lets `http://[` through as req.url; `new URL` throws on it.
+    const head = await new Promise<string>((resolve, reject) => {
+      const c = connect(Number(new URL(base).port), '127.0.0.1', () =>
+        c.write('GET http://[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'),
+      );
+      let got = '';
+      c.setEncoding('utf8');
+      c.on('data', (d: string) => {
+        got += d;
+      });
+      c.on('end', () => resolve(got));
+      c.on('error', reject);
+    });
+    expect(head).toMatch(/^HTTP\/1\.1 404 /);
+    expect(head).toContain('not ours');
   });
 
   it('says health is not known when the provider fails, and still answers', async () => {

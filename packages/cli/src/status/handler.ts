@@ -89,7 +89,8 @@ export function statusRoutes(board: StatusBoard, providers: StatusProviders): Re
 
 /**
  * A request handler for the status routes alone (read-only: anything but GET and HEAD is 405).
- * Answers and returns true for a path of the page; returns false for any other path, untouched.
+ * Answers and returns true for a path of the page; returns false for any other path (or a request
+ * target that is not a URL), untouched.
  */
 export function statusHandler(
   board: StatusBoard,
@@ -97,7 +98,13 @@ export function statusHandler(
 ): (req: IncomingMessage, res: ServerResponse) => boolean {
   const routes = statusRoutes(board, providers);
   return (req, res) => {
-    const path = new URL(req.url ?? '/', 'http://status.invalid').pathname;
+    let path: string;
+    try {
+      path = new URL(req.url ?? '/', 'http://status.invalid').pathname;
+    } catch {
+      // A request target that is no URL (`GET http://[`) is no path of the page: the caller's.
+      return false;
+    }
     const route = routes[path];
     if (!route) return false;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
