@@ -47,17 +47,24 @@ export function isLoopback(host: string): boolean {
 }
 
 /**
+ * Refuses (a UsageError) to listen on `host` when it is not loopback, unless `allowRemote`: the
+ * listener has no authentication. `shown` is the address as the user wrote it.
+ */
+export function refuseRemote(host: string, allowRemote: boolean | undefined, shown = host): void {
+  if (allowRemote || isLoopback(host)) return;
+  throw new UsageError(
+    `--http ${shown}: not a loopback address; the listener has no authentication (add --http-allow-remote to listen there anyway)`,
+  );
+}
+
+/**
  * Starts the read-only HTTP listener: the routes mounted on it, 404 for any other path, 405 for a
  * method other than GET and HEAD. Small and bounded: 64 connections, 5 s for the headers, 10 s a
  * request. A handler that throws answers 500 and is logged.
  */
 export async function startHttp(options: HttpOptions): Promise<HttpListener> {
   const { host, port, log } = options;
-  if (!options.allowRemote && !isLoopback(host)) {
-    throw new UsageError(
-      `--http ${host}: not a loopback address; the listener has no authentication (add --http-allow-remote to listen there anyway)`,
-    );
-  }
+  refuseRemote(host, options.allowRemote);
   const exact = new Map<string, HttpHandler>();
   const prefixes = new Map<string, HttpHandler>();
   const mount = (path: string, handler: HttpHandler) => {

@@ -18,7 +18,7 @@ import {
 } from '@mxguard/smtp';
 import { type MxguardConfig, validateConfig } from './config.js';
 import type { DecisionHub } from './decisions.js';
-import { isLoopback } from './http.js';
+import { refuseRemote } from './http.js';
 import type { MxguardMetrics } from './metrics.js';
 import { DEFAULT_MOUNTS, type Mount, Observability } from './observe.js';
 import type { Redactor } from './privacy.js';
@@ -44,11 +44,8 @@ export interface HttpFlags {
  */
 export function observability(options: HttpFlags & { log: Logger }, title: string): Observability {
   const listen = options.http === undefined ? undefined : parseListen(options.http, '127.0.0.1', '--http');
-  if (listen && !options.httpAllowRemote && !isLoopback(listen.host)) {
-    throw new UsageError(
-      `--http ${options.http}: not a loopback address, and the listener has no authentication (add --http-allow-remote to listen there anyway)`,
-    );
-  }
+  // Checked here, before anything is started, and again by startHttp.
+  if (listen) refuseRemote(listen.host, options.httpAllowRemote, options.http);
   return new Observability({
     ...(listen ? { listen } : {}),
     ...(options.httpAllowRemote ? { allowRemote: true } : {}),
