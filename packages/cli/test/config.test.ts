@@ -86,6 +86,11 @@ const BAD: [string, unknown, RegExp][] = [
     /^config\.greylist\.maxTripletBytes: must be an integer; got 1\.5$/,
   ],
   [
+    'a greylist store count of 0, refused when the config is read rather than when the store is made',
+    { ...D, greylist: { store: 'memory', maxTriplets: 0 } },
+    /^config\.greylist\.maxTriplets: Too small: expected number to be >=1$/,
+  ],
+  [
     'a reputation store bound of the wrong type',
     { ...D, reputationStore: { type: 'memory', maxBytes: 'big' } },
     /^config\.reputationStore\.maxBytes: must be a number; got "big"$/,

@@ -43,10 +43,16 @@ export const greylistStoreSchema = z
       prefix: z.string().optional().describe('Redis key prefix'),
       file: z.string().optional().describe('Memory store: the file it is saved to and loaded from'),
       saveInterval: z.number().min(0).optional().describe('Memory store: seconds between saves'),
-      maxTriplets: z.number().min(0).optional().describe('Memory store: most triplets kept (default 100000)'),
+      maxTriplets: z
+        .number()
+        .int()
+        .min(1)
+        .optional()
+        .describe('Memory store: most triplets kept (default 100000)'),
       maxClients: z
         .number()
-        .min(0)
+        .int()
+        .min(1)
         .optional()
         .describe('Memory store: most auto-whitelist clients kept (default 50000)'),
       maxTripletBytes: z
