@@ -10,6 +10,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { metric } from '../../../testing/metrics.js';
 import { askPolicy, type Running, startMxguard } from '../../../testing/mxguard.js';
 import { rcptRequest } from '../../../testing/postfix.js';
 import { until } from '../../../testing/wait.js';
@@ -89,12 +90,6 @@ async function rcptOnNewConnection(port: number, rcpt: string, helo = 'mail.exam
   } finally {
     client.close();
   }
-}
-
-async function metric(r: Running, name: string, labels: string): Promise<number> {
-  const text = await (await fetch(`http://${r.http}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
-  return line ? Number(line.split(' ').pop()) : 0;
 }
 
 /** Sends SIGHUP and waits for the reload's log line (the n-th of its kind). */
@@ -183,8 +178,8 @@ describe('mxguard serve: SIGHUP', () => {
     const budget = JSON.parse(await hangup(s, 'reload-refused', 3)) as Record<string, unknown>;
     expect(budget).toMatchObject({ path: 'gateway.budget' });
 
-    expect(await metric(s, 'mxguard_reloads_total', 'outcome="ok"')).toBe(2);
-    expect(await metric(s, 'mxguard_reloads_total', 'outcome="refused"')).toBe(3);
+    expect(await metric(s.http, 'mxguard_reloads_total', { outcome: 'ok' })).toBe(2);
+    expect(await metric(s.http, 'mxguard_reloads_total', { outcome: 'refused' })).toBe(3);
   });
 });
 
@@ -260,7 +255,7 @@ describe('mxguard policy: SIGHUP', () => {
     expect(await askPolicy(p.port, [rcptRequest({ ...triplet, instance: 'r.1' })])).toEqual([
       expect.stringMatching(/^DEFER_IF_PERMIT |^4\d\d /),
     ]);
-    expect(await metric(p, 'mxguard_greylist_outcomes_total', 'outcome="new"')).toBe(1);
+    expect(await metric(p.http, 'mxguard_greylist_outcomes_total', { outcome: 'new' })).toBe(1);
 
     // A request whose DNS lookups hang, sent before the reload and answered after it.
     const claimsUs = rcptRequest({ helo_name: 'localhost', client_address: '192.0.2.77', instance: 'r.2' });
@@ -282,8 +277,8 @@ describe('mxguard policy: SIGHUP', () => {
 
     // The same greylist store: the same triplet is an early retry, not a new one.
     await askPolicy(p.port, [rcptRequest({ ...triplet, instance: 'r.4' })]);
-    expect(await metric(p, 'mxguard_greylist_outcomes_total', 'outcome="early"')).toBe(1);
-    expect(await metric(p, 'mxguard_greylist_outcomes_total', 'outcome="new"')).toBe(1);
+    expect(await metric(p.http, 'mxguard_greylist_outcomes_total', { outcome: 'early' })).toBe(1);
+    expect(await metric(p.http, 'mxguard_greylist_outcomes_total', { outcome: 'new' })).toBe(1);
 
     // The policy server's limits are read at start: a config that changes them is refused.
     write(config, { ...site, dnsLists: ['bl.test'], policy: { maxConnections: 10 } });
