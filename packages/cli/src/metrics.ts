@@ -100,6 +100,7 @@ export class MxguardMetrics {
   readonly #decisionTally = new Tally<'check' | 'action' | 'code' | 'stage' | 'mode'>();
   readonly #reputationTally = new Tally<'tier'>();
   readonly #storeTally = new Tally<'store' | 'outcome'>();
+  readonly #lookupTally = new Tally<'list' | 'via' | 'outcome'>();
   #zones: readonly string[] = [];
   #lists: (() => readonly ListStatus[]) | undefined;
   #connections: (() => number) | undefined;
@@ -131,6 +132,9 @@ export class MxguardMetrics {
       help: 'DNS lookups by the DNS list whose zone the name is under (none: other lookups), how they were answered (cache, coalesced with a query in flight, query, overload) and outcome (found, notfound, timeout, error)',
       labelNames: ['list', 'via', 'outcome'],
       registers,
+      collect() {
+        self.#lookupTally.flush(this);
+      },
     });
     this.dnsListHealth = new Gauge({
       name: `${p}dns_list_health`,
@@ -256,7 +260,8 @@ export class MxguardMetrics {
   dnsLookup(e: LookupEvent): void {
     const name = e.name;
     const list = this.#zones.find((z) => name === z || name.endsWith(`.${z}`)) ?? 'none';
-    this.dnsLookups.inc({ list, via: e.via, outcome: e.outcome });
+    const { via, outcome } = e;
+    this.#lookupTally.add(`${list} ${via} ${outcome}`, () => ({ list, via, outcome }));
   }
 
   /** Where the DNS-list health gauge reads from at each scrape. */
