@@ -62,8 +62,13 @@ export interface ReloadOptions {
   readonly reopenLog?: () => void;
 }
 
-/** Runs `run` on each SIGHUP, one at a time (a burst of signals while one runs is one more run). */
-function onHangup(run: () => Promise<void>): () => void {
+const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+/**
+ * Runs `run` on each SIGHUP, one at a time (a burst of signals while one runs is one more run). A
+ * run that throws is logged and leaves what is in force; the next SIGHUP runs again.
+ */
+function onHangup(log: () => Logger, run: () => Promise<void>): () => void {
   let queue = Promise.resolve();
   let queued = false;
   const on = () => {
@@ -71,7 +76,11 @@ function onHangup(run: () => Promise<void>): () => void {
     queued = true;
     queue = queue.then(async () => {
       queued = false;
-      await run();
+      try {
+        await run();
+      } catch (err) {
+        log().error({ event: 'reload-failed', err: message(err), keeping: 'the config in force' });
+      }
     });
   };
   process.on('SIGHUP', on);
@@ -144,7 +153,9 @@ function swapRuntime(
   obs.follow(() => next);
   // The old runtime closes (releasing the stores the new one does not share) once the work it
   // judges has finished.
-  void drained.then(() => old.close());
+  drained
+    .then(() => old.close())
+    .catch((err) => next.log.error({ event: 'runtime-close-failed', err: message(err) }));
 }
 
 /** The banner line of the `--http` listener. */
@@ -387,32 +398,43 @@ export async function runServe(config: MxguardConfig, options: ServeOptions): Pr
   // is in force and says why; new connections get what succeeded. The config's gateway limits
   // apply to new connections too.
   const tlsFiles = options.tls;
-  const stopHangup = onHangup(async () => {
-    options.reopenLog?.();
-    if (tlsFiles) {
-      try {
-        gw.reloadTls(await readTls(tlsFiles));
-        rt.log.info({ event: 'tls-reloaded', cert: tlsFiles.certFile });
-      } catch (err) {
-        rt.log.error({
-          event: 'tls-reload-failed',
-          err: err instanceof Error ? err.message : String(err),
-          keeping: 'the key and certificate in force',
-        });
+  const stopHangup = onHangup(
+    () => rt.log,
+    async () => {
+      options.reopenLog?.();
+      if (tlsFiles) {
+        try {
+          gw.reloadTls(await readTls(tlsFiles));
+          rt.log.info({ event: 'tls-reloaded', cert: tlsFiles.certFile });
+        } catch (err) {
+          rt.log.error({
+            event: 'tls-reload-failed',
+            err: message(err),
+            keeping: 'the key and certificate in force',
+          });
+        }
       }
-    }
-    // The new config's gateway limits apply to new connections; its budget sized the resolver at
-    // start, so a changed one (without --budget) is refused rather than silently ignored.
-    const reloaded = await reloadedRuntime(rt, runtimeOptions, obs.metrics, (c) => {
-      const l = gatewayLimitsFromConfig(c.gateway);
-      if (options.budget === undefined) sameBudget('gateway.budget', l.budgetMs ?? DEFAULT_BUDGET_MS, budget);
-      return l;
-    });
-    if (!reloaded) return;
-    const next = reloaded.runtime;
-    const drained = gw.reload(gatewayOptions(next, { ...listenAt, limits: reloaded.own.options }));
-    swapRuntime(obs, (r) => (rt = r), rt, next, drained);
-  });
+      // The new config's gateway limits apply to new connections; its budget sized the resolver at
+      // start, so a changed one (without --budget) is refused rather than silently ignored.
+      const reloaded = await reloadedRuntime(rt, runtimeOptions, obs.metrics, (c) => {
+        const l = gatewayLimitsFromConfig(c.gateway);
+        if (options.budget === undefined)
+          sameBudget('gateway.budget', l.budgetMs ?? DEFAULT_BUDGET_MS, budget);
+        return l;
+      });
+      if (!reloaded) return;
+      const next = reloaded.runtime;
+      let drained: Promise<void>;
+      try {
+        drained = gw.reload(gatewayOptions(next, { ...listenAt, limits: reloaded.own.options }));
+      } catch (err) {
+        // Not swapped: the config in force stays whole, and what the new one opened is released.
+        await next.close();
+        throw err;
+      }
+      swapRuntime(obs, (r) => (rt = r), rt, next, drained);
+    },
+  );
   const http = await obs.start(() => gw.connections);
   const where = gw.host.includes(':') ? `[${gw.host}]:${gw.port}` : `${gw.host}:${gw.port}`;
   const domain = site.ourDomains[0] ?? 'example.com';
@@ -505,25 +527,28 @@ export async function runPolicy(config: MxguardConfig, options: PolicyOptions): 
   // SIGHUP: the log file reopened, the config and its table files read and swapped whole; a
   // request being judged finishes under the config it started with. The limits are read once, at
   // start.
-  const stopHangup = onHangup(async () => {
-    options.reopenLog?.();
-    // The policy server's limits are set at start: a config that changes them is refused, rather
-    // than run with limits that are not the ones it says.
-    const reloaded = await reloadedRuntime(rt, runtimeOptions, obs.metrics, (c) => {
-      const l = policyLimitsFromConfig(c.policy);
-      const same = (a: object) => JSON.stringify({ ...a, requestTimeout: undefined });
-      if (same(l) !== same(limits))
-        throw new ConfigError('policy', 'limits changed: they are read at start; restart to apply them');
-      if (options.budget === undefined)
-        sameBudget('policy.budget', l.requestTimeout ?? POLICY_BUDGET, budget);
-      return l;
-    });
-    if (!reloaded) return;
-    const next = reloaded.runtime;
-    const p = policyServerOptions(next, { listen, budget });
-    const drained = server.reload({ chain: p.chain, ...(p.enrich ? { enrich: p.enrich } : {}) });
-    swapRuntime(obs, (r) => (rt = r), rt, next, drained);
-  });
+  const stopHangup = onHangup(
+    () => rt.log,
+    async () => {
+      options.reopenLog?.();
+      // The policy server's limits are set at start: a config that changes them is refused, rather
+      // than run with limits that are not the ones it says.
+      const reloaded = await reloadedRuntime(rt, runtimeOptions, obs.metrics, (c) => {
+        const l = policyLimitsFromConfig(c.policy);
+        const same = (a: object) => JSON.stringify({ ...a, requestTimeout: undefined });
+        if (same(l) !== same(limits))
+          throw new ConfigError('policy', 'limits changed: they are read at start; restart to apply them');
+        if (options.budget === undefined)
+          sameBudget('policy.budget', l.requestTimeout ?? POLICY_BUDGET, budget);
+        return l;
+      });
+      if (!reloaded) return;
+      const next = reloaded.runtime;
+      const p = policyServerOptions(next, { listen, budget });
+      const drained = server.reload({ chain: p.chain, ...(p.enrich ? { enrich: p.enrich } : {}) });
+      swapRuntime(obs, (r) => (rt = r), rt, next, drained);
+    },
+  );
   const http = await obs.start(() => server.connections);
   const a = server.address;
   const where =

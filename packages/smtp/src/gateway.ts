@@ -147,7 +147,8 @@ export interface Gateway {
   /**
    * Hands the connections accepted from now on to a new policy (chain, our domains and networks,
    * lookups, limits); the connections open now finish under the one they started with. Resolves
-   * once they have all closed, when the old policy's resources may be freed.
+   * once they have all closed, when the old policy's resources may be freed. Throws at once, with
+   * nothing swapped, when the new policy cannot be built.
    */
   reload(policy: GatewayPolicy): Promise<void>;
   /** Open client connections, under every policy still in use. */
@@ -358,10 +359,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       settings = { ...settings, tls };
       for (const g of all()) g.server.updateSecureContext(next);
     },
-    async reload(policy) {
+    reload(policy) {
       const merged = { ...settings, ...policy };
       // The same limits: the same counts, so the connections still open under the old policy count.
       const shared = limitSettings(merged) === limitSettings(settings) ? current.limits : undefined;
+      // Throws here, before anything is swapped, when the new policy cannot be built.
       const next = generation(merged, shared);
       next.server.on('error', (err: Error) => policy.log.error({ event: 'server-error', err: err.message }));
       settings = merged;
@@ -369,10 +371,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       current = next;
       retired.add(old);
       // The connections the old policy accepted finish under it; then the caller may free it.
-      while (old.server.connections.size > 0) await new Promise((r) => setTimeout(r, 100).unref());
-      retired.delete(old);
-      if (old !== first) old.server.close();
-      old.release();
+      return (async () => {
+        while (old.server.connections.size > 0) await new Promise((r) => setTimeout(r, 100).unref());
+        retired.delete(old);
+        if (old !== first) old.server.close();
+        old.release();
+      })();
     },
     close: () =>
       new Promise<void>((resolve) => {

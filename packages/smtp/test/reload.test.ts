@@ -74,4 +74,40 @@ describe('Gateway.reload', () => {
       await spool.remove();
     }
   });
+
+  it('a policy that cannot be built throws at once, and the one in force stays whole', async () => {
+    const spool = await tempDir('mxguard-reload-');
+    const log = new MemoryLogger();
+    const gw = await startGateway({
+      chain: chain([recipientBlock], { clock }),
+      log,
+      clock,
+      random: counterRandom(),
+      spoolDir: spool.dir,
+      port: 0,
+      recipientDomains: ['example.com'],
+    });
+    try {
+      // Checking recipients with the downstream needs an smtp:// relay; this gateway spools.
+      expect(() =>
+        gw.reload({
+          chain: chain([], { clock }),
+          log,
+          recipientDomains: ['example.org'],
+          verifyRecipients: true,
+        }),
+      ).toThrow(/verifyRecipients needs an smtp:\/\/ relay/);
+      const c = await RawClient.open(gw.port);
+      expect(await c.line()).toMatch(/^220 /);
+      await c.cmd('EHLO mail.example.net');
+      await c.cmd('MAIL FROM:<a@example.net>');
+      expect(await c.cmd('RCPT TO:<blocked@example.com>')).toMatch(/^554 5\.7\.1 .*Access denied/);
+      expect(await c.cmd('RCPT TO:<b@example.com>')).toMatch(/^250 /);
+      expect(await c.cmd('RCPT TO:<b@example.org>')).toMatch(/^554 5\.7\.1 /);
+      c.close();
+    } finally {
+      await gw.close();
+      await spool.remove();
+    }
+  });
 });
