@@ -1,5 +1,5 @@
 import { chain, ManualClock } from '@mxguard/core';
-import { startGateway } from '@mxguard/smtp';
+import { type GatewayOptions, startGateway } from '@mxguard/smtp';
 import { describe, expect, it } from 'vitest';
 import { recipientBlock } from './checks.js';
 import { counterRandom, MemoryLogger, RawClient, tempDir } from './helpers.js';
@@ -9,20 +9,26 @@ import { counterRandom, MemoryLogger, RawClient, tempDir } from './helpers.js';
 
 const clock = new ManualClock(1_700_000_000_000);
 
+/** A spooling gateway whose chain refuses `blocked@`, with example.com ours. */
+async function spooling(extra: Partial<GatewayOptions> = {}) {
+  const spool = await tempDir('mxguard-reload-');
+  const log = new MemoryLogger();
+  const gw = await startGateway({
+    chain: chain([recipientBlock], { clock }),
+    log,
+    clock,
+    random: counterRandom(),
+    spoolDir: spool.dir,
+    port: 0,
+    recipientDomains: ['example.com'],
+    ...extra,
+  });
+  return { spool, log, gw };
+}
+
 describe('Gateway.reload', () => {
   it('hands new connections to the new policy; an open one finishes under its own; the limits count both', async () => {
-    const spool = await tempDir('mxguard-reload-');
-    const log = new MemoryLogger();
-    const gw = await startGateway({
-      chain: chain([recipientBlock], { clock }),
-      log,
-      clock,
-      random: counterRandom(),
-      spoolDir: spool.dir,
-      port: 0,
-      recipientDomains: ['example.com'],
-      connectionLimits: { perClient: 2 },
-    });
+    const { spool, log, gw } = await spooling({ connectionLimits: { perClient: 2 } });
     try {
       const old = await RawClient.open(gw.port);
       expect(await old.line()).toMatch(/^220 /);
@@ -76,17 +82,7 @@ describe('Gateway.reload', () => {
   });
 
   it('a policy that cannot be built throws at once, and the one in force stays whole', async () => {
-    const spool = await tempDir('mxguard-reload-');
-    const log = new MemoryLogger();
-    const gw = await startGateway({
-      chain: chain([recipientBlock], { clock }),
-      log,
-      clock,
-      random: counterRandom(),
-      spoolDir: spool.dir,
-      port: 0,
-      recipientDomains: ['example.com'],
-    });
+    const { spool, log, gw } = await spooling();
     try {
       // Checking recipients with the downstream needs an smtp:// relay; this gateway spools.
       expect(() =>
