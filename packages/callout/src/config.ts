@@ -1,4 +1,4 @@
-import type { Check, CheckFactory, Clock, Logger, Site } from '@mxguard/core';
+import type { Check, CheckFactory, Clock, Logger, MemoryOrRedisStoreConfig, Site } from '@mxguard/core';
 import { checkFactory, memoryOrRedisStore, stringList, z } from '@mxguard/core';
 import type { CalloutOptions } from './callout.js';
 import { callout } from './callout.js';
@@ -20,26 +20,11 @@ export interface CalloutEnv {
   readonly log?: Logger;
 }
 
-/** Where callout results live, as a config file says it: `"memory"`, a `redis://` URL, or an object. */
-export type CalloutStoreConfig =
-  | 'memory'
-  | string
-  | {
-      /** In this process's memory. */
-      readonly type: 'memory';
-      /** Most entries kept (default 50000). */
-      readonly max?: number;
-      /** Most bytes the entries may hold (default 16 MiB). */
-      readonly maxBytes?: number;
-    }
-  | {
-      /** In Redis, shared by several MX hosts. */
-      readonly type?: 'redis';
-      /** `redis://` or `rediss://` URL of the server. */
-      readonly url: string;
-      /** Prefix of every key, to share a Redis database. */
-      readonly prefix?: string;
-    };
+/**
+ * Where callout results live, as a config file says it: `"memory"`, a `redis://` URL, or an object.
+ * In memory, at most 50,000 entries and 16 MiB unless `max` and `maxBytes` say otherwise.
+ */
+export type CalloutStoreConfig = MemoryOrRedisStoreConfig;
 
 /** The config's `calloutStore` key: "memory", a redis:// URL, or an object. */
 export const calloutStoreSchema = memoryOrRedisStore;

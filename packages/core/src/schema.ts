@@ -39,6 +39,30 @@ export const storeLocation = z.union([
 ]);
 
 /**
+ * A store kept in memory or in Redis, as a config file says it: `"memory"`, a `redis://` URL, or an
+ * object. The type of what {@link memoryOrRedisStore} accepts; each store states its own defaults.
+ */
+export type MemoryOrRedisStoreConfig =
+  | 'memory'
+  | string
+  | {
+      /** In this process's memory. */
+      readonly type: 'memory';
+      /** Most entries kept. */
+      readonly max?: number;
+      /** Most bytes the entries may hold. */
+      readonly maxBytes?: number;
+    }
+  | {
+      /** In Redis, shared by several MX hosts. */
+      readonly type?: 'redis';
+      /** `redis://` or `rediss://` URL of the server. */
+      readonly url: string;
+      /** Prefix of every key, to share a Redis database. */
+      readonly prefix?: string;
+    };
+
+/**
  * A store kept in memory or in Redis, as a config writes it: `"memory"`, a redis:// URL, or an
  * object (`type: "memory"` with its bounds, or `type: "redis"` with its URL and key prefix).
  */

@@ -1,4 +1,4 @@
-import type { Check, CheckFactory, Clock, Logger, Site } from '@mxguard/core';
+import type { Check, CheckFactory, Clock, Logger, MemoryOrRedisStoreConfig, Site } from '@mxguard/core';
 import { checkFactory, memoryOrRedisStore, stringList, z } from '@mxguard/core';
 import type { RecipientValidator } from './guessing.js';
 import { addressGuessing, tableValidator } from './guessing.js';
@@ -20,26 +20,11 @@ export interface ReputationEnv {
   readonly validator?: RecipientValidator;
 }
 
-/** Where reputation records live, as a config file says it: `"memory"`, a `redis://` URL, or an object. */
-export type ReputationStoreConfig =
-  | 'memory'
-  | string
-  | {
-      /** In this process's memory. */
-      readonly type: 'memory';
-      /** Most records kept (default 100000). */
-      readonly max?: number;
-      /** Most bytes the records may hold (default 32 MiB). */
-      readonly maxBytes?: number;
-    }
-  | {
-      /** In Redis, shared by several MX hosts. */
-      readonly type?: 'redis';
-      /** `redis://` or `rediss://` URL of the server. */
-      readonly url: string;
-      /** Prefix of every key, to share a Redis database. */
-      readonly prefix?: string;
-    };
+/**
+ * Where reputation records live, as a config file says it: `"memory"`, a `redis://` URL, or an
+ * object. In memory, at most 100,000 records and 32 MiB unless `max` and `maxBytes` say otherwise.
+ */
+export type ReputationStoreConfig = MemoryOrRedisStoreConfig;
 
 /** The config's `reputationStore` key: "memory", a redis:// URL, or an object. */
 export const reputationStoreSchema = memoryOrRedisStore;
