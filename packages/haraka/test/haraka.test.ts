@@ -505,9 +505,13 @@ describe('a deadline for every answer, in a real Haraka', () => {
     } finally {
       c.close();
     }
-    expect(await logMatching(slow, /budget-exhausted/)).toMatch(
-      /"event":"budget-exhausted","hook":"(mail|rcpt)"/,
-    );
+    // The DNS fault reached the chain as temporary failures: lookups that timed out (the resolver's
+    // timeouts are sized to end inside the budget) or, when they queue behind each other, the budget
+    // cut short. Which of the two comes first depends on the machine's load, so either is right;
+    // the RCPT was still judged and logged.
+    const log = await logMatching(slow, /"event":"decision".*"stage":"rcpt"/);
+    expect(log).toMatch(/"event":"decision".*"stage":"rcpt"/);
+    expect(log).toMatch(/"error":"TIMEOUT"|"event":"budget-exhausted","hook":"(mail|rcpt)"/);
   });
 
   it("a budget is refused when Haraka's plugin timeout would cut it short", () => {
