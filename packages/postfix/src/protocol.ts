@@ -49,6 +49,7 @@ export class ProtocolError extends Error {
 
 /** Attribute names are short lower-case words with `_` in practice; anything else is garbage. */
 const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+const EMPTY = Buffer.alloc(0);
 
 /**
  * An incremental parser: feed it bytes as they arrive, take whole requests out. Its memory is
@@ -59,7 +60,7 @@ export class RequestParser {
   private readonly maxLine: number;
   private readonly maxAttrs: number;
   private readonly maxQueued: number;
-  private pending: Buffer = Buffer.alloc(0);
+  private pending: Buffer = EMPTY;
   private current = new Map<string, string>();
   private lines = 0;
   private readonly ready: PolicyRequest[] = [];
@@ -76,24 +77,39 @@ export class RequestParser {
    */
   feed(chunk: Buffer): void {
     let buf = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+    // Line lengths are checked in bytes on the buffer; the whole lines are then decoded at once (one
+    // string a chunk, each line a slice of it, rather than a decoding a line). A newline byte is
+    // never part of a multi-byte UTF-8 sequence, so the lines are the same either way.
     let start = 0;
+    let last = -1;
     for (;;) {
       const nl = buf.indexOf(0x0a, start);
       if (nl < 0) break;
-      let end = nl;
-      if (end > start && buf[end - 1] === 0x0d) end--;
-      if (end - start > this.maxLine) {
+      if (nl - start > this.maxLine + (buf[nl - 1] === 0x0d && nl > start ? 1 : 0)) {
         throw new ProtocolError(`line longer than ${this.maxLine} bytes`, 'line-too-long');
       }
-      this.line(buf.toString('utf8', start, end));
+      last = nl;
       start = nl + 1;
+    }
+    if (last >= 0) {
+      const text = buf.toString('utf8', 0, last);
+      let from = 0;
+      for (;;) {
+        const nl = text.indexOf('\n', from);
+        const to = nl < 0 ? text.length : nl;
+        this.line(
+          text.charCodeAt(to - 1) === 0x0d && to > from ? text.slice(from, to - 1) : text.slice(from, to),
+        );
+        if (nl < 0) break;
+        from = nl + 1;
+      }
     }
     buf = buf.subarray(start);
     if (buf.length > this.maxLine + 1) {
       throw new ProtocolError(`line longer than ${this.maxLine} bytes`, 'line-too-long');
     }
     // Copy so the parser does not pin the (possibly large) chunk it came from.
-    this.pending = Buffer.from(buf);
+    this.pending = buf.length > 0 ? Buffer.from(buf) : EMPTY;
   }
 
   /** The next complete request, or undefined. */

@@ -91,6 +91,20 @@ describe('RequestParser (SMTPD_POLICY_README: name=value lines, an empty line en
   it('accepts a line of exactly the limit', () => {
     const line = `a=${'x'.repeat(48)}`;
     expect(parseAll([`${line}\n\n`], { maxLineLength: 50 })[0]?.get('a')).toHaveLength(48);
+    // The limit counts the line without its CR.
+    expect(parseAll([`${line}\r\n\r\n`], { maxLineLength: 50 })[0]?.get('a')).toHaveLength(48);
+    expect(() => parseAll([`${line}x\r\n`], { maxLineLength: 50 })).toThrow(ProtocolError);
+  });
+
+  it('keeps a UTF-8 character split across chunks, and every line of a chunk of many', () => {
+    const raw = Buffer.from('a=1\r\nrecipient=jösé@exämple.com\nb=\n\nc=€\n\n');
+    for (let i = 0; i <= raw.length; i++) {
+      const reqs = parseAll([raw.subarray(0, i), raw.subarray(i)]);
+      expect(reqs.map((r) => Object.fromEntries(r))).toEqual([
+        { a: '1', recipient: 'jösé@exämple.com', b: '' },
+        { c: '€' },
+      ]);
+    }
   });
 
   it('round-trips formatRequest', () => {
