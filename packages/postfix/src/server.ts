@@ -251,9 +251,13 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     maxSize: maxInstanceBytes,
     sizeCalculation: instanceBytes,
   });
-  /** Open connections, longest idle first (an entry moves to the end when a request arrives). */
-  const sockets = new Map<Socket, { busy: () => boolean; conn: number }>();
+  /**
+   * Open connections. `last` is the number of the request a connection last sent (one count for the
+   * server), so the longest idle is the one with the least: nothing is reordered per request.
+   */
+  const sockets = new Map<Socket, { busy: () => boolean; conn: number; last: number }>();
   let connectionIds = 0;
+  let requests = 0;
 
   function limitHit(limit: string): void {
     try {
@@ -263,11 +267,15 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     }
   }
 
+  /** Judges a request with the chain in force; a failure is logged and answered as unavailable. */
   async function judge(req: PolicyRequest, conn: number): Promise<string> {
     const gen = current;
     gen.busy++;
     try {
       return await judgeWith(gen, req, conn);
+    } catch (err) {
+      log.error({ conn, err: errText(err) }, 'policy evaluation failed');
+      return UNAVAILABLE;
     } finally {
       gen.busy--;
     }
@@ -358,11 +366,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
   async function answer(req: PolicyRequest, conn: number): Promise<string> {
     const r = await withinBudget(
       requestTimeout,
-      () =>
-        judge(req, conn).catch((err: unknown) => {
-          log.error({ conn, err: errText(err) }, 'policy evaluation failed');
-          return UNAVAILABLE;
-        }),
+      () => judge(req, conn),
       () => UNAVAILABLE,
     );
     if (r.late || r.expired) limitHit('request-budget');
@@ -385,18 +389,21 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
    * request, unless it is in the middle of one. False when every connection is.
    */
   function makeRoom(conn: number): boolean {
+    let idlest: [Socket, { conn: number; last: number }] | undefined;
     for (const [s, c] of sockets) {
       if (c.busy()) continue;
-      limitHit('connection-slot');
-      log.info(
-        { conn: c.conn, for: conn, max: maxConnections },
-        'policy connection closed: longest idle, slot needed',
-      );
-      sockets.delete(s);
-      s.destroy();
-      return true;
+      if (!idlest || c.last < idlest[1].last) idlest = [s, c];
     }
-    return false;
+    if (!idlest) return false;
+    const [s, c] = idlest;
+    limitHit('connection-slot');
+    log.info(
+      { conn: c.conn, for: conn, max: maxConnections },
+      'policy connection closed: longest idle, slot needed',
+    );
+    sockets.delete(s);
+    s.destroy();
+    return true;
   }
 
   function onConnection(socket: Socket): void {
@@ -420,7 +427,8 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     let expired = false;
     // Being answered. Bytes of a request not yet whole do not protect a connection: Postfix writes
     // each request at once, a drip does not.
-    sockets.set(socket, { busy: () => busy, conn });
+    const entry = { busy: () => busy, conn, last: requests };
+    sockets.set(socket, entry);
     socket.setNoDelay(true);
     // Idle is measured from the last whole request, not the last byte: a drip does not reset it.
     const idleTimer = setTimeout(() => {
@@ -456,13 +464,9 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
       socket.pause();
       try {
         for (let req = parser.take(); req !== undefined && !closed; req = parser.take()) {
-          // A whole request: this connection is in use, the last to be closed for room.
-          idleTimer.refresh();
-          const entry = sockets.get(socket);
-          if (entry) {
-            sockets.delete(socket);
-            sockets.set(socket, entry);
-          }
+          // A whole request: this connection is in use, the last to be closed for room. (Its idle
+          // timer is refreshed once answered; while busy the timer only refreshes itself.)
+          entry.last = ++requests;
           const action = await answer(req, conn);
           if (closed) return;
           socket.write(formatAnswer(action));
