@@ -223,9 +223,9 @@ export function chain(links: readonly (Check | Link)[], options: ChainOptions = 
     );
   const help = options.help;
 
-  async function evaluate(session: Session, extraFindings: readonly Finding[] = []): Promise<Decision> {
+  async function evaluate(session: Session, extraFindings?: readonly Finding[]): Promise<Decision> {
     const trace: TraceStep[] = [];
-    const findings: Finding[] = extraFindings.length > 0 ? [...extraFindings] : [];
+    const findings: Finding[] = extraFindings && extraFindings.length > 0 ? [...extraFindings] : [];
     let pending: Pending | undefined;
     // One context for the whole evaluation: `findings` is the same array throughout.
     const ctx: CheckContext = { clock, log, findings };

@@ -41,8 +41,12 @@ export function soften(r: Reply): Reply {
   return { code: r.code === 552 ? 452 : 450, enhanced: `4${r.enhanced.slice(1)}`, text: r.text };
 }
 
+/** `next` with nothing to say: one frozen object, shared by every check that says only that. */
+const NEXT: NextVerdict = Object.freeze({ action: 'next' });
+
 /** No opinion. */
 export function next(reason?: string, findings?: readonly Finding[]): NextVerdict {
+  if (reason === undefined && (findings === undefined || findings.length === 0)) return NEXT;
   const v: { action: 'next'; reason?: string; findings?: readonly Finding[] } = { action: 'next' };
   if (reason !== undefined) v.reason = reason;
   if (findings !== undefined && findings.length > 0) v.findings = findings;
