@@ -1,4 +1,3 @@
-import type { Stage } from '@mxguard/core';
 import type { LookupEvent } from '@mxguard/dns';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { DecisionEvent, DecisionHub } from './decisions.js';
@@ -51,13 +50,89 @@ class Tally<L extends string> {
 }
 
 /** The label object of each stage, made once. */
-const STAGE_LABELS: Record<Stage, { readonly stage: Stage }> = {
-  connect: { stage: 'connect' },
-  helo: { stage: 'helo' },
-  mail: { stage: 'mail' },
-  rcpt: { stage: 'rcpt' },
-  data: { stage: 'data' },
-};
+/** What prom-client 15 keeps for one label set of a histogram (see {@link Bins.flush}). */
+interface HistogramValues {
+  readonly labels: Record<string, string | number>;
+  readonly bucketValues: Record<number, number>;
+  sum: number;
+  count: number;
+}
+
+function sameLabels(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
+}
+
+/**
+ * A histogram's observations counted in plain arrays, one a label set, and added to the
+ * prom-client histogram at each scrape (from its `collect`), as {@link Tally} does for counters:
+ * prom-client's `observe` checks and hashes the labels and allocates at every call, and it is
+ * called once a decision and once a store operation. Pending counts are found by a key the caller
+ * makes of the label values (the stage, the store's name), as Tally's are.
+ */
+class Bins<L extends string> {
+  readonly #bounds: readonly number[];
+  readonly #pending = new Map<
+    string,
+    { readonly labels: Partial<Record<L, string>>; counts: number[]; sum: number; n: number }
+  >();
+
+  constructor(bounds: readonly number[]) {
+    this.#bounds = bounds;
+  }
+
+  add(key: string, labels: () => Partial<Record<L, string>>, value: number): void {
+    if (!Number.isFinite(value)) return;
+    let p = this.#pending.get(key);
+    if (p === undefined) {
+      p = { labels: labels(), counts: new Array<number>(this.#bounds.length).fill(0), sum: 0, n: 0 };
+      this.#pending.set(key, p);
+    }
+    const bounds = this.#bounds;
+    let i = 0;
+    while (i < bounds.length && value > (bounds[i] as number)) i++;
+    // Past the last bound: counted only in +Inf, which is the count.
+    if (i < bounds.length) p.counts[i] = (p.counts[i] as number) + 1;
+    p.sum += value;
+    p.n++;
+  }
+
+  /**
+   * Adds what is pending to `h`'s own values: prom-client keeps, a label set, a count a bucket (not
+   * cumulative), the sum and the count, and has no public call that adds more than one observation.
+   * A layout that is not that fails the scrape loudly (the metrics tests see it).
+   */
+  flush(h: Histogram<L>): void {
+    const values = (h as unknown as { hashMap?: Record<string, HistogramValues> }).hashMap;
+    if (typeof values !== 'object' || values === null)
+      throw new Error('prom-client histogram without its values: a version this code does not know');
+    const find = (labels: Record<string, unknown>) =>
+      Object.values(values).find((v) => sameLabels(v.labels, labels));
+    for (const p of this.#pending.values()) {
+      if (p.n === 0) continue;
+      const labels = p.labels;
+      let entry = find(labels);
+      if (entry === undefined) {
+        h.zero(labels);
+        entry = find(labels);
+      }
+      if (entry === undefined || typeof entry.bucketValues !== 'object')
+        throw new Error('prom-client histogram values of a layout this code does not know');
+      for (let i = 0; i < this.#bounds.length; i++) {
+        const b = this.#bounds[i] as number;
+        entry.bucketValues[b] = (entry.bucketValues[b] ?? 0) + (p.counts[i] as number);
+        p.counts[i] = 0;
+      }
+      entry.sum += p.sum;
+      entry.count += p.n;
+      p.sum = 0;
+      p.n = 0;
+    }
+  }
+}
+
+const DECISION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const STORE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
 /** The value of `dns_list_health` for each state. */
 const LIST_HEALTH_VALUE: Record<ListState, number> = { healthy: 1, disabled: 0, unprobed: -1 };
@@ -101,6 +176,8 @@ export class MxguardMetrics {
   readonly #reputationTally = new Tally<'tier'>();
   readonly #storeTally = new Tally<'store' | 'outcome'>();
   readonly #lookupTally = new Tally<'list' | 'via' | 'outcome'>();
+  readonly #decisionBins = new Bins<'stage'>(DECISION_BUCKETS);
+  readonly #storeBins = new Bins<'store'>(STORE_BUCKETS);
   #zones: readonly string[] = [];
   #lists: (() => readonly ListStatus[]) | undefined;
   #connections: (() => number) | undefined;
@@ -124,8 +201,11 @@ export class MxguardMetrics {
       name: `${p}decision_seconds`,
       help: 'Time from the start of an evaluation of the chain to its decision',
       labelNames: ['stage'],
-      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      buckets: DECISION_BUCKETS,
       registers,
+      collect() {
+        self.#decisionBins.flush(this);
+      },
     });
     this.dnsLookups = new Counter({
       name: `${p}dns_lookups_total`,
@@ -160,8 +240,11 @@ export class MxguardMetrics {
       name: `${p}store_seconds`,
       help: 'Time an operation on a store took, errors included',
       labelNames: ['store'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      buckets: STORE_BUCKETS,
       registers,
+      collect() {
+        self.#storeBins.flush(this);
+      },
     });
     this.greylist = new Counter({
       name: `${p}greylist_outcomes_total`,
@@ -227,7 +310,7 @@ export class MxguardMetrics {
       stage,
       mode,
     }));
-    this.decisionSeconds.observe(STAGE_LABELS[stage] ?? { stage }, e.seconds);
+    this.#decisionBins.add(stage, () => ({ stage }), e.seconds);
     for (const step of d.trace) {
       if (step.check !== 'reputation' || step.action === 'skip') continue;
       const tier =
@@ -280,8 +363,8 @@ export class MxguardMetrics {
    */
   instrumentStore<T extends object>(name: string, store: T): T {
     const tally = this.#storeTally;
-    const seconds = this.storeSeconds;
-    const labels = { store: name };
+    const seconds = this.#storeBins;
+    const labels = () => ({ store: name });
     const ok = () => ({ store: name, outcome: 'ok' });
     const failed = () => ({ store: name, outcome: 'error' });
     // One wrapper a method, made at its first use, not one a call.
@@ -300,12 +383,12 @@ export class MxguardMetrics {
           return r.then(
             (value) => {
               tally.add(`${name} ok`, ok);
-              seconds.observe(labels, (performance.now() - start) / 1000);
+              seconds.add(name, labels, (performance.now() - start) / 1000);
               return value;
             },
             (err: unknown) => {
               tally.add(`${name} error`, failed);
-              seconds.observe(labels, (performance.now() - start) / 1000);
+              seconds.add(name, labels, (performance.now() - start) / 1000);
               throw err;
             },
           );

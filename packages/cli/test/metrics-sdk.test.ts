@@ -57,6 +57,45 @@ describe('MxguardMetrics in a registry of your own', () => {
     expect(() => new MxguardMetrics(registry, { prefix: 'mx2_' })).not.toThrow();
   });
 
+  it('gives the latency histogram exactly what prom-client would: buckets, +Inf, sum and count, scrape after scrape', async () => {
+    const registry = new Registry();
+    const metrics = new MxguardMetrics(registry);
+    const hub = new DecisionHub(silent);
+    metrics.observe(hub);
+    const decision = { action: 'next' as const, trace: [], findings: [] };
+    const at = (stage: 'rcpt' | 'mail', seconds: number) =>
+      hub.emit({ session: { clientAddress: '192.0.2.1', stage }, decision, at: 0, seconds });
+    // The same values observed by prom-client itself, as the reference.
+    const reference = new Registry();
+    const expected = new MxguardMetrics(reference).decisionSeconds;
+    const values: ['rcpt' | 'mail', number][] = [
+      ['rcpt', 0.0004],
+      ['rcpt', 0.001],
+      ['rcpt', 0.003],
+      ['rcpt', 0.2],
+      ['rcpt', 60],
+      ['mail', 0.02],
+    ];
+    const series = async (r: Registry) =>
+      (await r.getSingleMetricAsString('mxguard_decision_seconds'))
+        .split('\n')
+        .filter((l) => !l.startsWith('#'));
+    for (const [stage, s] of values) {
+      at(stage, s);
+      expected.observe({ stage }, s);
+    }
+    expect(await series(registry)).toEqual(await series(reference));
+    expect(await series(registry)).toContain('mxguard_decision_seconds_bucket{le="0.005",stage="rcpt"} 3');
+    expect(await series(registry)).toContain('mxguard_decision_seconds_bucket{le="+Inf",stage="rcpt"} 5');
+    // A second scrape after more decisions adds to the first; a direct observe is kept too.
+    at('rcpt', 0.3);
+    expected.observe({ stage: 'rcpt' }, 0.3);
+    metrics.decisionSeconds.observe({ stage: 'rcpt' }, 2);
+    expected.observe({ stage: 'rcpt' }, 2);
+    expect(await series(registry)).toEqual(await series(reference));
+    expect(await series(registry)).toContain('mxguard_decision_seconds_count{stage="rcpt"} 7');
+  });
+
   it('times and counts store operations, greylist outcomes, findings and DNS lookups by list', async () => {
     const registry = new Registry();
     const metrics = new MxguardMetrics(registry);
