@@ -51,6 +51,11 @@ export declare const _internals: {
     http: string | undefined;
     /** `"httpAllowRemote": true`: `http` may be an address that is not loopback. */
     httpAllowRemote?: true;
+    /**
+     * `"logTrace"`: how much of the trace each decision line carries: `said` (the default), the
+     * steps that said something; `full`, every step.
+     */
+    logTrace: 'said' | 'full';
   };
   /**
    * The budget of each hook: the configured one, else 10 s, never closer than 1.25 s to Haraka's

@@ -56,7 +56,14 @@ function settingsOf(raw) {
   if (typeof raw !== 'object' || Array.isArray(raw)) {
     throw new Error('mxguard: config/mxguard.json must be a JSON object');
   }
-  const { offline, resolver, budget, http, httpAllowRemote, ...policy } = raw;
+  const { offline, resolver, budget, http, httpAllowRemote, logTrace, ...policy } = raw;
+  // As `mxguard serve --log-trace`: the decision line carries the steps that said something
+  // ("said", the default) or every step ("full").
+  if (logTrace !== undefined && logTrace !== 'said' && logTrace !== 'full') {
+    throw new Error(
+      `mxguard: config/mxguard.json: "logTrace" must be "said" (the steps that said something) or "full" (every step), got ${JSON.stringify(logTrace)}`,
+    );
+  }
   if (http !== undefined && (typeof http !== 'string' || !/^(?:\[[^\]]+\]|[^:]+):\d+$/.test(http))) {
     throw new Error(
       'mxguard: config/mxguard.json: "http" must be "HOST:PORT" (the metrics and health listener)',
@@ -93,6 +100,7 @@ function settingsOf(raw) {
     budget,
     http,
     ...(httpAllowRemote ? { httpAllowRemote: true } : {}),
+    logTrace: logTrace ?? 'said',
   };
 }
 
@@ -301,11 +309,13 @@ async function sessionAt(plugin, connection, stage, fields = {}) {
 /**
  * One line per decision in Haraka's log, the line of `mxguard serve` and `mxguard policy` (core's
  * `decisionRecord`, loaded with the runtime): the time, the session (Haraka's transaction uuid),
- * the verdict, the deciding check and the trace.
+ * the verdict, the deciding check, how many links ran and the trace (the steps that said
+ * something, or every step with `"logTrace": "full"`).
  */
 function logDecision(plugin, connection, session, d) {
   const id = connection.transaction?.uuid ?? connection.uuid;
-  const record = plugin.mxguard.decisionRecord(session, d, id);
+  const st = plugin.mxguard;
+  const record = st.decisionRecord(session, d, id, { trace: st.settings.logTrace });
   connection.loginfo(plugin, JSON.stringify({ time: new Date().toISOString(), msg: 'decision', ...record }));
 }
 

@@ -218,16 +218,83 @@ describe('haraka-plugin-mxguard in a real Haraka', () => {
   });
 });
 
+/** The decision lines of an instance's log whose sender is `from`, parsed. */
+function decisionsFrom(h: Instance, from: string): Record<string, unknown>[] {
+  return h.log
+    .split('\n')
+    .filter((l) => l.includes('"msg":"decision"') && l.includes(`"from":"${from}"`))
+    .map((l) => JSON.parse(l.slice(l.indexOf('{'))) as Record<string, unknown>);
+}
+
+describe('the decision line\'s trace ("logTrace")', () => {
+  const refusedAtRcpt = (h: Instance, from: string) =>
+    swaksTo(h, [
+      '--helo',
+      'localhost',
+      '--from',
+      from,
+      '--to',
+      'postmaster@example.com',
+      '--quit-after',
+      'RCPT',
+    ]);
+
+  it('by default carries only the steps that said something, and how many links ran', async () => {
+    expect(refusedAtRcpt(main, 'said@example.net')).toMatch(/<\*\*\s+550 5\.7\.1/);
+    await logMatching(
+      main,
+      /"from":"said@example\.net".*"stage":"rcpt"|"stage":"rcpt".*"from":"said@example\.net"/,
+    );
+    const rcpt = decisionsFrom(main, 'said@example.net').find((d) => d.stage === 'rcpt');
+    expect(rcpt).toMatchObject({ action: 'reject', check: 'helo-claims-us' });
+    const trace = rcpt?.trace as { check: string; action: string }[];
+    // The recommended preset runs a dozen links before helo-claims-us refuses; the line shows the one.
+    expect(rcpt?.steps).toBeGreaterThan(1);
+    expect(trace).toEqual([expect.objectContaining({ check: 'helo-claims-us', action: 'reject' })]);
+  });
+
+  it('"logTrace": "full" carries every step', async () => {
+    const full = await startHaraka(
+      'trace-full',
+      { ourDomains: ['example.com'], offline: true, logTrace: 'full' },
+      'nodes=0\n',
+    );
+    expect(refusedAtRcpt(full, 'full@example.net')).toMatch(/<\*\*\s+550 5\.7\.1/);
+    await logMatching(
+      full,
+      /"from":"full@example\.net".*"stage":"rcpt"|"stage":"rcpt".*"from":"full@example\.net"/,
+    );
+    const rcpt = decisionsFrom(full, 'full@example.net').find((d) => d.stage === 'rcpt');
+    const trace = rcpt?.trace as { check: string; action: string }[];
+    expect(rcpt?.steps).toBeGreaterThan(1);
+    expect(trace).toHaveLength(rcpt?.steps as number);
+    expect(trace.filter((s) => s.action === 'next').length).toBe(trace.length - 1);
+    expect(trace.at(-1)).toMatchObject({ check: 'helo-claims-us', action: 'reject' });
+  });
+
+  it('stops Haraka at start for a "logTrace" it does not know', async () => {
+    await expect(
+      startHaraka(
+        'trace-bad',
+        { ourDomains: ['example.com'], offline: true, logTrace: 'everything' },
+        'nodes=0\n',
+      ),
+    ).rejects.toThrow(/Haraka exited 1:[\s\S]*"logTrace" must be "said"/);
+  });
+});
+
 describe('the data stage, in a single-process Haraka (nodes=0)', () => {
   let data: Instance;
   beforeAll(async () => {
     // A non-FQDN HELO only scores at RCPT; the points are carried to DATA, where a data-stage weigh
-    // refuses the message. `received` (offline) shows the header block reached the chain.
+    // refuses the message. `received` (offline) shows the header block reached the chain: its
+    // `next` step is in the decision line with the full trace.
     data = await startHaraka(
       'data',
       {
         ourDomains: ['example.com'],
         offline: true,
+        logTrace: 'full',
         checks: [
           'relay',
           { name: 'helo-fqdn', action: 'score', score: 3 },
@@ -322,7 +389,20 @@ describe('the mapping to Haraka', () => {
       policy: { ourDomains: ['example.com'] },
       offline: true,
       resolver: undefined,
+      logTrace: 'said',
     });
+  });
+
+  it('"logTrace" is "said" or "full"; anything else is refused, saying what it may be', () => {
+    const base = { ourDomains: ['example.com'] };
+    expect(plugin._internals.settingsOf({ ...base, logTrace: 'full' }).logTrace).toBe('full');
+    expect(plugin._internals.settingsOf({ ...base, logTrace: 'said' }).logTrace).toBe('said');
+    expect(plugin._internals.settingsOf(base).logTrace).toBe('said');
+    for (const bad of ['Full', 'all', true, 1, null]) {
+      expect(() => plugin._internals.settingsOf({ ...base, logTrace: bad })).toThrow(
+        /"logTrace" must be "said" \(the steps that said something\) or "full" \(every step\)/,
+      );
+    }
   });
 });
 

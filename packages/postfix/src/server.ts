@@ -5,11 +5,12 @@
 
 import { unlink } from 'node:fs/promises';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
-import type { Chain, Clock, Decision, Logger, Session } from '@mxguard/core';
+import type { Chain, Clock, Decision, Logger, LogTrace, Session } from '@mxguard/core';
 import {
   currentDeadline,
   DEADLINE_GRACE_MS,
   decisionRecord,
+  logTraceOf,
   requirePositiveIntegers,
   settleBy,
   systemClock,
@@ -138,6 +139,12 @@ export interface PolicyServerOptions extends MappingOptions {
    * @default 'OK'
    */
   readonly acceptAs?: 'OK' | 'DUNNO';
+  /**
+   * How much of the trace each decision line carries: `said`, the steps that said something (and
+   * `steps`, how many links ran); `full`, every step. See core's `decisionRecord`.
+   * @default 'said'
+   */
+  readonly logTrace?: LogTrace;
 }
 
 /** A running policy server. */
@@ -226,6 +233,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
   const maxRecipientBytes = limits.maxRecipientBytes ?? 256 * 1024;
   const requestTimeout = limits.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT;
   const acceptAs = options.acceptAs ?? 'OK';
+  const logRecord = { trace: logTraceOf(options.logTrace, 'startPolicyServer') };
   const parserLimits = {
     maxLineLength: limits.maxLineLength ?? 4096,
     maxAttributes: limits.maxAttributes ?? 100,
@@ -359,7 +367,10 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     }
     const action = actionOf(decision, acceptAs);
     // The decision line of every adapter; the session is Postfix's instance (one SMTP transaction).
-    log.info({ ...decisionRecord(session, decision, instance ?? `conn-${conn}`), conn }, 'decision');
+    log.info(
+      { ...decisionRecord(session, decision, instance ?? `conn-${conn}`, logRecord), conn },
+      'decision',
+    );
     return action;
   }
 

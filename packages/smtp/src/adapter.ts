@@ -1,11 +1,12 @@
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { PassThrough } from 'node:stream';
-import type { Chain, Decision, Finding, Logger, Reply, Session, Stage } from '@mxguard/core';
+import type { Chain, Decision, Finding, Logger, LogTrace, Reply, Session, Stage } from '@mxguard/core';
 import {
   currentDeadline,
   DEADLINE_GRACE_MS,
   decisionRecord,
+  logTraceOf,
   reply as makeReply,
   requirePositiveIntegers,
   settleBy,
@@ -169,6 +170,12 @@ export interface SmtpAdapterOptions {
    * @default 500
    */
   readonly minDataRate?: number;
+  /**
+   * How much of the trace each decision line carries: `said`, the steps that said something (and
+   * `steps`, how many links ran); `full`, every step. See core's `decisionRecord`.
+   * @default 'said'
+   */
+  readonly logTrace?: LogTrace;
 }
 
 /** The commands Postfix counts against `smtpd_junk_command_limit`, plus HELP and EXPN. */
@@ -287,6 +294,7 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
       throw new TypeError(`${k} must be a number of milliseconds > 0, got ${v}`);
   }
   const earlyMode = options.earlyTalkers ?? 'flag';
+  const logRecord = { trace: logTraceOf(options.logTrace, 'smtpServerHooks') };
   const maxEarlyBytes = options.maxEarlyBytes ?? 4096;
   const recipientDomains = options.recipientDomains
     ? new Set(options.recipientDomains.map((d) => d.toLowerCase().replace(/\.$/, '')))
@@ -435,7 +443,7 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
   const pendingFrom = new Map<string, string>();
 
   function logDecision(session: Session, d: Decision, cid: string): void {
-    log.info({ ...decisionRecord(session, d, cid), cid }, 'decision');
+    log.info({ ...decisionRecord(session, d, cid, logRecord), cid }, 'decision');
   }
 
   async function evaluate(
@@ -541,6 +549,7 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
               findings: [],
             },
             cid,
+            logRecord,
           ),
           cid,
         },

@@ -1,6 +1,6 @@
 import type { AddressInfo, Socket } from 'node:net';
 import { createSecureContext } from 'node:tls';
-import type { Chain, Clock, Logger, Session } from '@mxguard/core';
+import type { Chain, Clock, Logger, LogTrace, Session } from '@mxguard/core';
 import { decisionRecord, loadOptionalPeer, reply as makeReply, systemClock } from '@mxguard/core';
 import type { SMTPServer } from 'smtp-server';
 import type { Delivery, SmtpAdapterOptions, SmtpGuard } from './adapter.js';
@@ -117,6 +117,8 @@ export interface GatewayOptions {
   readonly progressTimeoutMs?: number;
   /** See {@link SmtpAdapterOptions.minDataRate}. @default 500 */
   readonly minDataRate?: number;
+  /** See {@link SmtpAdapterOptions.logTrace}. @default 'said' */
+  readonly logTrace?: LogTrace;
 }
 
 /** STARTTLS settings of the gateway. */
@@ -278,6 +280,7 @@ function generation(options: GatewayOptions, limits?: ConnectionLimits): Generat
     ...(options.sessionLifetimeMs !== undefined ? { sessionLifetimeMs: options.sessionLifetimeMs } : {}),
     ...(options.progressTimeoutMs !== undefined ? { progressTimeoutMs: options.progressTimeoutMs } : {}),
     ...(options.minDataRate !== undefined ? { minDataRate: options.minDataRate } : {}),
+    ...(options.logTrace !== undefined ? { logTrace: options.logTrace } : {}),
     deliver,
     ...(verifyRecipients && target
       ? {

@@ -226,7 +226,8 @@ export class StatusBoard {
    * board's clock), with the adapter's session id when it has one.
    */
   record(session: Session, d: Decision, id?: string | number, at?: number): void {
-    this.add(decisionRecord(session, d, id), at);
+    // The whole trace, whatever the log line carries: the page is where an admin reads why.
+    this.add(decisionRecord(session, d, id, { trace: 'full' }), at);
   }
 
   /** Records one decision log record (the fields of {@link decisionRecord}). */
