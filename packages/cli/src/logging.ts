@@ -36,8 +36,9 @@ function angle(v: unknown): string {
 
 /**
  * One decision as a Postfix-like line: what was done, at which stage, to whom, the reply, then the
- * envelope, the check that decided and the trace (`check:action` each, `(warn)` for a link in warn
- * mode). Like smtpd's `NOQUEUE: reject: RCPT from host[addr]: 554 5.7.1 <rcpt>: text; from=<>
+ * envelope, the check that decided, how many links ran (`steps=`) and the trace the JSON line
+ * carries (`check:action` each, `(warn)` for a link in warn mode: by default the steps that said
+ * something, every step with `--log-trace full`). Like smtpd's `NOQUEUE: reject: RCPT from host[addr]: 554 5.7.1 <rcpt>: text; from=<>
  * to=<> proto=ESMTP helo=<>`.
  */
 function decisionText(o: Record<string, unknown>): string {
@@ -58,6 +59,7 @@ function decisionText(o: Record<string, unknown>): string {
   ];
   if (o.check !== undefined) parts.push(`check=${o.check}`);
   if (o.reason !== undefined) parts.push(`reason=${JSON.stringify(o.reason)}`);
+  if (typeof o.steps === 'number') parts.push(`steps=${o.steps}`);
   if (trace) parts.push(`trace=${trace}`);
   return parts.join(' ');
 }

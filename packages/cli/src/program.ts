@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { ConfigError } from '@mxguard/core';
+import { ConfigError, LOG_TRACES, type LogTrace } from '@mxguard/core';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { createLog, type LogFormat, type LogLevel } from './logging.js';
 import { PRIVACY_LEVELS, type Privacy } from './privacy.js';
@@ -68,10 +68,26 @@ export function addCommonOptions(cmd: Command): Command {
     );
 }
 
-/** The `--http` flags of `serve` and `policy`. */
+/** The `--http` and `--log-trace` flags of `serve` and `policy`. */
 interface HttpCliFlags {
   http?: string;
   httpAllowRemote: boolean;
+  /** `--log-trace`: how much of the trace each decision line carries. */
+  logTrace: LogTrace;
+}
+
+/**
+ * `--log-trace`: of the commands that write decision lines (`serve`, `policy`), how much of the
+ * trace each line carries: the steps that said something (and `steps`, how many links ran), or every
+ * step. `mxguard check` and the status page always show the whole trace.
+ */
+function logTraceOption(): Option {
+  return new Option(
+    '--log-trace <trace>',
+    'the trace in each decision line: said (the steps that said something, and how many links ran) or full (every step)',
+  )
+    .choices([...LOG_TRACES])
+    .default('said');
 }
 
 /** `--http HOST:PORT`: the metrics and health listener of `serve` and `policy`. */
@@ -90,9 +106,10 @@ function httpAllowRemoteOption(): Option {
   ).default(false);
 }
 
-/** What `runServe`/`runPolicy` take from the `--http` flags. */
+/** What `runServe`/`runPolicy` take from the `--http` and `--log-trace` flags. */
 function httpOf(flags: HttpCliFlags) {
   return {
+    logTrace: flags.logTrace,
     ...(flags.http ? { http: flags.http } : {}),
     ...(flags.httpAllowRemote ? { httpAllowRemote: true } : {}),
   };
@@ -210,7 +227,8 @@ export function buildProgram(io: ProgramIo): Command {
           .default('TLSv1.2'),
       )
       .addOption(httpOption())
-      .addOption(httpAllowRemoteOption()),
+      .addOption(httpAllowRemoteOption())
+      .addOption(logTraceOption()),
   ).action(async (flags: ServeFlags) => {
     const { config, common, cli, reload } = await prepare(flags, 'serve');
     const { runServe } = await import('./serve.js');
@@ -251,7 +269,8 @@ export function buildProgram(io: ProgramIo): Command {
       .option('--socket <path>', 'a UNIX socket to listen on instead of --listen (default: none)')
       .addOption(budgetOption(8000, 'a policy request', 'policy.budget'))
       .addOption(httpOption())
-      .addOption(httpAllowRemoteOption()),
+      .addOption(httpAllowRemoteOption())
+      .addOption(logTraceOption()),
   ).action(
     async (flags: CommonFlags & HttpCliFlags & { listen: string; socket?: string; budget?: number }) => {
       const { config, common, cli, reload } = await prepare(flags, 'policy');

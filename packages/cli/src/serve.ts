@@ -1,6 +1,6 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import type { Logger, Session } from '@mxguard/core';
+import type { Logger, LogTrace, Session } from '@mxguard/core';
 import { ConfigError, DEADLINE_GRACE_MS } from '@mxguard/core';
 import { DnsResolver } from '@mxguard/dns';
 import {
@@ -182,6 +182,8 @@ export interface ServeOptions extends HttpFlags, ReloadOptions {
   readonly out?: (line: string) => void;
   /** The time budget of each SMTP command's answer, ms. @default DEFAULT_BUDGET_MS (10000) */
   readonly budget?: number | undefined;
+  /** `--log-trace`: how much of the trace each decision line carries; kept across SIGHUP. @default 'said' */
+  readonly logTrace?: LogTrace | undefined;
 }
 
 /** Where `serve` reads its STARTTLS key and certificate. */
@@ -346,6 +348,8 @@ export function gatewayOptions(
     budget?: number | undefined;
     /** The config's `gateway` limits (see gatewayLimitsFromConfig). */
     limits?: Partial<GatewayOptions>;
+    /** How much of the trace each decision line carries (`--log-trace`). @default 'said' */
+    logTrace?: LogTrace | undefined;
   },
 ): GatewayOptions {
   const site = rt.policy.site;
@@ -365,6 +369,7 @@ export function gatewayOptions(
     ...(site.ourHosts[0] ? { hostname: site.ourHosts[0] } : {}),
     ...(enrich ? { enrich } : {}),
     ...(rt.onFlag ? { onFlag: rt.onFlag } : {}),
+    ...(where.logTrace ? { logTrace: where.logTrace } : {}),
   };
 }
 
@@ -391,6 +396,8 @@ export async function runServe(config: MxguardConfig, options: ServeOptions): Pr
     port,
     budget,
     limits: limits.options,
+    // In every reload's options too: a SIGHUP keeps the flag.
+    logTrace: options.logTrace,
   };
   const gw = await startGateway({ ...gatewayOptions(rt, listenAt), ...(tls ? { tls } : {}) });
   // SIGHUP: the log file reopened, the key and certificate re-read (renewed by certbot or the
@@ -482,6 +489,8 @@ export interface PolicyOptions extends HttpFlags, ReloadOptions {
   readonly out?: (line: string) => void;
   /** The time budget of one request, ms. @default POLICY_BUDGET (8000) */
   readonly budget?: number | undefined;
+  /** `--log-trace`: how much of the trace each decision line carries; kept across SIGHUP. @default 'said' */
+  readonly logTrace?: LogTrace | undefined;
 }
 
 /**
@@ -495,6 +504,8 @@ export function policyServerOptions(
     budget?: number | undefined;
     limits?: PolicyServerOptions['limits'];
     onLimit?: (limit: string) => void;
+    /** How much of the trace each decision line carries (`--log-trace`). @default 'said' */
+    logTrace?: LogTrace | undefined;
   },
 ): PolicyServerOptions {
   const enrich = enrichOf(rt);
@@ -506,6 +517,7 @@ export function policyServerOptions(
     limits: { ...where.limits, requestTimeout: where.budget ?? POLICY_BUDGET },
     ...(enrich ? { enrich } : {}),
     ...(where.onLimit ? { onLimit: where.onLimit } : {}),
+    ...(where.logTrace ? { logTrace: where.logTrace } : {}),
   };
 }
 
@@ -523,7 +535,11 @@ export async function runPolicy(config: MxguardConfig, options: PolicyOptions): 
   let rt = await runtimeFor(config, runtimeOptions);
   obs.follow(() => rt);
   const onLimit = (limit: string) => obs.metrics.limits.inc({ limit });
-  const server = await startPolicyServer(policyServerOptions(rt, { listen, budget, limits, onLimit }));
+  // The trace of the decision lines is set here, at start: a reload swaps the chain, not this.
+  const logTrace = options.logTrace;
+  const server = await startPolicyServer(
+    policyServerOptions(rt, { listen, budget, limits, onLimit, logTrace }),
+  );
   // SIGHUP: the log file reopened, the config and its table files read and swapped whole; a
   // request being judged finishes under the config it started with. The limits are read once, at
   // start.

@@ -89,7 +89,7 @@ describe('one decision line for serve and policy', () => {
       text = readFileSync(file, 'utf8');
     }
     expect(text).toMatch(
-      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z mxguard\/policy\[\d+\]: txt\.2: reject: RCPT from \[203\.0\.113\.9\]: 550 5\.7\.1 .*\(helo-claims-us\); from=<alice@example\.net> to=<bob@example\.com> helo=<localhost> check=helo-claims-us reason=".*" trace=.*helo-claims-us:reject$/m,
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z mxguard\/policy\[\d+\]: txt\.2: reject: RCPT from \[203\.0\.113\.9\]: 550 5\.7\.1 .*\(helo-claims-us\); from=<alice@example\.net> to=<bob@example\.com> helo=<localhost> check=helo-claims-us reason=".*" steps=\d+ trace=helo-claims-us:reject$/m,
     );
     expect(text).toMatch(/mxguard\/policy\[\d+\]: info: policy server listening/);
     expect(p.stderr()).toBe('');
