@@ -366,6 +366,8 @@ export class MxguardMetrics {
     const seconds = this.#storeBins;
     const labels = () => ({ store: name });
     const ok = () => ({ store: name, outcome: 'ok' });
+    const okKey = `${name} ok`;
+    const failedKey = `${name} error`;
     const failed = () => ({ store: name, outcome: 'error' });
     // One wrapper a method, made at its first use, not one a call.
     const wrappers = new Map<PropertyKey, unknown>();
@@ -382,12 +384,12 @@ export class MxguardMetrics {
           if (!(r instanceof Promise)) return r;
           return r.then(
             (value) => {
-              tally.add(`${name} ok`, ok);
+              tally.add(okKey, ok);
               seconds.add(name, labels, (performance.now() - start) / 1000);
               return value;
             },
             (err: unknown) => {
-              tally.add(`${name} error`, failed);
+              tally.add(failedKey, failed);
               seconds.add(name, labels, (performance.now() - start) / 1000);
               throw err;
             },

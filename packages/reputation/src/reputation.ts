@@ -1,5 +1,5 @@
-import type { Check, Clock, Decision, Finding, Logger, Session, Verdict } from '@mxguard/core';
-import { defer, next, reject, reply, silentLogger } from '@mxguard/core';
+import type { Check, Clock, Decision, Finding, Logger, ParsedIp, Session, Verdict } from '@mxguard/core';
+import { clientIp, defer, ipNetwork, next, reject, reply, silentLogger } from '@mxguard/core';
 import type { NetworkOptions } from './network.js';
 import { networkOf } from './network.js';
 import type { ReputationStore } from './types.js';
@@ -232,10 +232,10 @@ export function createReputation(options: ReputationOptions): Reputation {
   const failReply = reply(451, '4.3.0', 'Temporary reputation lookup failure');
 
   /** The keys of a client: its network's record and its own (one key when the prefix is a host). */
-  function keysOf(clientAddress: string): { net: string; addr: string } | undefined {
-    const net = networkOf(clientAddress, r.net);
+  function keysOf(client: string | ParsedIp): { net: string; addr: string } | undefined {
+    const net = ipNetwork(client, r.net.ipv4Prefix ?? 24, r.net.ipv6Prefix ?? 64);
     if (!net) return undefined;
-    const addr = networkOf(clientAddress, { ipv4Prefix: 32, ipv6Prefix: 128 }) ?? net;
+    const addr = ipNetwork(client, 32, 128) ?? net;
     return { net, addr };
   }
 
@@ -259,7 +259,9 @@ export function createReputation(options: ReputationOptions): Reputation {
     name: 'reputation',
     stage: 'connect',
     async run(session): Promise<Verdict> {
-      const keys = keysOf(session.clientAddress);
+      // The address as the session parsed it once (clientIp), shared with the other checks.
+      const ip = clientIp(session);
+      const keys = ip ? keysOf(ip) : undefined;
       if (!keys) return next('client address is not an IP address');
       let net: number;
       let own: number;
