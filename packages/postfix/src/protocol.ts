@@ -77,32 +77,19 @@ export class RequestParser {
    */
   feed(chunk: Buffer): void {
     let buf = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
-    // Line lengths are checked in bytes on the buffer; the whole lines are then decoded at once (one
-    // string a chunk, each line a slice of it, rather than a decoding a line). A newline byte is
-    // never part of a multi-byte UTF-8 sequence, so the lines are the same either way.
     let start = 0;
-    let last = -1;
     for (;;) {
       const nl = buf.indexOf(0x0a, start);
       if (nl < 0) break;
-      if (nl - start > this.maxLine + (buf[nl - 1] === 0x0d && nl > start ? 1 : 0)) {
+      let end = nl;
+      if (end > start && buf[end - 1] === 0x0d) end--;
+      if (end - start > this.maxLine) {
         throw new ProtocolError(`line longer than ${this.maxLine} bytes`, 'line-too-long');
       }
-      last = nl;
+      // Each line decoded on its own: a value kept for long (a recipient in a transaction's list)
+      // then holds on to its own line only, never to the whole chunk a slice of one string would.
+      this.line(buf.toString('utf8', start, end));
       start = nl + 1;
-    }
-    if (last >= 0) {
-      const text = buf.toString('utf8', 0, last);
-      let from = 0;
-      for (;;) {
-        const nl = text.indexOf('\n', from);
-        const to = nl < 0 ? text.length : nl;
-        this.line(
-          text.charCodeAt(to - 1) === 0x0d && to > from ? text.slice(from, to - 1) : text.slice(from, to),
-        );
-        if (nl < 0) break;
-        from = nl + 1;
-      }
     }
     buf = buf.subarray(start);
     if (buf.length > this.maxLine + 1) {
