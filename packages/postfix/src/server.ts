@@ -367,10 +367,10 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     }
     const action = actionOf(decision, acceptAs);
     // The decision line of every adapter; the session is Postfix's instance (one SMTP transaction).
-    log.info(
-      { ...decisionRecord(session, decision, instance ?? `conn-${conn}`, logRecord), conn },
-      'decision',
-    );
+    // The record gets `conn` added, not copied into a new object with it: once a request.
+    const record = decisionRecord(session, decision, instance ?? `conn-${conn}`, logRecord);
+    record.conn = conn;
+    log.info(record, 'decision');
     return action;
   }
 

@@ -443,7 +443,9 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
   const pendingFrom = new Map<string, string>();
 
   function logDecision(session: Session, d: Decision, cid: string): void {
-    log.info({ ...decisionRecord(session, d, cid, logRecord), cid }, 'decision');
+    const record = decisionRecord(session, d, cid, logRecord);
+    record.cid = cid;
+    log.info(record, 'decision');
   }
 
   async function evaluate(
