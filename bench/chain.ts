@@ -91,7 +91,9 @@ const sessions: Session[] = [
 async function round(): Promise<Record<string, number>> {
   const actions: Record<string, number> = {};
   for (const s of sessions) {
-    const d = await chain.evaluate(s);
+    // A new session object each time, as every adapter makes one a command: nothing the per-session
+    // memo parsed for an earlier evaluation is reused.
+    const d = await chain.evaluate({ ...s });
     actions[d.action] = (actions[d.action] ?? 0) + 1;
   }
   return actions;
