@@ -33,6 +33,20 @@ describe('the per-session memo', () => {
     expect(clientIp(s)).toBeNull();
   });
 
+  it('keeps each session its own values when evaluations of several sessions interleave', () => {
+    const sessions: Session[] = ['192.0.2.1', '2001:db8::7', 'bogus', '::ffff:198.51.100.9'].map(
+      (clientAddress) => ({ clientAddress, stage: 'rcpt' }),
+    );
+    const first = sessions.map((s) => clientIp(s));
+    // Asked again in another order (the memo's last-session shortcut is not the answer for all).
+    for (const i of [3, 0, 2, 1, 1, 0, 3]) {
+      const s = sessions[i] as Session;
+      expect(clientIp(s)).toBe(first[i]);
+      expect(clientIp(s)).toEqual(parseClientIp(s.clientAddress));
+    }
+    expect(first.map((p) => p?.address ?? null)).toEqual(['192.0.2.1', '2001:db8::7', null, '198.51.100.9']);
+  });
+
   it('keeps one value a key, and calls compute once for one input', () => {
     const s: Session = { clientAddress: '192.0.2.7', stage: 'rcpt', helo: 'Mail.Example.COM' };
     const k = memoKey<string>('helo-lower');
@@ -107,6 +121,32 @@ describe('the one-pass IPv4 parser', () => {
         }
       }),
       { numRuns: 3000, seed: 17 },
+    );
+  });
+
+  it('finds an IPv4 client in an IPv6 network exactly when its IPv4-mapped form is in it', () => {
+    // The IPv6 networks are turned into IPv4 ones when compiled; ipaddr.js matching the mapped
+    // address is the reference.
+    const v4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((o) => o.join('.'));
+    const v6net = fc.oneof(
+      fc.tuple(v4, fc.integer({ min: 96, max: 128 })).map(([a, bits]) => {
+        const base = ipaddr.IPv6.networkAddressFromCIDR(`::ffff:${a}/${bits}`);
+        return `${base.toString()}/${bits}`;
+      }),
+      fc
+        .integer({ min: 0, max: 96 })
+        .map((bits) => `${ipaddr.IPv6.networkAddressFromCIDR(`::ffff:0:0/${bits}`)}/${bits}`),
+      fc.constantFrom('::/0', '::1/128', '2001:db8::/32', '::fffe:0:0/96', '::/96', '::ffff:0:0/97'),
+    );
+    fc.assert(
+      fc.property(v4, v6net, (client, net) => {
+        const want = ipaddr.IPv4.parse(client).toIPv4MappedAddress().match(ipaddr.parseCIDR(net));
+        expect(compileNetworks([net]).has(client)).toBe(want);
+        expect(compileNetworks(['192.0.2.0/24', net]).has(client)).toBe(
+          want || client.startsWith('192.0.2.'),
+        );
+      }),
+      { numRuns: 3000, seed: 29 },
     );
   });
 });

@@ -183,7 +183,7 @@ export function parseIp(s: string): ParsedIp | null {
   const v4 = parseDottedQuad(s);
   if (v4) return v4;
   if (!IPV6_CHARS.test(s) || !s.includes(':')) return null;
-  if (!ipaddr.IPv6.isValid(s)) return null;
+  // One parse: IPv6.parse throws for what isValid would refuse (isValid parses too).
   try {
     const v6 = ipaddr.IPv6.parse(s);
     if (v6.isIPv4MappedAddress()) {
@@ -357,7 +357,13 @@ export function compileNetworks(entries: readonly string[], what = 'network list
   for (const e of entries) {
     const r = parseNetwork(e, what);
     if (r[0].kind() === 'ipv4') v4.push(v4Mask(r[0] as IPv4, r[1]));
-    else v6.push(r);
+    else {
+      v6.push(r);
+      // The IPv4 addresses an IPv6 network holds (as IPv4-mapped, ::ffff:a.b.c.d), as an IPv4
+      // network too, so an IPv4 client is tested with integers only (::/0 holds them all).
+      const mapped = mappedV4(r[0] as IPv6, r[1]);
+      if (mapped) v4.push(mapped);
+    }
   }
   return {
     entries: [...entries],
@@ -367,10 +373,6 @@ export function compileNetworks(entries: readonly string[], what = 'network list
       if (p.v4 !== undefined) {
         const a = p.v4;
         for (const r of v4) if ((a & r.mask) >>> 0 === r.net) return true;
-        if (v6.length > 0) {
-          const m = (p.ip as IPv4).toIPv4MappedAddress();
-          for (const r of v6) if (m.match(r as [IPv6, number])) return true;
-        }
         return false;
       }
       const a = p.ip as IPv6;
@@ -378,6 +380,19 @@ export function compileNetworks(entries: readonly string[], what = 'network list
       return false;
     },
   };
+}
+
+const MAPPED_PREFIX = ipaddr.IPv6.parse('::ffff:0:0');
+
+/**
+ * The IPv4 addresses of an IPv6 network, as an IPv4 network: those whose IPv4-mapped form
+ * (`::ffff:a.b.c.d`) is in it. Undefined when it holds none.
+ */
+function mappedV4(address: IPv6, bits: number): { net: number; mask: number } | undefined {
+  // A prefix of 96 bits or less holds every mapped address or none.
+  if (bits <= 96) return MAPPED_PREFIX.match(address, bits) ? { net: 0, mask: 0 } : undefined;
+  if (!address.match(MAPPED_PREFIX, 96)) return undefined;
+  return v4Mask(address.toIPv4Address(), bits - 96);
 }
 
 /** An IPv4 network as numbers, for `(address & mask) === net`. */
