@@ -15,37 +15,66 @@ import type { Session } from './model.js';
 export interface MemoKey<T> {
   /** The slot's name, for debugging. */
   readonly name: string;
+  /** The slot's place in a session's memo, given by {@link memoKey}. */
+  readonly slot?: number;
   /** Phantom: the type of the value the slot holds. */
   readonly _type?: T;
 }
 
 /** A new memo slot; `name` is for debugging only, two keys with one name are two slots. */
 export function memoKey<T>(name: string): MemoKey<T> {
-  return { name };
+  return { name, slot: slots++ };
 }
+
+let slots = 0;
 
 interface Entry {
   input: unknown;
   value: unknown;
 }
 
-const memos = new WeakMap<object, Map<MemoKey<unknown>, Entry>>();
+/** A session's memo: an entry a key, at the key's slot. */
+type Slots = (Entry | undefined)[];
+
+const memos = new WeakMap<object, Slots>();
+// The session asked about last and its memo: the checks of one evaluation ask about one session
+// in a row, so most calls are answered here without the WeakMap. (It keeps that one session alive
+// until another is asked about.)
+let lastSession: object | undefined;
+let lastSlots: Slots = [];
 
 /**
  * The value of `compute(input)` for this session, computed at most once for one input: the
  * second call with the same session, key and input returns the first call's value.
  */
 export function memo<I, T>(session: Session, key: MemoKey<T>, input: I, compute: (input: I) => T): T {
-  let slots = memos.get(session);
-  if (slots === undefined) {
-    slots = new Map();
-    memos.set(session, slots);
+  let held: Slots;
+  if (session === lastSession) {
+    held = lastSlots;
+  } else {
+    held = memos.get(session) ?? [];
+    if (held.length === 0) memos.set(session, held);
+    lastSession = session;
+    lastSlots = held;
   }
-  const hit = slots.get(key as MemoKey<unknown>);
+  // A key made as an object literal rather than by memoKey has no slot: give it one now.
+  const slot = key.slot ?? slotOf(key);
+  const hit = held[slot];
   if (hit !== undefined && hit.input === input) return hit.value as T;
   const value = compute(input);
-  slots.set(key as MemoKey<unknown>, { input, value });
+  held[slot] = { input, value };
   return value;
+}
+
+const extraSlots = new WeakMap<MemoKey<unknown>, number>();
+
+function slotOf(key: MemoKey<unknown>): number {
+  let slot = extraSlots.get(key);
+  if (slot === undefined) {
+    slot = slots++;
+    extraSlots.set(key, slot);
+  }
+  return slot;
 }
 
 const CLIENT_IP = memoKey<ParsedIp | null>('client-ip');
