@@ -3,10 +3,13 @@
  * a parsed envelope address, a classified PTR name) is computed once and shared by every check
  * that reads it, instead of once a check.
  *
- * Keyed by the session object (a WeakMap), so a memo lives as long as its session and no longer:
- * nothing to bound, nothing to evict. Each entry remembers the input it was computed from (the
- * string of the session's field), so a caller that reuses one session object with a changed field
- * gets a fresh value, never a stale one.
+ * Kept for the last {@link MEMO_SESSIONS} session objects asked about, found by identity: the
+ * checks of one evaluation ask about one session in a row, and evaluations that interleave (each
+ * waiting on a lookup) are few at a time. A session pushed out is computed again if asked about
+ * later: a value of the memo is pure, so that costs time, never a wrong answer. No WeakMap, whose
+ * entries cost a hash insert a session and work for the collector. Each entry remembers the input
+ * it was computed from (the string of the session's field), so a caller that reuses one session
+ * object with a changed field gets a fresh value, never a stale one.
  */
 import { type ParsedIp, parseClientIp } from './checks/names.js';
 import type { Session } from './model.js';
@@ -36,24 +39,39 @@ interface Entry {
 /** A session's memo: an entry a key, at the key's slot. */
 type Slots = (Entry | undefined)[];
 
-const memos = new WeakMap<object, Slots>();
-// The session asked about last and its memo: the checks of one evaluation ask about one session
-// in a row, so most calls are answered here without the WeakMap. (It keeps that one session alive
-// until another is asked about.)
+/** How many sessions the memo keeps values for (it holds these session objects until replaced). */
+export const MEMO_SESSIONS = 16;
+
+const ringSessions: (object | undefined)[] = new Array(MEMO_SESSIONS).fill(undefined);
+const ringSlots: Slots[] = Array.from({ length: MEMO_SESSIONS }, () => []);
+let ringNext = 0;
+// The session asked about last and its memo, tested first.
 let lastSession: object | undefined;
 let lastSlots: Slots = [];
 
+function slotsOf(session: object): Slots {
+  for (let i = 0; i < MEMO_SESSIONS; i++) {
+    if (ringSessions[i] === session) return ringSlots[i] as Slots;
+  }
+  const held: Slots = [];
+  const at = ringNext;
+  ringNext = (ringNext + 1) % MEMO_SESSIONS;
+  ringSessions[at] = session;
+  ringSlots[at] = held;
+  return held;
+}
+
 /**
- * The value of `compute(input)` for this session, computed at most once for one input: the
- * second call with the same session, key and input returns the first call's value.
+ * The value of `compute(input)` for this session, computed once for one input while the session is
+ * among the last {@link MEMO_SESSIONS} asked about: the second call with the same session, key and
+ * input returns the first call's value.
  */
 export function memo<I, T>(session: Session, key: MemoKey<T>, input: I, compute: (input: I) => T): T {
   let held: Slots;
   if (session === lastSession) {
     held = lastSlots;
   } else {
-    held = memos.get(session) ?? [];
-    if (held.length === 0) memos.set(session, held);
+    held = slotsOf(session);
     lastSession = session;
     lastSlots = held;
   }

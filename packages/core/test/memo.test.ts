@@ -2,6 +2,7 @@ import {
   clientIp,
   compileNetworks,
   ipNetwork,
+  MEMO_SESSIONS,
   memo,
   memoKey,
   parseClientIp,
@@ -45,6 +46,27 @@ describe('the per-session memo', () => {
       expect(clientIp(s)).toEqual(parseClientIp(s.clientAddress));
     }
     expect(first.map((p) => p?.address ?? null)).toEqual(['192.0.2.1', '2001:db8::7', null, '198.51.100.9']);
+  });
+
+  it('computes once a session for MEMO_SESSIONS sessions in rotation, and stays right past them', () => {
+    const k = memoKey<string>('upper');
+    let calls = 0;
+    const upper = (x: string) => {
+      calls++;
+      return x.toUpperCase();
+    };
+    const make = (n: number): Session[] =>
+      Array.from({ length: n }, (_, i) => ({ clientAddress: `192.0.2.${i}`, stage: 'rcpt' as const }));
+    const few = make(MEMO_SESSIONS);
+    for (let round = 0; round < 3; round++)
+      for (const s of few) expect(memo(s, k, s.clientAddress, upper)).toBe(s.clientAddress.toUpperCase());
+    expect(calls).toBe(MEMO_SESSIONS);
+    // More sessions than it keeps: values are computed again, never mixed up.
+    calls = 0;
+    const many = make(3 * MEMO_SESSIONS);
+    for (let round = 0; round < 3; round++)
+      for (const s of many) expect(memo(s, k, s.clientAddress, upper)).toBe(s.clientAddress.toUpperCase());
+    expect(calls).toBe(3 * 3 * MEMO_SESSIONS);
   });
 
   it('keeps one value a key, and calls compute once for one input', () => {
