@@ -9,11 +9,13 @@
  * - answer-only: this file with `--answer-only`, a server that reads each request up to its empty
  *   line and answers `action=DUNNO` at once. It judges nothing: its rate is the limit of the
  *   protocol with this client on this machine, the ceiling the others are measured against.
- * - mxguard, recommended: `mxguard policy --offline` (packages/cli/src/bin.ts) with a config of our
- *   domains and hosts, the preset as a new user runs it (its decision lines to a file).
+ * - mxguard, recommended: `mxguard policy --offline` with a config of our domains and hosts, the
+ *   preset as a new user runs it (its decision lines to a file): packages/cli/dist/bin.js under
+ *   plain node, as the `mxguard` command runs, not tsx's transform of the sources.
  * - mxguard, postgrey-equivalent (this file with `--serve`): the pure envelope checks (helo-syntax,
  *   helo-fqdn, helo-claims-us, sender-fqdn, recipient-fqdn) and the greylist check in `all` mode
- *   with the in-memory store, as postgrey greylists every triplet.
+ *   with the in-memory store, as postgrey greylists every triplet; the built packages (`pnpm
+ *   build`, run by `pnpm install`), as bench/chain.ts imports them.
  * - postgrey (Debian, /usr/sbin/postgrey) is started on a free loopback port with its own --dbdir in
  *   a temp dir and empty allowlists, and stopped at the end.
  * - The stream: N requests as Postfix 3.7 sends them at RCPT, from a seeded generator: 2,000
@@ -51,9 +53,9 @@ import {
   recipientFqdn,
   senderFqdn,
   site,
-} from '../packages/core/src/index.js';
-import { greylistCheck, memoryStore } from '../packages/greylist/src/index.js';
-import { formatRequest, startPolicyServer } from '../packages/postfix/src/index.js';
+} from '@mxguard/core';
+import { greylistCheck, memoryStore } from '@mxguard/greylist';
+import { formatRequest, startPolicyServer } from '@mxguard/postfix';
 import { freePort } from '../testing/net.js';
 import { rcptRequest } from '../testing/postfix.js';
 
@@ -316,17 +318,19 @@ async function startChild(args: string[], what: string): Promise<{ port: number;
   return { port, child };
 }
 
-/** `mxguard policy --offline` from the CLI's source, its log (stderr) to a file. */
+/**
+ * `mxguard policy --offline` as the `mxguard` command runs it (packages/cli/dist/bin.js, plain
+ * node: not tsx's transform of the sources), its log (stderr) to a file.
+ */
 async function startCli(dir: string): Promise<{ port: number; child: ChildProcess }> {
   const port = await freePort();
   const config = join(dir, 'mxguard.json');
   writeFileSync(config, JSON.stringify({ ourDomains: ['example.com'], ourHosts: ['mx.example.com'] }));
-  const bin = fileURLToPath(new URL('../packages/cli/src/bin.ts', import.meta.url));
+  const bin = fileURLToPath(new URL('../packages/cli/dist/bin.js', import.meta.url));
   const log = openSync(join(dir, 'mxguard-policy.log'), 'a');
   const child = spawn(
     process.execPath,
     [
-      ...process.execArgv,
       // BENCH_CPU_PROF=DIR: a CPU profile of the policy server, written to DIR when it stops.
       ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
       bin,
