@@ -25,6 +25,8 @@
  *   not daemonised, mxguard one JSON line).
  * - C connections, each sending one request and waiting for its answer before the next, as each
  *   Postfix smtpd process does. Latency: from the write to the whole answer.
+ * - BENCH_EMPTY_CHAIN=1 adds mxguard's policy server with an empty chain and no log (see
+ *   serveEmpty); BENCH_MXGUARD_ARGS passes more flags to `mxguard policy` (`--log-level warn`).
  * - The servers take turns: the stream is cut into SLICES slices and each slice goes to every
  *   server in turn, so the machine's load (other jobs) weighs on all of them alike.
  */
@@ -90,6 +92,25 @@ async function serve(logPath: string): Promise<void> {
   });
   const a = server.address as { port: number };
   process.stdout.write(`${a.port}\n`);
+  process.on('SIGTERM', () => {
+    void server.close().then(() => process.exit(0));
+  });
+}
+
+/**
+ * `BENCH_EMPTY_CHAIN=1` adds this: mxguard's policy server with a chain of no links and a logger
+ * that writes nothing. What it costs over the answer-only server is the server's own work a request
+ * (parsing, the session, the transaction cache, the time budget), apart from the checks and the
+ * log line.
+ */
+async function serveEmpty(): Promise<void> {
+  const silent = { debug() {}, info() {}, warn() {}, error() {} };
+  const server = await startPolicyServer({
+    listen: { host: '127.0.0.1', port: 0 },
+    chain: chain([]),
+    log: silent,
+  });
+  process.stdout.write(`${(server.address as { port: number }).port}\n`);
   process.on('SIGTERM', () => {
     void server.close().then(() => process.exit(0));
   });
@@ -402,6 +423,8 @@ async function main(): Promise<void> {
       servers.push([name, s]);
     };
     add('answer-only (limit)', await startChild(['--answer-only'], 'answer-only server'));
+    if (process.env.BENCH_EMPTY_CHAIN)
+      add('mxguard, empty chain', await startChild(['--serve-empty'], 'mxguard with an empty chain'));
     add('mxguard, recommended', await startCli(dir));
     add('mxguard, postgrey-equivalent', await startChild(['--serve', join(dir, 'mxguard.log')], 'mxguard'));
     add('postgrey', await startPostgrey(dir));
@@ -444,6 +467,8 @@ async function main(): Promise<void> {
 const serveAt = process.argv.indexOf('--serve');
 if (process.argv.includes('--answer-only')) {
   answerOnly();
+} else if (process.argv.includes('--serve-empty')) {
+  await serveEmpty();
 } else if (serveAt >= 0) {
   await serve(process.argv[serveAt + 1] ?? '/dev/null');
 } else {
