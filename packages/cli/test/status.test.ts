@@ -249,6 +249,9 @@ describe('status page over http', () => {
     expect(html).toContain('offline: DNS checks skipped');
     expect(html).toContain('<li class="problem">store reputation is not reachable</li>');
     expect(html).toContain('3 of 3');
+    // Each row names its session, the `session` of its log line.
+    expect(html).toMatch(/<td class="time">\d\d:\d\d:\d\d<div class="session">s1<\/div><\/td>/);
+    expect(html).toContain('<div class="session">s3</div>');
   });
 
   it('escapes what the client chose: no tag of theirs reaches the page', async () => {

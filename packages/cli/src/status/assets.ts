@@ -14,6 +14,7 @@ main { display: flex; flex-wrap: wrap; gap: 1rem; }
 .box.wide { flex: 1 1 100%; }
 svg#chart { width: 100%; max-width: 1100px; height: auto; display: block; }
 td.time { white-space: nowrap; }
+td.time .session { font-size: .8em; color: #4a5561; }
 .axis { stroke: #8a96a3; }
 .tick { font-size: 10px; fill: #4a5561; }
 .legend { list-style: none; padding: 0; margin: .4rem 0 0; display: flex; flex-wrap: wrap; gap: .3rem 1.2rem; }

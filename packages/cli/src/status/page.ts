@@ -176,7 +176,9 @@ function row(d: ShownDecision): string {
   const verdict = d.would ?? d.action;
   return [
     `<tr class="decision ${esc(verdict)}" data-search="${esc(haystack(d))}">`,
-    `<td class="time">${esc(hhmmss(d.time))}</td>`,
+    // The session id under the time: the `session` of the decision's log line (Postfix's instance,
+    // the gateway's connection id, Haraka's transaction uuid), to find that line.
+    `<td class="time">${esc(hhmmss(d.time))}${d.session ? `<div class="session">${esc(d.session)}</div>` : ''}</td>`,
     `<td>${esc(d.stage)}</td>`,
     `<td class="client">${esc(d.client)}</td>`,
     `<td class="helo">${esc(d.helo ?? '')}</td>`,
