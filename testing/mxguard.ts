@@ -74,7 +74,9 @@ export function startMxguard(command: 'serve' | 'policy', args: string[], ms = 4
     child.once('exit', onExit);
     const onData = () => {
       const m = /listening on (?:inet:)?(127\.0\.0\.1:(\d+))/.exec(out);
-      const ready = command === 'serve' ? out.includes('try:') : out.includes('main.cf');
+      // Up to the banner's last line (serve: the second swaks line), which may come in a chunk of
+      // its own.
+      const ready = command === 'serve' ? /# refused: helo-claims-us\n/.test(out) : out.includes('main.cf');
       if (!m || !ready) return;
       if (args.includes('--http') && !/^status: /m.test(out)) return;
       clearTimeout(timer);

@@ -34,7 +34,9 @@ async function serve(args: string[]): Promise<Served> {
     child.stdout.on('data', (b: Buffer) => {
       s.banner += b.toString();
       const m = /listening on (127\.0\.0\.1:(\d+))/.exec(s.banner);
-      if (m && s.banner.includes('try:')) {
+      // Up to the banner's last line, the second swaks line (read below): it may come in a chunk
+      // of its own.
+      if (m && /# refused: helo-claims-us\n/.test(s.banner)) {
         s.server = m[1] as string;
         s.port = Number(m[2]);
         clearTimeout(timer);

@@ -18,7 +18,10 @@ interface Served {
 }
 const started: Served[] = [];
 
-/** `mxguard serve` on a free loopback port, with its banner read up to the swaks line. */
+/**
+ * `mxguard serve` on a free loopback port, with its banner read up to its last line (the second
+ * swaks line): the banner may come in several chunks, split anywhere.
+ */
 async function serve(args: string[]): Promise<Served> {
   const child = spawn(process.execPath, [bin, 'serve', '--offline', '--listen', '127.0.0.1:0', ...args]);
   const s: Served = { child, banner: '', server: '' };
@@ -28,7 +31,7 @@ async function serve(args: string[]): Promise<Served> {
     child.stdout.on('data', (b: Buffer) => {
       s.banner += b.toString();
       const m = /listening on (127\.0\.0\.1:\d+)/.exec(s.banner);
-      if (m && s.banner.includes('try:')) {
+      if (m && /# refused: helo-claims-us\n/.test(s.banner)) {
         s.server = m[1]!;
         clearTimeout(timer);
         resolve();
