@@ -3,12 +3,15 @@
  * table (offline), and prints what it decided. `pnpm example` alone lists them. The packages are imported by name, as a
  * user's code imports them (the built packages, linked at the repository root).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FakeResolver } from '@mxguard/dns';
+import { freePort } from '../testing/net.js';
 import { startGateway } from './gateway.js';
 import { myPolicy } from './policy.js';
 import { policyRequest, startPolicy } from './postfix.js';
@@ -143,6 +146,85 @@ const examples: Record<string, { about: string; run: () => Promise<void> }> = {
         }
       } finally {
         await server.close();
+      }
+    },
+  },
+  haraka: {
+    about:
+      'examples/haraka/: the plugin in a Haraka laid out as an operator does, one SMTP conversation on loopback',
+    async run() {
+      const here = fileURLToPath(new URL('.', import.meta.url));
+      const root = join(here, '..');
+      const haraka = join(root, 'node_modules', 'Haraka', 'bin', 'haraka');
+      const dir = mkdtempSync(join(tmpdir(), 'mxguard-example-haraka-'));
+      try {
+        // `haraka -i DIR`, the plugin where `npm install haraka-plugin-mxguard` puts it (linked from
+        // packages/haraka here), the example's config files, and a free loopback port.
+        const install = spawnSync(process.execPath, [haraka, '-i', dir], { encoding: 'utf8' });
+        if (install.status !== 0) throw new Error(`haraka -i failed: ${install.stdout}${install.stderr}`);
+        mkdirSync(join(dir, 'node_modules'), { recursive: true });
+        symlinkSync(
+          join(root, 'packages', 'haraka'),
+          join(dir, 'node_modules', 'haraka-plugin-mxguard'),
+          'dir',
+        );
+        cpSync(join(here, 'haraka', 'config'), join(dir, 'config'), { recursive: true });
+        const port = await freePort();
+        writeFileSync(join(dir, 'config', 'smtp.ini'), `listen=127.0.0.1:${port}\n`);
+        const child = spawn(process.execPath, [haraka, '-c', dir], {
+          cwd: dir,
+          // queue/discard accepts (250) and drops the message: nothing is delivered.
+          env: { ...process.env, YES_REALLY_DO_DISCARD: '1', NODE_NO_WARNINGS: '1' },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let log = '';
+        await new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`Haraka did not start:\n${log}`)), 30_000);
+          const onData = (b: Buffer) => {
+            log += b.toString();
+            if (log.includes(`Listening on 127.0.0.1:${port}`) && log.includes('[mxguard] checks:')) {
+              clearTimeout(timer);
+              resolve();
+            }
+          };
+          child.stdout.on('data', onData);
+          child.stderr.on('data', onData);
+          child.once('exit', (code) => {
+            clearTimeout(timer);
+            reject(new Error(`Haraka exited ${code}:\n${log}`));
+          });
+        });
+        try {
+          process.stdout.write(`Haraka with mxguard listening on 127.0.0.1:${port}\n`);
+          const talk = async (script: string[]) => {
+            const sent = [...script];
+            const replies = await converse(
+              port,
+              script.map((l) => `${l}\r\n`),
+              /^(\d{3} [^\r\n]*)\r\n/m,
+            );
+            process.stdout.write(`S: ${replies[0]}\n`);
+            for (const [i, r] of replies.slice(1).entries()) {
+              process.stdout.write(`C: ${sent[i]?.split('\r\n')[0]}\nS: ${r}\n`);
+            }
+          };
+          await talk([
+            'EHLO mail.example.net',
+            'MAIL FROM:<a@example.net>',
+            'RCPT TO:<x@elsewhere.org>',
+            'RCPT TO:<b@example.com>',
+            'DATA',
+            'Subject: hello\r\n\r\nHello.\r\n.',
+            'QUIT',
+          ]);
+          await talk(['EHLO localhost', 'MAIL FROM:<a@example.net>', 'RCPT TO:<b@example.com>', 'QUIT']);
+        } finally {
+          const exited = new Promise((r) => child.once('exit', r));
+          child.kill('SIGTERM');
+          await exited;
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
       }
     },
   },

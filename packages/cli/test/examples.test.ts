@@ -25,7 +25,7 @@ function example(...name: string[]): string {
 describe('pnpm example', () => {
   it('lists the examples', () => {
     const out = example();
-    for (const name of ['policy', 'gateway', 'postfix', 'test'])
+    for (const name of ['policy', 'gateway', 'postfix', 'haraka', 'test'])
       expect(out).toContain(`  ${name}: examples/`);
   });
 
@@ -50,6 +50,23 @@ describe('pnpm example', () => {
       expect.stringMatching(/^a bulk sender: action=450 4\.7\.1 Not today/),
       expect.stringMatching(/^relaying: action=554 5\.7\.1 <x@elsewhere\.org>: Relay access denied/),
     ]);
+  });
+
+  it('haraka: the plugin in a Haraka laid out with haraka -i refuses relaying and a HELO claiming us, queues the rest', () => {
+    const lines = example('haraka').trim().split('\n');
+    expect(lines[0]).toMatch(/^Haraka with mxguard listening on 127\.0\.0\.1:\d+$/);
+    expect(lines[1]).toMatch(/^S: 220 mx\.example\.com ESMTP Haraka/);
+    const after = (command: string, from = 0) => lines[lines.indexOf(`C: ${command}`, from) + 1];
+    expect(after('RCPT TO:<x@elsewhere.org>')).toBe('S: 554 5.7.1 <x@elsewhere.org>: Relay access denied');
+    expect(after('RCPT TO:<b@example.com>')).toMatch(/^S: 250 /);
+    expect(after('Subject: hello')).toMatch(/^S: 250 Message Queued/);
+    // The second conversation: a HELO that claims to be us, refused at RCPT by the check named.
+    const second = lines.indexOf('C: EHLO localhost');
+    expect(second).toBeGreaterThan(0);
+    expect(after('RCPT TO:<b@example.com>', second)).toMatch(
+      /^S: 550 5\.7\.1 <localhost>: Helo command rejected: You are not me \(helo-claims-us; help: https:\/\/example\.com\/mail-help\)$/,
+    );
+    expect(lines.at(-1)).toMatch(/^S: 221 /);
   });
 
   it('test: the example unit test (fake resolver, manual clock) passes under vitest', () => {
