@@ -59,6 +59,19 @@ function converse(port: number, script: string[], end: RegExp, clientFirst = fal
   });
 }
 
+/** One SMTP conversation: each line of `script` after each reply, printed as `C:` and `S:` lines. */
+async function smtpConversation(port: number, script: string[]): Promise<void> {
+  const replies = await converse(
+    port,
+    script.map((l) => `${l}\r\n`),
+    /^(\d{3} [^\r\n]*)\r\n/m,
+  );
+  process.stdout.write(`S: ${replies[0]}\n`);
+  for (const [i, r] of replies.slice(1).entries()) {
+    process.stdout.write(`C: ${script[i]?.split('\r\n')[0]}\nS: ${r}\n`);
+  }
+}
+
 const examples: Record<string, { about: string; run: () => Promise<void> }> = {
   policy: {
     about: 'examples/policy.ts (the README policy) judging four sessions, with DNS answered from a table',
@@ -89,7 +102,7 @@ const examples: Record<string, { about: string; run: () => Promise<void> }> = {
     async run() {
       const gateway = await startGateway(exampleDns());
       try {
-        const script = [
+        await smtpConversation(gateway.port, [
           'EHLO mail.example.net',
           'MAIL FROM:<x@bulk.example.net>',
           'RCPT TO:<b@example.com>',
@@ -100,17 +113,7 @@ const examples: Record<string, { about: string; run: () => Promise<void> }> = {
           'DATA',
           'Subject: hello\r\n\r\nHello.\r\n.',
           'QUIT',
-        ];
-        const sent = [...script];
-        const replies = await converse(
-          gateway.port,
-          script.map((l) => `${l}\r\n`),
-          /^(\d{3} [^\r\n]*)\r\n/m,
-        );
-        process.stdout.write(`S: ${replies[0]}\n`);
-        for (const [i, r] of replies.slice(1).entries()) {
-          process.stdout.write(`C: ${sent[i]?.split('\r\n')[0]}\nS: ${r}\n`);
-        }
+        ]);
       } finally {
         await gateway.close();
       }
@@ -196,19 +199,7 @@ const examples: Record<string, { about: string; run: () => Promise<void> }> = {
         });
         try {
           process.stdout.write(`Haraka with mxguard listening on 127.0.0.1:${port}\n`);
-          const talk = async (script: string[]) => {
-            const sent = [...script];
-            const replies = await converse(
-              port,
-              script.map((l) => `${l}\r\n`),
-              /^(\d{3} [^\r\n]*)\r\n/m,
-            );
-            process.stdout.write(`S: ${replies[0]}\n`);
-            for (const [i, r] of replies.slice(1).entries()) {
-              process.stdout.write(`C: ${sent[i]?.split('\r\n')[0]}\nS: ${r}\n`);
-            }
-          };
-          await talk([
+          await smtpConversation(port, [
             'EHLO mail.example.net',
             'MAIL FROM:<a@example.net>',
             'RCPT TO:<x@elsewhere.org>',
@@ -217,7 +208,12 @@ const examples: Record<string, { about: string; run: () => Promise<void> }> = {
             'Subject: hello\r\n\r\nHello.\r\n.',
             'QUIT',
           ]);
-          await talk(['EHLO localhost', 'MAIL FROM:<a@example.net>', 'RCPT TO:<b@example.com>', 'QUIT']);
+          await smtpConversation(port, [
+            'EHLO localhost',
+            'MAIL FROM:<a@example.net>',
+            'RCPT TO:<b@example.com>',
+            'QUIT',
+          ]);
         } finally {
           const exited = new Promise((r) => child.once('exit', r));
           child.kill('SIGTERM');
