@@ -1,4 +1,4 @@
-import { ipNetwork } from '@mxguard/core';
+import { ipNetwork, type ParsedIp } from '@mxguard/core';
 
 /** How client addresses are grouped into networks: one record a network, as spammers rotate addresses. */
 export interface NetworkOptions {
@@ -18,9 +18,10 @@ export interface NetworkOptions {
 
 /**
  * The client's network in CIDR notation (`192.0.2.0/24`, `2001:db8:1:2::/64`), the key of its
- * reputation record. IPv4-mapped IPv6 addresses count as IPv4. Returns `undefined` for a string
- * that is not an IP address: the caller then has no record to consult.
+ * reputation record. IPv4-mapped IPv6 addresses count as IPv4. Takes the address as text or as
+ * parsed once for the session (`clientIp`). Returns `undefined` for a string that is not an IP
+ * address: the caller then has no record to consult.
  */
-export function networkOf(address: string, options: NetworkOptions = {}): string | undefined {
+export function networkOf(address: string | ParsedIp, options: NetworkOptions = {}): string | undefined {
   return ipNetwork(address, options.ipv4Prefix ?? 24, options.ipv6Prefix ?? 64);
 }

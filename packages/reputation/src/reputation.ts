@@ -1,5 +1,5 @@
 import type { Check, Clock, Decision, Finding, Logger, ParsedIp, Session, Verdict } from '@mxguard/core';
-import { clientIp, defer, ipNetwork, next, reject, reply, silentLogger } from '@mxguard/core';
+import { clientIp, defer, next, reject, reply, silentLogger } from '@mxguard/core';
 import type { NetworkOptions } from './network.js';
 import { networkOf } from './network.js';
 import type { ReputationStore } from './types.js';
@@ -125,6 +125,9 @@ export function greylistDelayHint(findings: readonly Finding[]): number | undefi
   return best;
 }
 
+/** An address's own record: its network is the address itself. */
+const HOST: NetworkOptions = { ipv4Prefix: 32, ipv6Prefix: 128 };
+
 /** Events reported from outside the chain. */
 export type ReputationEvent =
   | 'rejection'
@@ -233,9 +236,9 @@ export function createReputation(options: ReputationOptions): Reputation {
 
   /** The keys of a client: its network's record and its own (one key when the prefix is a host). */
   function keysOf(client: string | ParsedIp): { net: string; addr: string } | undefined {
-    const net = ipNetwork(client, r.net.ipv4Prefix ?? 24, r.net.ipv6Prefix ?? 64);
+    const net = networkOf(client, r.net);
     if (!net) return undefined;
-    const addr = ipNetwork(client, 32, 128) ?? net;
+    const addr = networkOf(client, HOST) ?? net;
     return { net, addr };
   }
 
