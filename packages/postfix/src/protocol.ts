@@ -7,6 +7,7 @@
  * This module is pure: it turns bytes into requests and decisions into bytes.
  */
 
+import { isAscii } from 'node:buffer';
 import type { Reply } from '@mxguard/core';
 
 /** One request: attribute names and values in the order received (a repeated name keeps its last value). */
@@ -47,8 +48,22 @@ export class ProtocolError extends Error {
   }
 }
 
-/** Attribute names are short lower-case words with `_` in practice; anything else is garbage. */
-const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+/**
+ * Attribute names are short lower-case words with `_` in practice; anything else is garbage. The
+ * name `text[start..end)` is checked as `/^[A-Za-z0-9_.-]{1,64}$/` would: -1 when it is not a name,
+ * 1 when it has an upper-case letter (to be lowered), 0 when it is as Postfix writes names.
+ */
+function nameCase(text: string, start: number, end: number): number {
+  if (end <= start || end - start > 64) return -1;
+  let upper = 0;
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if ((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x5f || c === 0x2e || c === 0x2d) continue;
+    if (c >= 0x41 && c <= 0x5a) upper = 1;
+    else return -1;
+  }
+  return upper;
+}
 const EMPTY = Buffer.alloc(0);
 
 /**
@@ -63,7 +78,7 @@ export class RequestParser {
   private pending: Buffer = EMPTY;
   private current = new Map<string, string>();
   private lines = 0;
-  private readonly ready: PolicyRequest[] = [];
+  private readonly queue: PolicyRequest[] = [];
 
   constructor(limits: ParserLimits = {}) {
     this.maxLine = limits.maxLineLength ?? 4096;
@@ -77,19 +92,23 @@ export class RequestParser {
    */
   feed(chunk: Buffer): void {
     let buf = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+    const last = buf.lastIndexOf(0x0a);
     let start = 0;
-    for (;;) {
-      const nl = buf.indexOf(0x0a, start);
-      if (nl < 0) break;
-      let end = nl;
-      if (end > start && buf[end - 1] === 0x0d) end--;
-      if (end - start > this.maxLine) {
-        throw new ProtocolError(`line longer than ${this.maxLine} bytes`, 'line-too-long');
+    if (last >= 0 && isAscii(buf.subarray(0, last))) {
+      // What Postfix sends without SMTPUTF8: the whole lines decoded at once (one call into the
+      // runtime, not one a line), each line read from that text.
+      start = this.text(buf.toString('latin1', 0, last + 1));
+    } else {
+      for (;;) {
+        const nl = buf.indexOf(0x0a, start);
+        if (nl < 0) break;
+        let end = nl;
+        if (end > start && buf[end - 1] === 0x0d) end--;
+        this.lengthOk(end - start);
+        const line = buf.toString('utf8', start, end);
+        this.line(line, 0, line.length);
+        start = nl + 1;
       }
-      // Each line decoded on its own: a value kept for long (a recipient in a transaction's list)
-      // then holds on to its own line only, never to the whole chunk a slice of one string would.
-      this.line(buf.toString('utf8', start, end));
-      start = nl + 1;
     }
     buf = buf.subarray(start);
     if (buf.length > this.maxLine + 1) {
@@ -99,9 +118,33 @@ export class RequestParser {
     this.pending = buf.length > 0 ? Buffer.from(buf) : EMPTY;
   }
 
+  /** Reads every line of `text` (ASCII, ending with LF); returns its length. */
+  private text(text: string): number {
+    let start = 0;
+    for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', start)) {
+      let end = nl;
+      if (end > start && text.charCodeAt(end - 1) === 0x0d) end--;
+      this.lengthOk(end - start);
+      this.line(text, start, end);
+      start = nl + 1;
+    }
+    return start;
+  }
+
+  private lengthOk(length: number): void {
+    if (length > this.maxLine) {
+      throw new ProtocolError(`line longer than ${this.maxLine} bytes`, 'line-too-long');
+    }
+  }
+
   /** The next complete request, or undefined. */
   take(): PolicyRequest | undefined {
-    return this.ready.shift();
+    return this.queue.shift();
+  }
+
+  /** True when a complete request waits to be taken. */
+  get hasRequest(): boolean {
+    return this.queue.length > 0;
   }
 
   /** True when bytes of an unfinished request are buffered. */
@@ -109,29 +152,41 @@ export class RequestParser {
     return this.pending.length > 0 || this.lines > 0;
   }
 
-  private line(text: string): void {
-    if (text === '') {
+  /** One line: `text` from `start` to `end` (without its LF). */
+  private line(text: string, start: number, end: number): void {
+    if (start === end) {
       // An empty line ends the request. Several empty lines in a row are not requests.
       if (this.lines > 0) {
-        if (this.ready.length >= this.maxQueued) {
+        if (this.queue.length >= this.maxQueued) {
           throw new ProtocolError(`more than ${this.maxQueued} requests sent ahead`, 'too-many-requests');
         }
-        this.ready.push(this.current);
+        this.queue.push(this.current);
         this.current = new Map();
         this.lines = 0;
       }
       return;
     }
-    const eq = text.indexOf('=');
-    if (eq < 0) throw new ProtocolError('line without "="', 'no-equals');
-    const name = text.slice(0, eq);
-    if (!NAME.test(name)) throw new ProtocolError('attribute name is not a word', 'bad-name');
+    const eq = text.indexOf('=', start);
+    if (eq < 0 || eq >= end) throw new ProtocolError('line without "="', 'no-equals');
+    const upper = nameCase(text, start, eq);
+    if (upper < 0) throw new ProtocolError('attribute name is not a word', 'bad-name');
+    const name = text.slice(start, eq);
     this.lines++;
     if (this.lines > this.maxAttrs) {
       throw new ProtocolError(`more than ${this.maxAttrs} attributes in one request`, 'too-many-attributes');
     }
-    this.current.set(name.toLowerCase(), text.slice(eq + 1));
+    this.current.set(upper ? name.toLowerCase() : name, own(text.slice(eq + 1, end)));
   }
+}
+
+/**
+ * `s` as a string of its own. A slice of 13 characters or more is a view into the string it was cut
+ * from (V8's sliced strings): a value kept for long (a recipient in a transaction's list, a key in
+ * a store) would keep the whole text of the chunk it came in alive. A concatenation that is cut
+ * again is copied when it is cut: the result holds its own characters only.
+ */
+function own(s: string): string {
+  return s.length < 13 ? s : ` ${s}`.slice(1);
 }
 
 /** Serialises one request as Postfix sends it (for clients, tests and benchmarks). */
