@@ -275,12 +275,96 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     }
   }
 
-  /** Judges a request with the chain in force; a failure is logged and answered as unavailable. */
+  /**
+   * Judges a request with the chain in force; a failure is logged and answered as unavailable. One
+   * async function from the request to its action: a layer more is a promise more a request.
+   */
   async function judge(req: PolicyRequest, conn: number): Promise<string> {
     const gen = current;
+    const { chain, enrich } = gen;
     gen.busy++;
     try {
-      return await judgeWith(gen, req, conn);
+      const mapped = sessionOf(req, options);
+      if (!mapped.ok) {
+        log.warn({ conn, why: mapped.why }, 'policy request not judged');
+        return 'DUNNO';
+      }
+      let session = mapped.session;
+      const instance = req.get('instance');
+      let state: InstanceState | undefined;
+      if (instance) {
+        state = instances.get(instance);
+        if (!state) {
+          state = { recipients: [], recipientBytes: 0 };
+          instances.set(instance, state);
+        }
+      }
+      if (enrich) {
+        let enriched: Promise<Partial<Session>>;
+        if (state) {
+          state.enriched ??= enrich(session);
+          enriched = state.enriched;
+        } else {
+          enriched = enrich(session);
+        }
+        let extra: Partial<Session>;
+        try {
+          // Started by an earlier request of the transaction, it may outlive this one's deadline.
+          extra = await settleBy(enriched, currentDeadline(), () => ENRICH_UNFINISHED);
+        } catch (err) {
+          // Forget the failure so the next request of this transaction tries again.
+          if (state && state.enriched === enriched) state.enriched = undefined;
+          log.error({ conn, instance, err: errText(err) }, 'policy enrich failed');
+          return UNAVAILABLE;
+        }
+        const flags = extra.flags ? { ...session.flags, ...extra.flags } : session.flags;
+        session = { ...session, ...extra, stage: session.stage, clientAddress: session.clientAddress };
+        if (flags) session = { ...session, flags };
+      }
+      if (state) {
+        // Postfix's recipient_count is authoritative: recipients we let through may still have been
+        // refused by a later restriction.
+        // A copy (at most 1000 entries, maxRecipientBytes), since a check may keep the session.
+        const count = session.flags?.postfixRecipientCount;
+        const recipients =
+          typeof count !== 'number' ? state.recipients : count === 0 ? [] : state.recipients.slice(-count);
+        if (recipients.length > 0) session = { ...session, recipients };
+      }
+      const decision = await chain.evaluate(session);
+      if (
+        state &&
+        session.stage === 'rcpt' &&
+        session.rcptTo !== undefined &&
+        decision.action !== 'reject' &&
+        decision.action !== 'defer'
+      ) {
+        const rcpt = session.rcptTo;
+        const list = state.recipients;
+        list.push(rcpt);
+        state.recipientBytes += recipientBytes(rcpt);
+        let drop = 0;
+        let bytes = state.recipientBytes;
+        while (drop < list.length && (list.length - drop > 1000 || bytes > maxRecipientBytes)) {
+          bytes -= recipientBytes(list[drop] ?? '');
+          drop++;
+        }
+        if (drop > 0) list.splice(0, drop);
+        state.recipientBytes = bytes;
+        // Set again so the cache counts what it grew by (and drops the least recently used past
+        // maxInstanceBytes). One that alone would exceed the total is dropped (never at the defaults).
+        // (lru-cache sizes an entry only when it is set with a new value, hence the delete.)
+        if (instance && instances.peek(instance) === state) {
+          instances.delete(instance);
+          instances.set(instance, state);
+        }
+      }
+      const action = actionOf(decision, acceptAs);
+      // The decision line of every adapter; the session is Postfix's instance (one SMTP transaction).
+      // The record gets `conn` added, not copied into a new object with it: once a request.
+      const record = decisionRecord(session, decision, instance ?? `conn-${conn}`, logRecord);
+      record.conn = conn;
+      log.info(record, 'decision');
+      return action;
     } catch (err) {
       log.error({ conn, err: errText(err) }, 'policy evaluation failed');
       return UNAVAILABLE;
@@ -289,110 +373,31 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     }
   }
 
-  async function judgeWith(gen: Generation, req: PolicyRequest, conn: number): Promise<string> {
-    const { chain, enrich } = gen;
-    const mapped = sessionOf(req, options);
-    if (!mapped.ok) {
-      log.warn({ conn, why: mapped.why }, 'policy request not judged');
-      return 'DUNNO';
-    }
-    let session = mapped.session;
-    const instance = req.get('instance');
-    let state: InstanceState | undefined;
-    if (instance) {
-      state = instances.get(instance);
-      if (!state) {
-        state = { recipients: [], recipientBytes: 0 };
-        instances.set(instance, state);
-      }
-    }
-    if (enrich) {
-      let enriched: Promise<Partial<Session>>;
-      if (state) {
-        state.enriched ??= enrich(session);
-        enriched = state.enriched;
-      } else {
-        enriched = enrich(session);
-      }
-      let extra: Partial<Session>;
-      try {
-        // Started by an earlier request of the transaction, it may outlive this one's deadline.
-        extra = await settleBy(enriched, currentDeadline(), () => ENRICH_UNFINISHED);
-      } catch (err) {
-        // Forget the failure so the next request of this transaction tries again.
-        if (state && state.enriched === enriched) state.enriched = undefined;
-        log.error({ conn, instance, err: errText(err) }, 'policy enrich failed');
-        return UNAVAILABLE;
-      }
-      const flags = extra.flags ? { ...session.flags, ...extra.flags } : session.flags;
-      session = { ...session, ...extra, stage: session.stage, clientAddress: session.clientAddress };
-      if (flags) session = { ...session, flags };
-    }
-    if (state) {
-      // Postfix's recipient_count is authoritative: recipients we let through may still have been
-      // refused by a later restriction.
-      // A copy (at most 1000 entries, maxRecipientBytes), since a check may keep the session.
-      const count = session.flags?.postfixRecipientCount;
-      const recipients =
-        typeof count !== 'number' ? state.recipients : count === 0 ? [] : state.recipients.slice(-count);
-      if (recipients.length > 0) session = { ...session, recipients };
-    }
-    const decision = await chain.evaluate(session);
-    if (
-      state &&
-      session.stage === 'rcpt' &&
-      session.rcptTo !== undefined &&
-      decision.action !== 'reject' &&
-      decision.action !== 'defer'
-    ) {
-      const rcpt = session.rcptTo;
-      const list = state.recipients;
-      list.push(rcpt);
-      state.recipientBytes += recipientBytes(rcpt);
-      let drop = 0;
-      let bytes = state.recipientBytes;
-      while (drop < list.length && (list.length - drop > 1000 || bytes > maxRecipientBytes)) {
-        bytes -= recipientBytes(list[drop] ?? '');
-        drop++;
-      }
-      if (drop > 0) list.splice(0, drop);
-      state.recipientBytes = bytes;
-      // Set again so the cache counts what it grew by (and drops the least recently used past
-      // maxInstanceBytes). One that alone would exceed the total is dropped (never at the defaults).
-      // (lru-cache sizes an entry only when it is set with a new value, hence the delete.)
-      if (instance && instances.peek(instance) === state) {
-        instances.delete(instance);
-        instances.set(instance, state);
-      }
-    }
-    const action = actionOf(decision, acceptAs);
-    // The decision line of every adapter; the session is Postfix's instance (one SMTP transaction).
-    // The record gets `conn` added, not copied into a new object with it: once a request.
-    const record = decisionRecord(session, decision, instance ?? `conn-${conn}`, logRecord);
-    record.conn = conn;
-    log.info(record, 'decision');
-    return action;
-  }
-
-  async function answer(req: PolicyRequest, conn: number): Promise<string> {
-    const r = await withinBudget(
+  /** The action of a request judged within its time budget (told, when the budget ran out). */
+  function answer(req: PolicyRequest, conn: number): Promise<string> {
+    return withinBudget(
       requestTimeout,
       () => judge(req, conn),
       () => UNAVAILABLE,
-    );
-    if (r.late || r.expired) limitHit('request-budget');
+    ).then((r) => {
+      if (r.late || r.expired) budgetRanOut(r, conn);
+      return r.value;
+    });
+  }
+
+  function budgetRanOut(r: { late: boolean; value: string }, conn: number): void {
+    limitHit('request-budget');
     if (r.late) {
       log.error(
         { conn, ms: requestTimeout + DEADLINE_GRACE_MS, why: 'no decision within the time budget' },
         'policy request timed out',
       );
-    } else if (r.expired) {
+    } else {
       log.warn(
         { conn, ms: requestTimeout, action: r.value },
         'policy request: time budget ran out, unfinished lookups counted as temporary failures',
       );
     }
-    return r.value;
   }
 
   /**
@@ -468,11 +473,13 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     });
 
     // Requests on one connection are answered in order, one at a time, as Postfix sends them.
-    // While one is judged the socket is paused, so a client that sends ahead is held back by TCP.
+    // Bytes that arrive while one is judged pause the socket (`held`), so a client that sends ahead
+    // is held back by TCP. Postfix never does: it waits for each answer, and its connection is not
+    // paused and resumed a request (two changes of the socket's reading, on the hot path).
+    let held = false;
     const pump = async (): Promise<void> => {
-      if (busy) return;
+      if (busy || !parser.hasRequest) return;
       busy = true;
-      socket.pause();
       try {
         for (let req = parser.take(); req !== undefined && !closed; req = parser.take()) {
           // A whole request: this connection is in use, the last to be closed for room. (Its idle
@@ -488,7 +495,10 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
         if (!closed) {
           if (expired) socket.end();
           else if (ended) socket.end();
-          else socket.resume();
+          else if (held) {
+            held = false;
+            socket.resume();
+          }
         }
       }
     };
@@ -498,6 +508,10 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     });
 
     socket.on('data', (chunk: Buffer) => {
+      if (busy && !held) {
+        held = true;
+        socket.pause();
+      }
       try {
         parser.feed(chunk);
       } catch (err) {
