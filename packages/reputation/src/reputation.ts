@@ -125,6 +125,9 @@ export function greylistDelayHint(findings: readonly Finding[]): number | undefi
   return best;
 }
 
+/** What `recordOutcome` returns when there is nothing to record: one settled promise for all. */
+const RECORDED: Promise<void> = Promise.resolve();
+
 /** An address's own record: its network is the address itself. */
 const HOST: NetworkOptions = { ipv4Prefix: 32, ipv6Prefix: 128 };
 
@@ -258,58 +261,85 @@ export function createReputation(options: ReputationOptions): Reputation {
     }
   }
 
+  function storeFailed(keys: { net: string }, err: unknown): Verdict {
+    r.log.error({ check: 'reputation', network: keys.net, err: String(err) }, 'reputation store failed');
+    return r.onStoreError === 'defer'
+      ? defer(failReply, `reputation store failed: ${String(err)}`)
+      : next('reputation store failed');
+  }
+
+  /** The verdict on a client whose network scores `net` and whose address scores `own`. */
+  function verdictOf(keys: { net: string }, net: number, own: number): Verdict {
+    // The network's record escalates; the address's own record decides whether this client may be
+    // refused at all. A neighbour that never offended is at most doubted.
+    const score = Math.max(net, own);
+    if (score < r.doubt) return next();
+    const round = (n: number) => Math.round(n * 100) / 100;
+    const why = `network ${keys.net} scored ${round(net)}, address ${round(own)}`;
+    const offended = own >= r.offender;
+    if (offended && score >= r.reject) return reject(rejectReply, `${why} >= reject ${r.reject}`);
+    if (offended && score >= r.defer) {
+      // DEFER_IF_PERMIT: the later checks still judge this client, so its next offence is still
+      // refused by them and still counts; otherwise the record would stop at `defer` forever.
+      return defer(deferReply, `${why} >= defer ${r.defer}`, true);
+    }
+    const doubtWhy = offended
+      ? `${why} >= doubt ${r.doubt}`
+      : `${why} >= doubt ${r.doubt}; this address never offended: doubted only`;
+    return next(doubtWhy, [
+      { check: 'reputation', tag: `${REPUTATION_DELAY_TAG}${r.greylistDelay}`, doubt: true, score: 1 },
+    ]);
+  }
+
+  async function judgeAsync(store: ReputationStore, keys: { net: string; addr: string }): Promise<Verdict> {
+    let net: number;
+    let own: number;
+    try {
+      const now = r.clock.now();
+      [net, own] = await Promise.all([
+        store.score(keys.net, now, r.halfLifeMs),
+        keys.addr === keys.net ? 0 : store.score(keys.addr, now, r.halfLifeMs),
+      ]);
+      if (keys.addr === keys.net) own = net;
+    } catch (err) {
+      return storeFailed(keys, err);
+    }
+    return verdictOf(keys, net, own);
+  }
+
   const check: Check = {
     name: 'reputation',
     stage: 'connect',
-    async run(session): Promise<Verdict> {
+    run(session): Verdict | Promise<Verdict> {
       // The address as the session parsed it once (clientIp), shared with the other checks.
       const ip = clientIp(session);
       const keys = ip ? keysOf(ip) : undefined;
       if (!keys) return next('client address is not an IP address');
+      const { store } = r;
+      // A store in process memory answers at once: no promise, no turn of the microtask queue.
+      if (!store.scoreNow) return judgeAsync(store, keys);
       let net: number;
       let own: number;
       try {
         const now = r.clock.now();
-        [net, own] = await Promise.all([
-          r.store.score(keys.net, now, r.halfLifeMs),
-          keys.addr === keys.net ? 0 : r.store.score(keys.addr, now, r.halfLifeMs),
-        ]);
-        if (keys.addr === keys.net) own = net;
+        net = store.scoreNow(keys.net, now, r.halfLifeMs);
+        own = keys.addr === keys.net ? net : store.scoreNow(keys.addr, now, r.halfLifeMs);
       } catch (err) {
-        r.log.error({ check: 'reputation', network: keys.net, err: String(err) }, 'reputation store failed');
-        return r.onStoreError === 'defer'
-          ? defer(failReply, `reputation store failed: ${String(err)}`)
-          : next('reputation store failed');
+        return storeFailed(keys, err);
       }
-      // The network's record escalates; the address's own record decides whether this client may be
-      // refused at all. A neighbour that never offended is at most doubted.
-      const score = Math.max(net, own);
-      if (score < r.doubt) return next();
-      const round = (n: number) => Math.round(n * 100) / 100;
-      const why = `network ${keys.net} scored ${round(net)}, address ${round(own)}`;
-      const offended = own >= r.offender;
-      if (offended && score >= r.reject) return reject(rejectReply, `${why} >= reject ${r.reject}`);
-      if (offended && score >= r.defer) {
-        // DEFER_IF_PERMIT: the later checks still judge this client, so its next offence is still
-        // refused by them and still counts; otherwise the record would stop at `defer` forever.
-        return defer(deferReply, `${why} >= defer ${r.defer}`, true);
-      }
-      const doubtWhy = offended
-        ? `${why} >= doubt ${r.doubt}`
-        : `${why} >= doubt ${r.doubt}; this address never offended: doubted only`;
-      return next(doubtWhy, [
-        { check: 'reputation', tag: `${REPUTATION_DELAY_TAG}${r.greylistDelay}`, doubt: true, score: 1 },
-      ]);
+      return verdictOf(keys, net, own);
     },
   };
 
   return {
     check,
-    async recordOutcome(session, decision) {
-      if (decision.check && r.ignore.has(decision.check)) return;
+    recordOutcome(session, decision) {
+      // Most decisions add nothing (an ignored check, a next before DATA): no new promise for them.
+      if (decision.check && r.ignore.has(decision.check)) return RECORDED;
       if (decision.action === 'reject') return add(session.clientAddress, r.points.rejection, 'rejection');
       if (decision.action === 'defer') return add(session.clientAddress, r.points.deferral, 'deferral');
       if (session.stage === 'data') return add(session.clientAddress, r.points.accepted, 'accepted');
+      return RECORDED;
     },
     async recordEvent(clientAddress, event) {
       const delta =

@@ -9,6 +9,12 @@ export interface ReputationStore {
    */
   score(key: string, now: number, halfLifeMs: number): Promise<number>;
   /**
+   * `score`, answered at once: for a store held in process memory, so the reputation check reads
+   * its records without a promise (and its evaluation without a turn of the microtask queue). A
+   * store over the network leaves it out; the check then awaits `score`.
+   */
+  scoreNow?(key: string, now: number, halfLifeMs: number): number;
+  /**
    * Decays the score of `key` to `now`, adds `delta`, clamps to [`min`, `max`], stores it and returns
    * the new score. The record is forgotten after `ttlMs` without updates.
    */

@@ -64,6 +64,10 @@ export class MemoryReputationStore implements ReputationStore {
   }
 
   async score(key: string, now: number, halfLifeMs: number): Promise<number> {
+    return this.scoreNow(key, now, halfLifeMs);
+  }
+
+  scoreNow(key: string, now: number, halfLifeMs: number): number {
     const e = this.cache.get(`s:${key}`);
     if (e?.kind !== 'score' || e.expires <= now) return 0;
     return decayed(e.score, e.updated, now, halfLifeMs);
