@@ -358,8 +358,9 @@ export class MxguardMetrics {
   }
 
   /**
-   * The same store, with each of its operations (a method returning a promise, `close` and `ready`
-   * aside) counted and timed under `name`. The store's behaviour is unchanged.
+   * The same store, with each of its operations (every method, `close` and `ready` aside: one that
+   * returns a promise when it settles, one that answers at once when it returns) counted and timed
+   * under `name`. The store's behaviour is unchanged.
    */
   instrumentStore<T extends object>(name: string, store: T): T {
     const tally = this.#storeTally;
@@ -380,8 +381,20 @@ export class MxguardMetrics {
         if (known?.of === v) return known.fn;
         const fn = function (this: unknown, ...args: unknown[]) {
           const start = performance.now();
-          const r = (v as (...a: unknown[]) => unknown).apply(target, args);
-          if (!(r instanceof Promise)) return r;
+          let r: unknown;
+          try {
+            r = (v as (...a: unknown[]) => unknown).apply(target, args);
+          } catch (err) {
+            tally.add(failedKey, failed);
+            seconds.add(name, labels, (performance.now() - start) / 1000);
+            throw err;
+          }
+          // A method that answers at once (a memory store's `scoreNow`) is counted as it returns.
+          if (!(r instanceof Promise)) {
+            tally.add(okKey, ok);
+            seconds.add(name, labels, (performance.now() - start) / 1000);
+            return r;
+          }
           return r.then(
             (value) => {
               tally.add(okKey, ok);

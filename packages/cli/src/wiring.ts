@@ -160,11 +160,13 @@ export class StorePool {
 export function observedBy(inner: Chain, hub: DecisionHub, clock: { now(): number }): Chain {
   return {
     ...inner,
-    async evaluate(session, extra) {
+    // A `then`, not an async function: one promise an evaluation, not two.
+    evaluate(session, extra) {
       const start = performance.now();
-      const decision = await inner.evaluate(session, extra);
-      hub.emit({ session, decision, at: clock.now(), seconds: (performance.now() - start) / 1000 });
-      return decision;
+      return inner.evaluate(session, extra).then((decision) => {
+        hub.emit({ session, decision, at: clock.now(), seconds: (performance.now() - start) / 1000 });
+        return decision;
+      });
     },
   };
 }
@@ -173,10 +175,11 @@ export function observedBy(inner: Chain, hub: DecisionHub, clock: { now(): numbe
 function observed(inner: Chain, onDecision: (s: Session, d: Decision) => void): Chain {
   return {
     ...inner,
-    async evaluate(session, extra) {
-      const d = await inner.evaluate(session, extra);
-      onDecision(session, d);
-      return d;
+    evaluate(session, extra) {
+      return inner.evaluate(session, extra).then((d) => {
+        onDecision(session, d);
+        return d;
+      });
     },
   };
 }
