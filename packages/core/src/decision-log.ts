@@ -1,5 +1,5 @@
 import type { Decision, TraceStep } from './chain.js';
-import type { Session } from './model.js';
+import type { Logger, Session } from './model.js';
 
 /**
  * How much of a decision's trace its log line carries.
@@ -90,4 +90,13 @@ export function logTraceOf(value: unknown, where: string): LogTrace {
   if (value === undefined) return 'said';
   if (value === 'said' || value === 'full') return value;
   throw new TypeError(`${where}: logTrace must be 'said' or 'full', got ${JSON.stringify(value)}`);
+}
+
+/**
+ * Writes a decision line: the logger's own `decision` when it has one, else `info(record,
+ * 'decision')`. Every adapter writes its decision lines through this.
+ */
+export function logDecision(log: Logger, record: object): void {
+  if (log.decision) log.decision(record);
+  else log.info(record, 'decision');
 }

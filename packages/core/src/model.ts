@@ -128,6 +128,13 @@ export interface Logger {
   warn(obj: object, msg?: string): void;
   /** A failure. */
   error(obj: object, msg?: string): void;
+  /**
+   * Writes one decision line ({@link decisionRecord}'s fields), once a decision: what
+   * `info(record, 'decision')` writes, by a faster path when the logger has one (the CLI's writes
+   * the same JSON without pino's general serialiser). Optional: {@link logDecision} falls back to
+   * `info`.
+   */
+  decision?(record: object): void;
 }
 
 /** What a check may use besides the session. */

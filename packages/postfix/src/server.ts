@@ -10,6 +10,7 @@ import {
   currentDeadline,
   DEADLINE_GRACE_MS,
   decisionRecord,
+  logDecision,
   logTraceOf,
   requirePositiveIntegers,
   settleBy,
@@ -363,7 +364,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
       // The record gets `conn` added, not copied into a new object with it: once a request.
       const record = decisionRecord(session, decision, instance ?? `conn-${conn}`, logRecord);
       record.conn = conn;
-      log.info(record, 'decision');
+      logDecision(log, record);
       return action;
     } catch (err) {
       log.error({ conn, err: errText(err) }, 'policy evaluation failed');

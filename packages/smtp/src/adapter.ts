@@ -6,6 +6,7 @@ import {
   currentDeadline,
   DEADLINE_GRACE_MS,
   decisionRecord,
+  logDecision as writeDecisionLine,
   logTraceOf,
   reply as makeReply,
   requirePositiveIntegers,
@@ -445,7 +446,7 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
   function logDecision(session: Session, d: Decision, cid: string): void {
     const record = decisionRecord(session, d, cid, logRecord);
     record.cid = cid;
-    log.info(record, 'decision');
+    writeDecisionLine(log, record);
   }
 
   async function evaluate(
