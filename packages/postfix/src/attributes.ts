@@ -22,6 +22,24 @@ export const PROTOCOL_STATES: Readonly<Record<string, Stage>> = {
   'END-OF-MESSAGE': 'data',
 };
 
+/** The attributes the policy server reads from a request (its parser keeps only these). */
+export const READ_ATTRIBUTES: ReadonlySet<string> = new Set([
+  'request',
+  'protocol_state',
+  'client_address',
+  'client_port',
+  'client_name',
+  'reverse_client_name',
+  'helo_name',
+  'sender',
+  'recipient',
+  'recipient_count',
+  'encryption_protocol',
+  'sasl_username',
+  'instance',
+  'queue_id',
+]);
+
 /** What `unknown` in `client_name` / `reverse_client_name` is taken to mean. */
 export type UnknownName = 'temporary' | 'absent';
 
@@ -58,7 +76,8 @@ function nonEmpty(v: string | undefined): string | undefined {
 }
 
 function lowerName(v: string): string {
-  return v.toLowerCase().replace(/\.$/, '');
+  const lower = v.toLowerCase();
+  return lower.endsWith('.') ? lower.slice(0, -1) : lower;
 }
 
 /**
@@ -123,14 +142,15 @@ export function sessionOf(req: PolicyRequest, options: MappingOptions = {}): Map
   if (enc !== undefined) s.tls = enc !== '';
   const sasl = nonEmpty(req.get('sasl_username'));
   if (sasl !== undefined) s.authUser = sasl;
-  const flags: Record<string, string | number> = {};
+  let flags: Record<string, string | number> | undefined;
   const instance = nonEmpty(req.get('instance'));
-  if (instance !== undefined) flags.postfixInstance = instance;
+  if (instance !== undefined) flags = { postfixInstance: instance };
   const queueId = nonEmpty(req.get('queue_id'));
-  if (queueId !== undefined) flags.postfixQueueId = queueId;
-  const count = Number(req.get('recipient_count'));
-  if (req.has('recipient_count') && Number.isInteger(count) && count >= 0)
-    flags.postfixRecipientCount = count;
-  if (Object.keys(flags).length > 0) s.flags = flags;
+  if (queueId !== undefined) (flags ??= {}).postfixQueueId = queueId;
+  const countText = req.get('recipient_count');
+  const count = Number(countText);
+  if (countText !== undefined && Number.isInteger(count) && count >= 0)
+    (flags ??= {}).postfixRecipientCount = count;
+  if (flags) s.flags = flags;
   return { ok: true, session: s };
 }

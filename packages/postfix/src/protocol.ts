@@ -34,6 +34,13 @@ export interface ParserLimits {
    * @default 100
    */
   readonly maxQueued?: number;
+  /**
+   * The attributes kept in each request (lower-case names); the others are checked as every line
+   * is (a name, within the line length, counted against `maxAttributes`) and not stored. The policy
+   * server keeps those it reads ({@link READ_ATTRIBUTES}): Postfix sends some 30.
+   * @default every attribute
+   */
+  readonly keep?: ReadonlySet<string>;
 }
 
 /** Why a request was refused: the connection is then closed, as the protocol asks. */
@@ -75,6 +82,7 @@ export class RequestParser {
   private readonly maxLine: number;
   private readonly maxAttrs: number;
   private readonly maxQueued: number;
+  private readonly keep: ReadonlySet<string> | undefined;
   private pending: Buffer = EMPTY;
   private current = new Map<string, string>();
   private lines = 0;
@@ -84,6 +92,7 @@ export class RequestParser {
     this.maxLine = limits.maxLineLength ?? 4096;
     this.maxAttrs = limits.maxAttributes ?? 100;
     this.maxQueued = limits.maxQueued ?? 100;
+    this.keep = limits.keep;
   }
 
   /**
@@ -175,7 +184,9 @@ export class RequestParser {
     if (this.lines > this.maxAttrs) {
       throw new ProtocolError(`more than ${this.maxAttrs} attributes in one request`, 'too-many-attributes');
     }
-    this.current.set(upper ? name.toLowerCase() : name, own(text.slice(eq + 1, end)));
+    const key = upper ? name.toLowerCase() : name;
+    if (this.keep && !this.keep.has(key)) return;
+    this.current.set(key, own(text.slice(eq + 1, end)));
   }
 }
 

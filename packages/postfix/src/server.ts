@@ -18,7 +18,7 @@ import {
   withinBudget,
 } from '@mxguard/core';
 import { LRUCache } from 'lru-cache';
-import { type MappingOptions, sessionOf } from './attributes.js';
+import { type MappingOptions, READ_ATTRIBUTES, sessionOf } from './attributes.js';
 import {
   deferIfPermitAction,
   formatAnswer,
@@ -239,6 +239,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     maxLineLength: limits.maxLineLength ?? 4096,
     maxAttributes: limits.maxAttributes ?? 100,
   };
+  const parserOptions = { ...parserLimits, keep: READ_ATTRIBUTES };
   requirePositiveIntegers(
     {
       maxConnections,
@@ -435,7 +436,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
       socket.destroy();
       return;
     }
-    const parser = new RequestParser(parserLimits);
+    const parser = new RequestParser(parserOptions);
     let busy = false;
     let closed = false;
     // The client has half-closed: answer what it sent, then close our side.

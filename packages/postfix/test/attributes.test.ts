@@ -1,4 +1,4 @@
-import { rdnsOf, sessionOf } from '@mxguard/postfix';
+import { formatRequest, type PolicyRequest, READ_ATTRIBUTES, RequestParser, rdnsOf, sessionOf } from '@mxguard/postfix';
 import { describe, expect, it } from 'vitest';
 import { rcptRequest } from './helpers.js';
 
@@ -83,5 +83,52 @@ describe('rdnsOf: what "unknown" means', () => {
   it('leaves rdns undefined when Postfix sent no names, and uses client_name alone from old Postfix', () => {
     expect(r(undefined, undefined)).toBeUndefined();
     expect(r('mx.example.org', undefined)).toEqual({ names: ['mx.example.org'], verified: 'mx.example.org' });
+  });
+});
+
+describe('READ_ATTRIBUTES', () => {
+  // The policy server's parser keeps only these: an attribute sessionOf reads and this set lacks
+  // would be lost to it without a word.
+  class Recording extends Map<string, string> {
+    readonly asked = new Set<string>();
+    override get(k: string) {
+      this.asked.add(k);
+      return super.get(k);
+    }
+    override has(k: string) {
+      this.asked.add(k);
+      return super.has(k);
+    }
+  }
+  const variants: Record<string, string>[] = [
+    {},
+    { sasl_username: 'alice', encryption_protocol: 'TLSv1.3', recipient_count: '2', queue_id: 'ABC' },
+    { protocol_state: 'CONNECT', client_name: 'unknown', reverse_client_name: 'unknown' },
+    { protocol_state: 'END-OF-MESSAGE', sender: '' },
+    { client_name: 'mail.example.net.', reverse_client_name: 'other.example.net' },
+  ];
+
+  it('holds every attribute sessionOf reads', () => {
+    for (const v of variants) {
+      const r = new Recording(Object.entries(rcptRequest(v)));
+      sessionOf(r);
+      sessionOf(r, { unknownName: 'absent' });
+      for (const k of r.asked) expect(READ_ATTRIBUTES.has(k), k).toBe(true);
+    }
+  });
+
+  it('a request parsed keeping only them maps to the same session', () => {
+    for (const v of variants) {
+      const bytes = Buffer.from(formatRequest(rcptRequest(v)));
+      const all = new RequestParser();
+      const kept = new RequestParser({ keep: READ_ATTRIBUTES });
+      all.feed(bytes);
+      kept.feed(bytes);
+      const a = all.take();
+      const k = kept.take();
+      expect(a && k).toBeTruthy();
+      expect(k?.size).toBeLessThan(a?.size ?? 0);
+      expect(sessionOf(k as PolicyRequest)).toEqual(sessionOf(a as PolicyRequest));
+    }
   });
 });

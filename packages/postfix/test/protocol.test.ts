@@ -129,3 +129,41 @@ describe('answers', () => {
     expect(formatAnswer('DUNNO\n\naction=OK')).toBe('action=DUNNO action=OK\n\n');
   });
 });
+
+describe('attribute names', () => {
+  // The parser checks names character by character; it must accept exactly what the protocol's
+  // word pattern accepts, and store them in lower case, on both of its paths (ASCII chunks decoded
+  // whole, others line by line).
+  const WORD = /^[A-Za-z0-9_.-]{1,64}$/;
+  const alphabet = 'aZ09_.-@ =\u00e9/:Az';
+  let seed = 7;
+  const rnd = (k: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % k;
+  };
+  const names = ['request', 'Client_Address', 'a', 'x'.repeat(64), 'x'.repeat(65), '', 'ü', 'a b'];
+  for (let i = 0; i < 400; i++) {
+    let n = '';
+    const len = 1 + rnd(8);
+    for (let j = 0; j < len; j++) n += alphabet[rnd(alphabet.length)];
+    names.push(n);
+  }
+  it.each([
+    ['ASCII', ''],
+    ['UTF-8', 'é'],
+  ])('accepts a name as the word pattern does, in lower case (%s chunk)', (_what, value) => {
+    for (const name of names) {
+      if (name.includes('=') || name === '') continue;
+      const p = new RequestParser();
+      let ok = true;
+      try {
+        p.feed(Buffer.from(`${name}=v${value}\n\n`));
+      } catch (err) {
+        expect((err as ProtocolError).code).toBe('bad-name');
+        ok = false;
+      }
+      expect(ok, name).toBe(WORD.test(name));
+      if (ok) expect(p.take()?.get(name.toLowerCase()), name).toBe(`v${value}`);
+    }
+  });
+});
