@@ -128,6 +128,26 @@ describe('MxguardMetrics in a registry of your own', () => {
     expect(text).toContain('mxguard_dns_lookups_total{list="zen.test",via="query",outcome="found"} 1');
     expect(text).toContain('mxguard_dns_lookups_total{list="none",via="cache",outcome="notfound"} 1');
   });
+
+  it('counts a store operation that answers at once (a memory store read), and one that throws', async () => {
+    const registry = new Registry();
+    const metrics = new MxguardMetrics(registry);
+    const store = {
+      scoreNow(k: string): number {
+        if (k === 'bad') throw new Error('broken');
+        return k.length;
+      },
+      close: async () => {},
+    };
+    const measured = metrics.instrumentStore('reputation', store);
+    expect(measured.scoreNow('abc')).toBe(3);
+    expect(measured.scoreNow('abcd')).toBe(4);
+    expect(() => measured.scoreNow('bad')).toThrow('broken');
+    const text = await registry.metrics();
+    expect(text).toContain('mxguard_store_operations_total{store="reputation",outcome="ok"} 2');
+    expect(text).toContain('mxguard_store_operations_total{store="reputation",outcome="error"} 1');
+    expect(text).toContain('mxguard_store_seconds_count{store="reputation"} 3');
+  });
 });
 
 describe('the --http listener', () => {

@@ -56,6 +56,56 @@ describe.each([
     c.close();
   });
 
+  it('answers requests that arrive, each in its own write, while one is judged: in order', async () => {
+    // The first request is held in its check until the others have been sent, one write each, so
+    // they arrive while the connection is busy: it stops reading, and reads on once answered.
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    let entered!: () => void;
+    const inside = new Promise<void>((r) => (entered = r));
+    const slow = await startPolicyServer({
+      listen: kind === 'tcp' ? { host: '127.0.0.1', port: 0 } : { path: join(dir, 'slow.sock') },
+      chain: chain([
+        {
+          name: 'gate',
+          stage: 'rcpt',
+          async run(s) {
+            if (s.rcptTo === 'first@example.com') {
+              entered();
+              await gate;
+            }
+            return { action: 'next' };
+          },
+        },
+        byRecipient,
+      ]),
+      log,
+    });
+    try {
+      const c = await PolicyClient.open(slow);
+      const answers = [c.askRaw(formatRequest(rcptRequest({ recipient: 'first@example.com' })))];
+      await inside;
+      for (const r of ['reject', 'ok', 'bob', 'defer']) {
+        answers.push(c.askRaw(formatRequest(rcptRequest({ recipient: `${r}@example.com` }))));
+        await new Promise((res) => setTimeout(res, 20));
+      }
+      open();
+      expect(await Promise.all(answers)).toEqual([
+        'DUNNO',
+        '550 5.7.1 go away (by-recipient)',
+        'OK',
+        'DUNNO',
+        '451 4.7.1 come back later (by-recipient)',
+      ]);
+      // And the connection reads on: one more, asked and answered.
+      expect(await c.ask(rcptRequest({ recipient: 'ok@example.com' }))).toBe('OK');
+      c.close();
+      await c.closed;
+    } finally {
+      await slow.close();
+    }
+  });
+
   it('answers a client that half-closes after its request, then closes', async () => {
     const c = await PolicyClient.open(server);
     const answer = c.askRaw(formatRequest(rcptRequest({ recipient: 'reject@example.com' })));

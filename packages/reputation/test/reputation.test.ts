@@ -189,6 +189,41 @@ describe('reputation check', () => {
     if (v.action !== 'next') expect(v.reply.code).toBe(451);
   });
 
+  it('reads a memory store at once (scoreNow), with the verdicts it gives when awaited', async () => {
+    const clock = new ManualClock(1_700_000_000_000);
+    const store = new MemoryReputationStore();
+    // The same records seen as a store over the network sees them: only the async interface.
+    const remote: ReputationStore = {
+      score: (...a) => store.score(...a),
+      addScore: (...a) => store.addScore(...a),
+      hit: (...a) => store.hit(...a),
+      lock: (...a) => store.lock(...a),
+      lockedUntil: (...a) => store.lockedUntil(...a),
+      close: async () => {},
+    };
+    const local = createReputation({ store, clock });
+    const far = createReputation({ store: remote, clock });
+    for (let i = 1; i <= 32; i++) {
+      await local.recordOutcome(session(`192.0.2.${i}`), rejected());
+      for (const client of ['192.0.2.1', '192.0.2.200', '198.51.100.1']) {
+        const now = local.check.run(session(client), ctx(clock));
+        const later = far.check.run(session(client), ctx(clock));
+        expect(now).not.toBeInstanceOf(Promise);
+        expect(later).toBeInstanceOf(Promise);
+        expect(now).toEqual(await later);
+      }
+    }
+    // A memory store that fails: the verdict of a store failure, at once.
+    const failing = new MemoryReputationStore();
+    failing.scoreNow = () => {
+      throw new Error('gone');
+    };
+    const f = createReputation({ store: failing, clock, onStoreError: 'defer' });
+    const v = f.check.run(session('192.0.2.1'), ctx(clock));
+    expect(v).not.toBeInstanceOf(Promise);
+    expect(v).toMatchObject({ action: 'defer', reply: { code: 451 } });
+  });
+
   it('refuses inconsistent thresholds', () => {
     const clock = new ManualClock(0);
     const store = new MemoryReputationStore();
