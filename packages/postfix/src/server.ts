@@ -269,6 +269,35 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
   let connectionIds = 0;
   let requests = 0;
 
+  /**
+   * Answers not yet written, by connection. Those made in one turn of the event loop go out at its
+   * end, one write after another (`writeAll`), rather than each in the middle of the turn's
+   * judging: measured, about a tenth less CPU a request at thousands of requests a second
+   * (docs/PERFORMANCE.md). An answer waits only for the rest of its turn. A connection we close has
+   * its answer written first (`writeNow`). At most one entry a connection.
+   */
+  const unwritten = new Map<Socket, string>();
+  let writing = false;
+  function writeSoon(socket: Socket, text: string): void {
+    const held = unwritten.get(socket);
+    unwritten.set(socket, held === undefined ? text : held + text);
+    if (!writing) {
+      writing = true;
+      setImmediate(writeAll);
+    }
+  }
+  function writeAll(): void {
+    writing = false;
+    for (const [s, text] of unwritten) if (!s.destroyed) s.write(text);
+    unwritten.clear();
+  }
+  function writeNow(socket: Socket): void {
+    const text = unwritten.get(socket);
+    if (text === undefined) return;
+    unwritten.delete(socket);
+    if (!socket.destroyed) socket.write(text);
+  }
+
   function limitHit(limit: string): void {
     try {
       options.onLimit?.(limit);
@@ -420,6 +449,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
       'policy connection closed: longest idle, slot needed',
     );
     sockets.delete(s);
+    writeNow(s);
     s.destroy();
     return true;
   }
@@ -460,7 +490,10 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     const lifeTimer = setTimeout(() => {
       log.info({ conn, ms: connectionLifetime }, 'policy connection lifetime reached: closed');
       expired = true;
-      if (!busy) socket.destroy();
+      if (!busy) {
+        writeNow(socket);
+        socket.destroy();
+      }
     }, connectionLifetime);
     idleTimer.unref();
     lifeTimer.unref();
@@ -472,6 +505,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
       clearTimeout(idleTimer);
       clearTimeout(lifeTimer);
       if (sockets.get(socket)?.conn === conn) sockets.delete(socket);
+      unwritten.delete(socket);
     });
 
     // Requests on one connection are answered in order, one at a time, as Postfix sends them.
@@ -489,14 +523,16 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
           entry.last = ++requests;
           const action = await answer(req, conn);
           if (closed) return;
-          socket.write(formatAnswer(action));
+          writeSoon(socket, formatAnswer(action));
           idleTimer.refresh();
         }
       } finally {
         busy = false;
         if (!closed) {
-          if (expired) socket.end();
-          else if (ended) socket.end();
+          if (expired || ended) {
+            writeNow(socket);
+            socket.end();
+          }
           else if (held) {
             held = false;
             socket.resume();
@@ -506,7 +542,10 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     };
     socket.on('end', () => {
       ended = true;
-      if (!busy) socket.end();
+      if (!busy) {
+        writeNow(socket);
+        socket.end();
+      }
     });
 
     socket.on('data', (chunk: Buffer) => {

@@ -106,6 +106,42 @@ describe.each([
     }
   });
 
+  it('answers a client that half-closes while its request is judged, then closes', async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    let entered!: () => void;
+    const inside = new Promise<void>((r) => (entered = r));
+    const slow = await startPolicyServer({
+      listen: kind === 'tcp' ? { host: '127.0.0.1', port: 0 } : { path: join(dir, 'slow-end.sock') },
+      chain: chain([
+        {
+          name: 'gate',
+          stage: 'rcpt',
+          async run() {
+            entered();
+            await gate;
+            return { action: 'next' };
+          },
+        },
+        byRecipient,
+      ]),
+      log,
+    });
+    try {
+      const c = await PolicyClient.open(slow);
+      const answer = c.askRaw(formatRequest(rcptRequest({ recipient: 'reject@example.com' })));
+      await inside;
+      c.socket.end();
+      // The end reaches the server while it judges; the answer must still go out before its FIN.
+      await new Promise((r) => setTimeout(r, 50));
+      open();
+      expect(await answer).toBe('550 5.7.1 go away (by-recipient)');
+      await c.closed;
+    } finally {
+      await slow.close();
+    }
+  });
+
   it('answers a client that half-closes after its request, then closes', async () => {
     const c = await PolicyClient.open(server);
     const answer = c.askRaw(formatRequest(rcptRequest({ recipient: 'reject@example.com' })));
