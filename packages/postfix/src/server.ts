@@ -323,11 +323,14 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
       let session = mapped.session;
       const instance = req.get('instance');
       let state: InstanceState | undefined;
+      // A transaction seen for the first time is cached once judged, at its size then: one set,
+      // not a set now and a delete and set once its recipient is added.
+      let fresh = false;
       if (instance) {
         state = instances.get(instance);
         if (!state) {
           state = { recipients: [], recipientBytes: 0 };
-          instances.set(instance, state);
+          fresh = true;
         }
       }
       if (enrich) {
@@ -384,11 +387,12 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
         // Set again so the cache counts what it grew by (and drops the least recently used past
         // maxInstanceBytes). One that alone would exceed the total is dropped (never at the defaults).
         // (lru-cache sizes an entry only when it is set with a new value, hence the delete.)
-        if (instance && instances.peek(instance) === state) {
+        if (instance && !fresh && instances.peek(instance) === state) {
           instances.delete(instance);
           instances.set(instance, state);
         }
       }
+      if (instance && state && fresh) instances.set(instance, state);
       const action = actionOf(decision, acceptAs);
       // The decision line of every adapter; the session is Postfix's instance (one SMTP transaction).
       // The record gets `conn` added, not copied into a new object with it: once a request.
