@@ -38,8 +38,7 @@ const record = () =>
   );
 
 /** The time of a line, JSON or text, replaced so two lines can be compared. */
-const untimed = (line: string) =>
-  line.replace(/"time":"[^"]+"/, '"time":"T"').replace(/^\S+ /, 'T ');
+const untimed = (line: string) => line.replace(/"time":"[^"]+"/, '"time":"T"').replace(/^\S+ /, 'T ');
 
 /** The line `decision` writes and the line pino writes, from one logger (one hash key). */
 function both(format: LogFormat, privacy: Privacy, rec: object): [string, string] {

@@ -142,15 +142,21 @@ export function sessionOf(req: PolicyRequest, options: MappingOptions = {}): Map
   if (enc !== undefined) s.tls = enc !== '';
   const sasl = nonEmpty(req.get('sasl_username'));
   if (sasl !== undefined) s.authUser = sasl;
+  // Made only when there is a flag to carry.
   let flags: Record<string, string | number> | undefined;
   const instance = nonEmpty(req.get('instance'));
   if (instance !== undefined) flags = { postfixInstance: instance };
   const queueId = nonEmpty(req.get('queue_id'));
-  if (queueId !== undefined) (flags ??= {}).postfixQueueId = queueId;
+  if (queueId !== undefined) {
+    flags ??= {};
+    flags.postfixQueueId = queueId;
+  }
   const countText = req.get('recipient_count');
   const count = Number(countText);
-  if (countText !== undefined && Number.isInteger(count) && count >= 0)
-    (flags ??= {}).postfixRecipientCount = count;
+  if (countText !== undefined && Number.isInteger(count) && count >= 0) {
+    flags ??= {};
+    flags.postfixRecipientCount = count;
+  }
   if (flags) s.flags = flags;
   return { ok: true, session: s };
 }

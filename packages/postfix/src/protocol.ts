@@ -65,7 +65,8 @@ function nameCase(text: string, start: number, end: number): number {
   let upper = 0;
   for (let i = start; i < end; i++) {
     const c = text.charCodeAt(i);
-    if ((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x5f || c === 0x2e || c === 0x2d) continue;
+    if ((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x5f || c === 0x2e || c === 0x2d)
+      continue;
     if (c >= 0x41 && c <= 0x5a) upper = 1;
     else return -1;
   }

@@ -536,8 +536,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
           if (expired || ended) {
             writeNow(socket);
             socket.end();
-          }
-          else if (held) {
+          } else if (held) {
             held = false;
             socket.resume();
           }

@@ -1,4 +1,11 @@
-import { formatRequest, type PolicyRequest, READ_ATTRIBUTES, RequestParser, rdnsOf, sessionOf } from '@mxguard/postfix';
+import {
+  formatRequest,
+  type PolicyRequest,
+  READ_ATTRIBUTES,
+  RequestParser,
+  rdnsOf,
+  sessionOf,
+} from '@mxguard/postfix';
 import { describe, expect, it } from 'vitest';
 import { rcptRequest } from './helpers.js';
 

@@ -6,12 +6,12 @@ import {
   currentDeadline,
   DEADLINE_GRACE_MS,
   decisionRecord,
-  logDecision as writeDecisionLine,
   logTraceOf,
   reply as makeReply,
   requirePositiveIntegers,
   settleBy,
   withinBudget,
+  logDecision as writeDecisionLine,
 } from '@mxguard/core';
 import type { SMTPServer, SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import {
