@@ -28,6 +28,34 @@ describe.each([
     await rm(dir, { recursive: true, force: true });
   });
 
+  /**
+   * A server whose chain holds each request `holds` picks (by recipient) until `open()`: `inside`
+   * settles once one is held. byRecipient then answers as the shared server does.
+   */
+  async function gated(sock: string, holds: (rcpt: string | undefined) => boolean) {
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    let entered!: () => void;
+    const inside = new Promise<void>((r) => (entered = r));
+    const gateCheck = {
+      name: 'gate',
+      stage: 'rcpt' as const,
+      async run(s: Session) {
+        if (holds(s.rcptTo)) {
+          entered();
+          await gate;
+        }
+        return { action: 'next' as const };
+      },
+    };
+    const server = await startPolicyServer({
+      listen: kind === 'tcp' ? { host: '127.0.0.1', port: 0 } : { path: join(dir, sock) },
+      chain: chain([gateCheck, byRecipient]),
+      log,
+    });
+    return { server, inside, open };
+  }
+
   it('answers each verdict with the action Postfix needs', async () => {
     const c = await PolicyClient.open(server);
     const ask = (local: string) => c.ask(rcptRequest({ recipient: `${local}@example.com` }));
@@ -59,28 +87,7 @@ describe.each([
   it('answers requests that arrive, each in its own write, while one is judged: in order', async () => {
     // The first request is held in its check until the others have been sent, one write each, so
     // they arrive while the connection is busy: it stops reading, and reads on once answered.
-    let open!: () => void;
-    const gate = new Promise<void>((r) => (open = r));
-    let entered!: () => void;
-    const inside = new Promise<void>((r) => (entered = r));
-    const slow = await startPolicyServer({
-      listen: kind === 'tcp' ? { host: '127.0.0.1', port: 0 } : { path: join(dir, 'slow.sock') },
-      chain: chain([
-        {
-          name: 'gate',
-          stage: 'rcpt',
-          async run(s) {
-            if (s.rcptTo === 'first@example.com') {
-              entered();
-              await gate;
-            }
-            return { action: 'next' };
-          },
-        },
-        byRecipient,
-      ]),
-      log,
-    });
+    const { server: slow, inside, open } = await gated('slow.sock', (r) => r === 'first@example.com');
     try {
       const c = await PolicyClient.open(slow);
       const answers = [c.askRaw(formatRequest(rcptRequest({ recipient: 'first@example.com' })))];
@@ -107,26 +114,7 @@ describe.each([
   });
 
   it('answers a client that half-closes while its request is judged, then closes', async () => {
-    let open!: () => void;
-    const gate = new Promise<void>((r) => (open = r));
-    let entered!: () => void;
-    const inside = new Promise<void>((r) => (entered = r));
-    const slow = await startPolicyServer({
-      listen: kind === 'tcp' ? { host: '127.0.0.1', port: 0 } : { path: join(dir, 'slow-end.sock') },
-      chain: chain([
-        {
-          name: 'gate',
-          stage: 'rcpt',
-          async run() {
-            entered();
-            await gate;
-            return { action: 'next' };
-          },
-        },
-        byRecipient,
-      ]),
-      log,
-    });
+    const { server: slow, inside, open } = await gated('slow-end.sock', () => true);
     try {
       const c = await PolicyClient.open(slow);
       const answer = c.askRaw(formatRequest(rcptRequest({ recipient: 'reject@example.com' })));
