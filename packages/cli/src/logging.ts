@@ -171,6 +171,17 @@ export function createLog(settings: LogSettings): CliLog {
   );
   const decisions = logger.isLevelEnabled('info');
   const pid = process.pid;
+  // The time of a line, made once a millisecond (at thousands of lines a second, several share it).
+  let ms = 0;
+  let iso = '';
+  const now = () => {
+    const t = Date.now();
+    if (t !== ms) {
+      ms = t;
+      iso = new Date(t).toISOString();
+    }
+    return iso;
+  };
   const log: Logger = {
     debug: (obj, msg) => logger.debug(obj, msg),
     info: (obj, msg) => logger.info(obj, msg),
@@ -182,7 +193,7 @@ export function createLog(settings: LogSettings): CliLog {
     decision: (record) => {
       if (!decisions) return;
       const fields = JSON.stringify(redactor.record(record as Record<string, unknown>)).slice(1, -1);
-      const line = `{"level":"info","time":"${new Date().toISOString()}","pid":${pid}${fields ? `,${fields}` : ''},"msg":"decision"}\n`;
+      const line = `{"level":"info","time":"${now()}","pid":${pid}${fields ? `,${fields}` : ''},"msg":"decision"}\n`;
       out.write(text ? textLine(line, settings.name) : line);
     },
   };

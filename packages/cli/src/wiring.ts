@@ -156,14 +156,23 @@ export class StorePool {
   }
 }
 
-/** The same chain, telling the hub about every evaluation with its time and duration. */
-export function observedBy(inner: Chain, hub: DecisionHub, clock: { now(): number }): Chain {
+/**
+ * The same chain, telling the hub about every evaluation with its time and duration; `feed` (the
+ * reputation's) is told first, in the same step, rather than by a layer of its own.
+ */
+export function observedBy(
+  inner: Chain,
+  hub: DecisionHub,
+  clock: { now(): number },
+  feed?: (s: Session, d: Decision) => void,
+): Chain {
   return {
     ...inner,
     // A `then`, not an async function: one promise an evaluation, not two.
     evaluate(session, extra) {
       const start = performance.now();
       return inner.evaluate(session, extra).then((decision) => {
+        feed?.(session, decision);
         hub.emit({ session, decision, at: clock.now(), seconds: (performance.now() - start) / 1000 });
         return decision;
       });
@@ -422,13 +431,18 @@ export async function createRuntime(config: MxguardConfig, options: RuntimeOptio
     throw new ConfigError('mode', `must be "enforce" or "warn" (a dry run), got ${JSON.stringify(mode)}`);
   }
   // The reputation hears what the chain decided, also in a dry run: it is part of the judging.
-  const judged = observed(built.chain, onDecision);
-  const enforced = mode === 'warn' ? dryRun(judged) : judged;
   // The observers (metrics, status page) see what was done: in a dry run, `would` says the rest.
-  const policy = {
-    ...built,
-    chain: options.observers ? observedBy(enforced, options.observers, clock) : enforced,
-  };
+  // Enforcing, the reputation hears the same decision they do, in their step.
+  let judging: Chain;
+  if (mode === 'warn') {
+    const dry = dryRun(observed(built.chain, onDecision));
+    judging = options.observers ? observedBy(dry, options.observers, clock) : dry;
+  } else {
+    judging = options.observers
+      ? observedBy(built.chain, options.observers, clock, onDecision)
+      : observed(built.chain, onDecision);
+  }
+  const policy = { ...built, chain: judging };
   if (mode === 'warn')
     notes.push('mode warn: a dry run, every session is judged and logged, nothing is refused');
   // An adapter's finding on the wire (early talker, pipelining without PIPELINING) is held against
