@@ -12,6 +12,7 @@ import type {
   ReverseDns,
   Session,
   TableEnv,
+  Verdict,
 } from '@mxguard/core';
 import {
   bindFactories,
@@ -236,11 +237,14 @@ async function whenReady(store: object, what: string, log: Logger, ms = 5000): P
     log.warn({ store: what }, 'store not reachable yet; its checks apply their failure outcome');
 }
 
+/** What an offline check says, every time: one frozen verdict, not one a session. */
+const OFFLINE: Verdict = Object.freeze(next('skipped: offline (no DNS)'));
+
 function offlineCheck(name: string): Check {
   return {
     name,
     stage: 'connect',
-    run: () => next('skipped: offline (no DNS)'),
+    run: () => OFFLINE,
   };
 }
 
