@@ -16,7 +16,18 @@ export interface LogSettings {
   readonly name: string;
   /** Write each line before returning (tests, short commands). @default false: buffered, non-blocking */
   readonly sync?: boolean;
+  /**
+   * Bytes of lines held while the destination is behind (a stalled disk or pipe); past it, lines
+   * are dropped and counted, and a line says how many once a second ({@link LOG_BEHIND_MS}).
+   * @default 67_108_864 (64 MiB)
+   */
+  readonly maxBuffered?: number;
 }
+
+/** Bytes of log lines held while the destination is behind, by default. */
+export const LOG_BUFFER_BYTES = 64 * 1024 * 1024;
+/** How often, while lines are being dropped, a line says how many were. */
+export const LOG_BEHIND_MS = 1000;
 
 /** A pino logger as the core's Logger, with what the process needs to end and rotate it. */
 export interface CliLog {
@@ -145,6 +156,7 @@ export function createLog(settings: LogSettings): CliLog {
     dest: settings.file ?? 2,
     sync: settings.sync ?? false,
     mkdir: settings.file !== undefined,
+    maxLength: settings.maxBuffered ?? LOG_BUFFER_BYTES,
   });
   // A log file that cannot be opened again (logrotate left its directory unwritable) or written is
   // said on stderr; the process goes on judging mail, writing to the file it had open, rather than
@@ -154,6 +166,24 @@ export function createLog(settings: LogSettings): CliLog {
       `mxguard: log file ${settings.file}: ${err instanceof Error ? err.message : String(err)}\n`,
     );
   if (settings.file !== undefined) dest.on('error', fileFailed);
+  // Lines the destination could not hold: counted, and said once a second while it lasts, in the
+  // log (written once the destination catches up) and on stderr when the log is a file.
+  let dropped = 0;
+  let behind: NodeJS.Timeout | undefined;
+  dest.on('drop', (data: unknown) => {
+    const text = String(data);
+    let n = 0;
+    for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
+    dropped += Math.max(1, n);
+    behind ??= setTimeout(() => {
+      behind = undefined;
+      const lines = dropped;
+      dropped = 0;
+      const what = `log destination behind: ${lines} lines dropped`;
+      if (settings.file !== undefined) process.stderr.write(`mxguard: log file ${settings.file}: ${what}\n`);
+      logger.error({ dropped: lines, maxBuffered: settings.maxBuffered ?? LOG_BUFFER_BYTES }, what);
+    }, LOG_BEHIND_MS).unref();
+  });
   const text = settings.format === 'text';
   const out = settings.sync ? dest : batched(dest);
   const logger = pino(

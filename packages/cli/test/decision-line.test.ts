@@ -3,8 +3,8 @@
  * `info(record, 'decision')`, byte for byte but the time: JSON and text, at every privacy level,
  * with a reason and a trace that carry addresses, and nothing below the log level.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { closeSync, constants, mkdtempSync, openSync, readFileSync, readSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decisionRecord } from '@mxguard/core';
@@ -110,4 +110,57 @@ describe('log lines at exit', () => {
       );
     });
   }
+});
+
+describe('a log destination that falls behind', () => {
+  it('holds at most maxBuffered bytes, drops and counts the rest, and says how many', async () => {
+    // A FIFO whose reader does not read: the pipe fills and the destination's write waits, as on a
+    // stalled disk. Nothing is lost without a word: every line is written or counted as dropped.
+    const fifo = join(dir, 'behind.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    const cli = createLog({
+      level: 'info',
+      format: 'json',
+      file: fifo,
+      privacy: 'full',
+      name: 'x',
+      maxBuffered: 256 * 1024,
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    const heapBefore = process.memoryUsage().heapUsed;
+    const sent = 20_000;
+    for (let i = 0; i < sent; i++) {
+      cli.log.decision?.({ event: 'decision', n: i, pad: 'x'.repeat(200) });
+      if (i % 500 === 499) await new Promise((r) => setTimeout(r, 12));
+    }
+    // 20,000 lines of some 300 bytes (6 MB) against a bound of 256 kB.
+    expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(32 * 1024 * 1024);
+    // Now the reader reads: what was held comes out, then the line that counts the dropped ones.
+    // Read until a report has come and nothing more for longer than a report's period.
+    let text = '';
+    const buf = Buffer.alloc(1 << 16);
+    const deadline = Date.now() + 20_000;
+    let last = Date.now();
+    while (Date.now() < deadline && !(text.includes('lines dropped') && Date.now() - last > 1500)) {
+      try {
+        const n = readSync(reader, buf);
+        text += buf.toString('utf8', 0, n);
+        last = Date.now();
+      } catch {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
+    closeSync(reader);
+    const lines = text.split('\n').filter((l) => l.startsWith('{'));
+    const written = lines.filter((l) => l.includes('"msg":"decision"')).length;
+    const reports = lines
+      .filter((l) => l.includes('lines dropped'))
+      .map((l) => (JSON.parse(l) as { dropped: number }).dropped);
+    expect(reports.length).toBeGreaterThan(0);
+    const dropped = reports.reduce((a, b) => a + b, 0);
+    expect(dropped).toBeGreaterThan(0);
+    expect(written).toBeLessThan(sent);
+    expect(written + dropped).toBe(sent);
+  }, 40_000);
 });
