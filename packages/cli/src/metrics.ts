@@ -370,6 +370,12 @@ export class MxguardMetrics {
     const okKey = `${name} ok`;
     const failedKey = `${name} error`;
     const failed = () => ({ store: name, outcome: 'error' });
+    /** One operation that began at `start`, done: counted by outcome and timed. */
+    const done = (succeeded: boolean, start: number) => {
+      if (succeeded) tally.add(okKey, ok);
+      else tally.add(failedKey, failed);
+      seconds.add(name, labels, (performance.now() - start) / 1000);
+    };
     // One wrapper a method, made at its first use, not one a call.
     const wrappers = new Map<PropertyKey, unknown>();
     return new Proxy(store, {
@@ -385,25 +391,21 @@ export class MxguardMetrics {
           try {
             r = (v as (...a: unknown[]) => unknown).apply(target, args);
           } catch (err) {
-            tally.add(failedKey, failed);
-            seconds.add(name, labels, (performance.now() - start) / 1000);
+            done(false, start);
             throw err;
           }
           // A method that answers at once (a memory store's `scoreNow`) is counted as it returns.
           if (!(r instanceof Promise)) {
-            tally.add(okKey, ok);
-            seconds.add(name, labels, (performance.now() - start) / 1000);
+            done(true, start);
             return r;
           }
           return r.then(
             (value) => {
-              tally.add(okKey, ok);
-              seconds.add(name, labels, (performance.now() - start) / 1000);
+              done(true, start);
               return value;
             },
             (err: unknown) => {
-              tally.add(failedKey, failed);
-              seconds.add(name, labels, (performance.now() - start) / 1000);
+              done(false, start);
               throw err;
             },
           );
