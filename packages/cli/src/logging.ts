@@ -97,8 +97,12 @@ export function textLine(json: string, name: string): string {
 /** A destination that takes lines. */
 interface Lines {
   write(line: string): unknown;
+}
+
+/** Lines held for a batch (see {@link batched}). */
+interface Batch extends Lines {
   /** Hands what is held on at once (before a synchronous flush). */
-  flush?(): void;
+  flush(): void;
 }
 
 /** The batches of this process, handed on when it exits (see {@link batched}). */
@@ -112,7 +116,7 @@ const batches = new Set<() => void>();
  * it has handed its lines on, and at `exit` (process.exit) they are handed on before the
  * destination's own last synchronous flush.
  */
-function batched(dest: Lines): Required<Lines> {
+function batched(dest: Lines): Batch {
   let held: string[] = [];
   let timer: NodeJS.Timeout | undefined;
   const flush = () => {
@@ -185,7 +189,9 @@ export function createLog(settings: LogSettings): CliLog {
     }, LOG_BEHIND_MS).unref();
   });
   const text = settings.format === 'text';
-  const out = settings.sync ? dest : batched(dest);
+  // Synchronous (tests, short commands): each line written as it comes, no batch.
+  const batch = settings.sync ? undefined : batched(dest);
+  const out: Lines = batch ?? dest;
   const logger = pino(
     {
       level: settings.level,
@@ -240,7 +246,7 @@ export function createLog(settings: LogSettings): CliLog {
     },
     flush: () => {
       try {
-        out.flush?.();
+        batch?.flush();
         dest.flushSync();
       } catch {
         // Not open yet (nothing written): nothing to flush.
