@@ -174,6 +174,7 @@ export class MxguardMetrics {
   readonly reloads: Counter<'outcome'>;
   readonly #decisionTally = new Tally<'check' | 'action' | 'code' | 'stage' | 'mode'>();
   readonly #reputationTally = new Tally<'tier'>();
+  readonly #greylistTally = new Tally<'outcome'>();
   readonly #storeTally = new Tally<'store' | 'outcome'>();
   readonly #lookupTally = new Tally<'list' | 'via' | 'outcome'>();
   readonly #decisionBins = new Bins<'stage'>(DECISION_BUCKETS);
@@ -251,6 +252,9 @@ export class MxguardMetrics {
       help: 'Greylist outcomes: new, early, expired-restart, passed, whitelisted-client, allowlisted',
       labelNames: ['outcome'],
       registers,
+      collect() {
+        self.#greylistTally.flush(this);
+      },
     });
     this.reputation = new Counter({
       name: `${p}reputation_tiers_total`,
@@ -325,7 +329,7 @@ export class MxguardMetrics {
 
   /** Counts a greylist outcome (the greylist check's `onDecision`). */
   greylistOutcome(outcome: string): void {
-    this.greylist.inc({ outcome });
+    this.#greylistTally.add(outcome, () => ({ outcome }));
   }
 
   /** Counts a finding on the wire (an adapter's `onFlag`); a connection limit is a limit hit too. */

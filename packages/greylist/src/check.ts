@@ -173,7 +173,7 @@ export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): 
       const m = /(?:^|[:;,])delay=(\d{1,7})$/.exec(d.tag);
       if (m) delay = Math.max(delay, Number(m[1]) * 1000);
     }
-    return delay === policy.delay ? policy : { ...policy, delay };
+    return delay === policy.delay ? policy : Object.assign({}, policy, { delay });
   };
 
   return {
@@ -196,7 +196,15 @@ export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): 
       const byRcpt = byClient === undefined ? recipients(rcpt) : undefined;
       const allowedBy = byClient ?? byRcpt;
       if (allowedBy !== undefined) {
-        emit(ctx, { outcome: 'allowlisted', allowedBy }, session, sender, rcpt, doubts, now);
+        emit(ctx, {
+          outcome: 'allowlisted',
+          allowedBy,
+          clientAddress: session.clientAddress,
+          sender,
+          recipient: rcpt,
+          doubts,
+          now,
+        });
         return next(
           `greylist: ${byClient !== undefined ? 'client' : 'recipient'} allowlisted by ${allowedBy}`,
           [{ check: name, tag: 'allowlisted' }],
@@ -213,19 +221,16 @@ export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): 
     },
   };
 
-  function emit(
-    ctx: CheckContext,
-    e: Omit<GreylistEvent, 'clientAddress' | 'sender' | 'recipient' | 'doubts' | 'now'>,
-    session: Session,
-    sender: string,
-    recipient: string,
-    doubts: readonly Finding[],
-    now: number,
-  ): void {
+  /**
+   * Counts a decision and tells `onDecision`. The caller writes the whole event as one literal: an
+   * object spread with properties added (`{...e, now}`) was measured at a tenth of a policy
+   * server's CPU with every triplet greylisted (V8 cloned it on its slow path each time).
+   */
+  function emit(ctx: CheckContext, e: GreylistEvent): void {
     stats.outcomes[e.outcome]++;
     if (!options.onDecision) return;
     try {
-      options.onDecision({ ...e, clientAddress: session.clientAddress, sender, recipient, doubts, now });
+      options.onDecision(e);
     } catch (err) {
       ctx.log.error({ check: name, err: String(err) }, 'greylist: onDecision failed');
     }
@@ -266,7 +271,16 @@ export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): 
         { check: name, tag: 'store-error' },
       ]);
     }
-    emit(ctx, { outcome: decision.outcome, key, decision }, session, sender, rcpt, doubts, now);
+    emit(ctx, {
+      outcome: decision.outcome,
+      key,
+      decision,
+      clientAddress: session.clientAddress,
+      sender,
+      recipient: rcpt,
+      doubts,
+      now,
+    });
     if (decision.outcome === 'passed' || decision.outcome === 'whitelisted-client') {
       const how =
         decision.outcome === 'whitelisted-client'
