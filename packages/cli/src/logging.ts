@@ -173,14 +173,16 @@ export function createLog(settings: LogSettings): CliLog {
   // Lines the destination could not hold: counted, and said once a second while it lasts, in the
   // log (written once the destination catches up) and on stderr when the log is a file.
   let dropped = 0;
-  let behind: NodeJS.Timeout | undefined;
+  let reporting = false;
   dest.on('drop', (data: unknown) => {
     const text = String(data);
     let n = 0;
     for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
     dropped += Math.max(1, n);
-    behind ??= setTimeout(() => {
-      behind = undefined;
+    if (reporting) return;
+    reporting = true;
+    setTimeout(() => {
+      reporting = false;
       const lines = dropped;
       dropped = 0;
       const what = `log destination behind: ${lines} lines dropped`;
