@@ -106,7 +106,9 @@ export class Redactor {
       out.trace = out.trace.map((s: unknown) => {
         if (s === null || typeof s !== 'object') return s;
         const step = s as Record<string, unknown>;
-        return typeof step.reason === 'string' ? { ...step, reason: this.text(step.reason, client) } : step;
+        return typeof step.reason === 'string'
+          ? Object.assign({}, step, { reason: this.text(step.reason, client) })
+          : step;
       });
     }
     return out as T;

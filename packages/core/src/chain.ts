@@ -154,7 +154,7 @@ function finish(
   let v = verdict;
   let by = check;
   if (pending && (!v || v.action === 'accept')) {
-    v = { ...pending.verdict, ifPermit: false };
+    v = Object.assign({}, pending.verdict, { ifPermit: false });
     by = pending.check;
   }
   if (!v || by === undefined) return { action: 'next', trace, findings };
@@ -357,6 +357,7 @@ export function dryRun(inner: Chain): Chain {
     if (d.reason !== undefined) would.reason = d.reason;
     return { action: 'next', trace: d.trace, findings: d.findings, would };
   }
+  // spread: once
   return {
     ...inner,
     evaluate,

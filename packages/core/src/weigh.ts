@@ -77,9 +77,10 @@ export function weigh(options: WeighOptions): Check {
       const reason = `score ${total} (${detail || 'nothing found'}) against reject ${options.reject}${
         options.defer !== undefined ? ` / defer ${options.defer}` : ''
       }`;
-      if (total >= options.reject) return { ...reject(rejectReply, reason), findings: own };
+      // Object.assign: a spread given keys of its own is slow in Node 20 (docs/DECISIONS.md).
+      if (total >= options.reject) return Object.assign(reject(rejectReply, reason), { findings: own });
       if (options.defer !== undefined && total >= options.defer)
-        return { ...defer(deferReply, reason), findings: own };
+        return Object.assign(defer(deferReply, reason), { findings: own });
       return next(reason, own);
     },
   };

@@ -49,6 +49,7 @@ export function clientAllowlist(entries: readonly string[]): ClientAllowlist {
     const net = parseNet(e);
     if (net) {
       nets.push({ net, entry: e });
+      // spread: once
       if (net[0].kind() === 'ipv4') v4.push({ ...v4Mask(net[0] as IPv4, net[1]), entry: e });
       continue;
     }

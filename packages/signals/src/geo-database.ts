@@ -274,6 +274,7 @@ export class GeoDatabase implements GeoLookup {
   }
 
   #make(buf: Buffer, signature: string): Loaded {
+    // spread: once
     return { ...parse(buf, this.path, this.#cache), signature };
   }
 
@@ -390,6 +391,7 @@ export class GeoDatabases {
     const key = resolve(path);
     let db = this.#open.get(key);
     if (!db) {
+      // spread: once
       db = new GeoDatabase({ ...this.options, path: key });
       this.#open.set(key, db);
     }

@@ -155,7 +155,7 @@ export function geoCheck(options: GeoCheckOptions): Check {
       options.reply ??
       reply(554, '5.7.1', `Service unavailable; mail from your location is not accepted here`);
     const v = hit(name, action, r, why, tag, missScore);
-    return { ...v, findings: [...info, ...(v.findings ?? []), ...extra] };
+    return Object.assign({}, v, { findings: [...info, ...(v.findings ?? []), ...extra] });
   };
 
   return {

@@ -123,6 +123,7 @@ export function osFingerprintCheck(options: OsFingerprintOptions): Check {
   if (!options.p0f || typeof options.p0f.query !== 'function') {
     throw new TypeError('os-fingerprint: p0f must be a P0fClient (or anything with query(address))');
   }
+  // spread: once
   const scores = prefixTable({ ...DEFAULT_OS_SCORES, ...(options.scores ?? {}) });
   const desktop = (options.desktop ?? DEFAULT_DESKTOP_OS).map((d) => String(d).toLowerCase());
   const action = options.action ?? 'score';

@@ -122,9 +122,9 @@ export function relayDelivery(options: RelayOptions): RelayDelivery {
     return new Promise((resolve, reject) => {
       const socket = socketTo(target);
       const conn = new SMTPConnection({
+        lmtp: target.protocol === 'lmtp',
         ...(target.host !== undefined ? { host: target.host, port: target.port } : {}),
         ...(socket ? { connection: socket } : {}),
-        lmtp: target.protocol === 'lmtp',
         name: options.hostname,
         ignoreTLS: true,
         connectionTimeout: timeoutMs,

@@ -31,6 +31,7 @@ export class RedisCalloutStore implements CalloutStore {
       this.owned = false;
     } else {
       // Commands wait for the first connection, then fail at once while Redis is down.
+      // spread: once
       this.redis = failFastRedis({
         ...(options.url !== undefined ? { url: options.url } : {}),
         queueUntilFirstConnection: true,

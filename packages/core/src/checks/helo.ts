@@ -46,7 +46,9 @@ type HeloForm =
 function heloForm(helo: string): HeloForm {
   const lit = parseHeloLiteral(helo);
   if (lit)
-    return lit.valid ? { kind: 'literal', valid: true, address: lit.address } : { ...lit, kind: 'literal' };
+    return lit.valid
+      ? { kind: 'literal', valid: true, address: lit.address }
+      : { kind: 'literal', valid: false, reason: lit.reason };
   // One root dot is stripped first, as Postfix's dup_if_truncate(): `192.0.2.1.` is still a bare IP.
   const name = stripRootDot(helo);
   const ip = parseIp(name);

@@ -124,6 +124,7 @@ export async function storeFromConfig(config: unknown, env: StoreEnv = {}): Prom
     const maxClients = num('maxClients');
     const maxTripletBytes = num('maxTripletBytes');
     const maxClientBytes = num('maxClientBytes');
+    // spread: once
     const store = memoryStore({
       ...(file !== undefined ? { file } : {}),
       ...(saveInterval !== undefined ? { saveInterval: saveInterval * 1000 } : {}),

@@ -152,7 +152,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
     async inspect(triplet, client) {
       const t = triplets.get(triplet);
       const c = clients.get(client);
-      return { ...(t ? { triplet: t } : {}), ...(c ? { client: c } : {}) };
+      return Object.assign({}, t ? { triplet: t } : {}, c ? { client: c } : {});
     },
     save(path = options.file) {
       if (path === undefined) return Promise.reject(new TypeError('memoryStore.save: no file given'));

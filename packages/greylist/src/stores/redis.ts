@@ -124,6 +124,7 @@ export function redisStore(options: RedisStoreOptions = {}): RedisStore {
   const own = options.client === undefined;
   const client =
     options.client ??
+    // spread: once
     failFastRedis({
       ...(options.url !== undefined ? { url: options.url } : {}),
       ...(options.commandTimeout !== undefined ? { commandTimeout: options.commandTimeout } : {}),

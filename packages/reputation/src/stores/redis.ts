@@ -87,6 +87,7 @@ export class RedisReputationStore implements ReputationStore {
       this.owned = false;
     } else {
       // Commands wait for the first connection, then fail at once while Redis is down.
+      // spread: once
       this.redis = failFastRedis({
         ...(options.url !== undefined ? { url: options.url } : {}),
         queueUntilFirstConnection: true,
