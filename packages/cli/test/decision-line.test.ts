@@ -112,6 +112,31 @@ describe('log lines at exit', () => {
   }
 });
 
+describe('lines in batches of bytes', () => {
+  it('writes every line whole and in order: multi-byte text, lines across chunks, a line longer than a chunk', async () => {
+    const file = join(dir, 'bytes.log');
+    const cli = createLog({ level: 'info', format: 'json', file, privacy: 'full', name: 'x' });
+    const texts = ['ascii', 'é ✓ 名前', '𝄞 two units', 'x'.repeat(70_000), `${'ü'.repeat(40_000)}end`];
+    const sent: string[] = [];
+    // 3,000 lines of 70-80 kB (one of 40,000 characters in 80 kB) and of a few bytes: several 64 kB chunks a batch, and lines that
+    // do not fit what is left of one.
+    for (let i = 0; i < 3000; i++) {
+      const t = texts[i % texts.length] as string;
+      sent.push(t);
+      if (i % 2 === 0) cli.log.decision?.({ event: 'decision', n: i, t });
+      else cli.log.info({ n: i, t }, 'info');
+      if (i % 500 === 0) await new Promise((r) => setTimeout(r, 15));
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    cli.flush();
+    const lines = readFileSync(file, 'utf8').trimEnd().split('\n');
+    expect(lines).toHaveLength(3000);
+    const got = lines.map((l) => JSON.parse(l) as { n: number; t: string });
+    expect(got.map((o) => o.n)).toEqual(sent.map((_, i) => i));
+    expect(got.map((o) => o.t)).toEqual(sent);
+  });
+});
+
 describe('a log destination that falls behind', () => {
   it('holds at most maxBuffered bytes, drops and counts the rest, and says how many', async () => {
     // A FIFO whose reader does not read: the pipe fills and the destination's write waits, as on a
