@@ -306,3 +306,50 @@ describe('classifyPtr on bad input', () => {
     );
   });
 });
+
+describe('the name read in place, as the patterns define it', () => {
+  // The classifier reads labels and words character by character; these are the patterns it
+  // stands for. A name they refuse is `unknown` for that reason, and the words are the runs
+  // between `[.\-_0-9]`.
+  const LABEL = /^[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?$/;
+  const notHostName = (name: string): boolean => {
+    const fqdn = name.toLowerCase().replace(/\.$/, '');
+    if (fqdn.length === 0 || fqdn.length > 253) return true;
+    return fqdn.split('.').some((l) => l.length === 0 || l.length > 63 || !LABEL.test(l));
+  };
+  const char = fc.constantFrom(...'ab09-_.Z!é'.split(''), 'mail', 'dyn', 'pool', '1-2-3-4');
+  it('refuses exactly the names the label pattern refuses', () => {
+    fc.assert(
+      fc.property(fc.array(char, { minLength: 1, maxLength: 30 }), (parts) => {
+        const name = parts.join('');
+        const c = classifyPtr('192.0.2.1', name);
+        const refused = c.class === 'unknown' && c.evidence[0] === 'name is not a host name';
+        expect(refused).toBe(notHostName(name));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('finds the words the separator pattern splits out', () => {
+    // A pool word anywhere in the host part, between any separators, makes the name dynamic.
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom('.', '-', '_', '0', '42'), { minLength: 1, maxLength: 3 }),
+        fc.array(fc.constantFrom('.', '-', '_', '7'), { minLength: 1, maxLength: 3 }),
+        (before, after) => {
+          const name = `host${before.join('')}dyn${after.join('')}x.example.net`.replace(/\.\./g, '.');
+          const c = classifyPtr('192.0.2.1', name);
+          if (notHostName(name)) return;
+          const words = name
+            .split('.')
+            .slice(0, -2)
+            .join('.')
+            .split(/[.\-_0-9]+/);
+          expect(words).toContain('dyn');
+          expect(c.class).toBe('dynamic');
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+});

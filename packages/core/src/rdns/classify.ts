@@ -44,8 +44,35 @@ const MAX_NAME = 253;
 const MAX_LABEL = 63;
 /** Longest IP text we parse (a full IPv6 with an embedded IPv4 and a zone fits easily). */
 const MAX_IP = 64;
-/** Letters, digits, hyphen; underscore is tolerated because some PTR zones carry it. */
-const LABEL = /^[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?$/;
+/**
+ * A label of lower-case letters, digits, hyphen and underscore (tolerated because some PTR zones
+ * carry it), neither starting nor ending with a hyphen: `/^[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?$/`,
+ * read character by character (a regular expression a label was a sixth of a classification).
+ */
+function isLabel(name: string, start: number, end: number): boolean {
+  if (end <= start || end - start > MAX_LABEL) return false;
+  if (name.charCodeAt(start) === 0x2d || name.charCodeAt(end - 1) === 0x2d) return false;
+  for (let i = start; i < end; i++) {
+    const c = name.charCodeAt(i);
+    if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x5f || c === 0x2d)) return false;
+  }
+  return true;
+}
+
+/** True when `s[start..end)` is all ASCII digits (and not empty). */
+function allDigits(s: string, start: number, end: number): boolean {
+  if (end <= start) return false;
+  for (let i = start; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return false;
+  }
+  return true;
+}
+
+/** True for the characters that separate the words of a host part: `.`, `-`, `_` and digits. */
+function separates(c: number): boolean {
+  return c === 0x2e || c === 0x2d || c === 0x5f || (c >= 0x30 && c <= 0x39);
+}
 
 /**
  * Words that say the address belongs to a dynamically assigned pool. They beat mail and static
@@ -372,8 +399,6 @@ function findV6(host: string, parts: readonly number[]): { full?: string; partia
   return {};
 }
 
-const TOKEN_SEPARATORS = /[.\-_0-9]+/;
-
 function addOnce(list: string[], t: string): void {
   if (!list.includes(t)) list.push(t);
 }
@@ -398,14 +423,22 @@ export function classifyPtr(ip: string | ParsedIp, name: string): PtrClassificat
   if (name.length > MAX_NAME + 1) return unknown(`name longer than ${MAX_NAME} characters`);
   const addr = parseIp(ip);
   if (!addr) return unknown('client address is not an IP address');
-  const fqdn = name.toLowerCase().replace(/\.$/, '');
+  const lower = name.toLowerCase();
+  const fqdn = lower.endsWith('.') ? lower.slice(0, -1) : lower;
   if (fqdn.length === 0 || fqdn.length > MAX_NAME) return unknown('name is not a host name');
-  const labels = fqdn.split('.');
-  for (const l of labels) {
-    if (l.length === 0 || l.length > MAX_LABEL || !LABEL.test(l)) return unknown('name is not a host name');
+  // The labels read in place: where the last one starts, and how many there are.
+  let labels = 0;
+  let lastStart = 0;
+  for (let start = 0; start <= fqdn.length; ) {
+    let end = fqdn.indexOf('.', start);
+    if (end < 0) end = fqdn.length;
+    if (!isLabel(fqdn, start, end)) return unknown('name is not a host name');
+    labels++;
+    lastStart = start;
+    start = end + 1;
   }
-  if (labels.length < 2) return unknown('name has a single label');
-  if (/^\d+$/.test(labels[labels.length - 1] ?? '')) return unknown('name is an address, not a host name');
+  if (labels < 2) return unknown('name has a single label');
+  if (allDigits(fqdn, lastStart, fqdn.length)) return unknown('name is an address, not a host name');
 
   let registrable: string | null = null;
   let host = '';
@@ -426,8 +459,13 @@ export function classifyPtr(ip: string | ParsedIp, name: string): PtrClassificat
   const access: string[] = [];
   const generic: string[] = [];
   const fixed: string[] = [];
-  for (const t of host.split(TOKEN_SEPARATORS)) {
-    if (t.length === 0) continue;
+  // The words: runs of the characters that do not separate them (`[.\-_0-9]`), read in place.
+  for (let i = 0; i < host.length; ) {
+    while (i < host.length && separates(host.charCodeAt(i))) i++;
+    const from = i;
+    while (i < host.length && !separates(host.charCodeAt(i))) i++;
+    if (i === from) continue;
+    const t = host.slice(from, i);
     if (isMailToken(t)) addOnce(mail, t);
     if (POOL_WORDS.has(t)) addOnce(pool, t);
     if (ACCESS_WORDS.has(t)) addOnce(access, t);
