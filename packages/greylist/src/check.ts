@@ -187,9 +187,16 @@ export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): 
       const rcpt = session.rcptTo;
       const sender = session.mailFrom;
       if (rcpt === undefined || sender === undefined) return next('greylist: no recipient yet');
-      const now = ctx.clock.now();
       const doubts = doubtsOf(ctx.findings);
 
+      // Cheap first: with nothing doubting the client, selective mode lets it by whatever the
+      // allowlists say, so they are not read (a tenth of a microsecond to a microsecond a request,
+      // the provider list's name suffixes). `allowlisted` counts the clients they kept from a delay.
+      if (mode === 'selective' && doubts.length === 0) {
+        stats.undoubted++;
+        return next('greylist: nothing doubts this client');
+      }
+      const now = ctx.clock.now();
       // The client address parsed once a session (core's memo), shared with the other checks.
       const parsed = clientIp(session);
       const byClient = clients.match(session.clientAddress, session.rdns?.verified, parsed);
@@ -209,10 +216,6 @@ export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): 
           `greylist: ${byClient !== undefined ? 'client' : 'recipient'} allowlisted by ${allowedBy}`,
           [{ check: name, tag: 'allowlisted' }],
         );
-      }
-      if (mode === 'selective' && doubts.length === 0) {
-        stats.undoubted++;
-        return next('greylist: nothing doubts this client');
       }
       if (parsed === null) {
         return next(`greylist: client address ${JSON.stringify(session.clientAddress)} is not an IP address`);
