@@ -515,6 +515,8 @@ export function policyServerOptions(
     log: rt.log,
     clock: rt.clock,
     limits: { ...where.limits, requestTimeout: where.budget ?? POLICY_BUDGET },
+    // Without a resolver (--offline) no check makes a lookup that reads the deadline.
+    deadlineContext: rt.resolverTiming !== undefined,
     ...(enrich ? { enrich } : {}),
     ...(where.onLimit ? { onLimit: where.onLimit } : {}),
     ...(where.logTrace ? { logTrace: where.logTrace } : {}),

@@ -105,6 +105,22 @@ describe('the wiring of `mxguard policy`', () => {
     }
   });
 
+  it('carries the deadline in the async context only when there is a resolver to read it', async () => {
+    expect(policyServerOptions(rt, { listen: { host: '127.0.0.1', port: 0 } }).deadlineContext).toBe(true);
+    const offline = await createRuntime(
+      { ourDomains: ['example.com'] },
+      { offline: true, log: memoryLogger() },
+    );
+    try {
+      expect(offline.resolverTiming).toBeUndefined();
+      expect(policyServerOptions(offline, { listen: { host: '127.0.0.1', port: 0 } }).deadlineContext).toBe(
+        false,
+      );
+    } finally {
+      await offline.close();
+    }
+  });
+
   it('an enrich whose lookups never answer is cut at the budget: the session carries an unknown rDNS', async () => {
     dns.fault = 'drop';
     dns.delay = 0;

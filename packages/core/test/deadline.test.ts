@@ -36,6 +36,36 @@ describe('withinBudget', () => {
     expect(performance.now() - started).toBeLessThan(150 + MARGIN);
   });
 
+  it('without the context (work with no lookups): the same budget, no deadline to read', async () => {
+    const started = performance.now();
+    const seen: unknown[] = [];
+    const r = await withinBudget(
+      100,
+      async () => {
+        seen.push(currentDeadline());
+        return never<string>();
+      },
+      () => 'late',
+      { graceMs: 50, context: false },
+    );
+    expect(seen).toEqual([undefined]);
+    expect(r).toEqual({ value: 'late', expired: true, late: true });
+    expect(performance.now() - started).toBeLessThan(150 + MARGIN);
+    // In time, the value and not expired, as with the context.
+    expect(
+      await withinBudget(
+        1000,
+        async () => 'done',
+        () => 'late',
+        { context: false },
+      ),
+    ).toEqual({
+      value: 'done',
+      expired: false,
+      late: false,
+    });
+  });
+
   it('a failure of the work is the caller’s to handle', async () => {
     await expect(
       withinBudget(

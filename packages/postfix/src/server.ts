@@ -134,6 +134,14 @@ export interface PolicyServerOptions extends MappingOptions {
    */
   readonly onLimit?: (limit: string) => void;
   /**
+   * Whether each request's deadline is carried in the asynchronous context, for the DNS lookups
+   * its chain makes (`currentDeadline`; see `BudgetOptions.context` in core). Give `false` when
+   * the chain makes none (`mxguard policy --offline`): about 5 µs a request less. With an
+   * `enrich` the context is carried whatever this says. Every answer keeps its time budget.
+   * @default true
+   */
+  readonly deadlineContext?: boolean;
+  /**
    * How an `accept` verdict is answered. `OK` ends Postfix's restriction list with a permit, so the
    * policy service must come after `reject_unauth_destination` (or every accept is a relay
    * permit); `DUNNO` lets Postfix's later restrictions decide.
@@ -234,6 +242,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
   const maxRecipientBytes = limits.maxRecipientBytes ?? 256 * 1024;
   const requestTimeout = limits.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT;
   const acceptAs = options.acceptAs ?? 'OK';
+  const deadlineContext = options.deadlineContext ?? true;
   const logRecord = { trace: logTraceOf(options.logTrace, 'startPolicyServer') };
   const parserLimits = {
     maxLineLength: limits.maxLineLength ?? 4096,
@@ -421,6 +430,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
       requestTimeout,
       () => judge(req, conn),
       () => UNAVAILABLE,
+      { context: deadlineContext || current.enrich !== undefined },
     ).then((r) => {
       if (r.late || r.expired) budgetRanOut(r, conn);
       return r.value;

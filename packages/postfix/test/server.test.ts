@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Chain, chain, ManualClock, type Session } from '@mxguard/core';
+import { type Chain, chain, currentDeadline, ManualClock, type Session } from '@mxguard/core';
 import { formatRequest, type PolicyServer, startPolicyServer, UNAVAILABLE } from '@mxguard/postfix';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -239,6 +239,60 @@ describe('limits and failures', () => {
     }
     const errors = log.lines.filter((l) => l.level === 'error').map((l) => l.msg);
     expect(errors).toEqual(['policy evaluation failed', 'policy enrich failed', 'policy request timed out']);
+  });
+
+  it('deadlineContext: the lookups read the deadline by default; without it, none, and the budget holds', async () => {
+    const log = memoryLogger();
+    // A check that says whether it found a deadline, and one that never answers.
+    const reads: Chain = {
+      ...testChain,
+      evaluate: async () => ({
+        action: 'next',
+        trace: [],
+        findings: [],
+        reason: currentDeadline() ? 'deadline' : 'none',
+      }),
+    };
+    const hanging: Chain = { ...testChain, evaluate: () => new Promise(() => {}) };
+    const seen: string[] = [];
+    for (const deadlineContext of [undefined, true, false]) {
+      const server = await startPolicyServer({
+        listen: { host: '127.0.0.1', port: 0 },
+        chain: reads,
+        log: { ...log, decision: (r) => seen.push(String((r as { reason?: string }).reason)) },
+        ...(deadlineContext === undefined ? {} : { deadlineContext }),
+      });
+      const client = await PolicyClient.open(server);
+      expect(await client.ask(rcptRequest())).toBe('DUNNO');
+      client.close();
+      await server.close();
+    }
+    expect(seen).toEqual(['deadline', 'deadline', 'none']);
+    // An enrich reads it (settleBy): the context is carried for it whatever the option says.
+    const enriched = await startPolicyServer({
+      listen: { host: '127.0.0.1', port: 0 },
+      chain: reads,
+      enrich: async () => ({}),
+      log: { ...log, decision: (r) => seen.push(String((r as { reason?: string }).reason)) },
+      deadlineContext: false,
+    });
+    const c1 = await PolicyClient.open(enriched);
+    expect(await c1.ask(rcptRequest())).toBe('DUNNO');
+    c1.close();
+    await enriched.close();
+    expect(seen.at(-1)).toBe('deadline');
+    // Without the context, a chain that hangs is still answered when the budget runs out.
+    const server = await startPolicyServer({
+      listen: { host: '127.0.0.1', port: 0 },
+      chain: hanging,
+      log,
+      limits: { requestTimeout: 100 },
+      deadlineContext: false,
+    });
+    const client = await PolicyClient.open(server);
+    expect(await client.ask(rcptRequest())).toBe(UNAVAILABLE);
+    client.close();
+    await server.close();
   });
 
   it('rejects bad limits at start', async () => {
