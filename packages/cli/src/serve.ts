@@ -363,6 +363,8 @@ export function gatewayOptions(
     port: where.port,
     clock: rt.clock,
     budgetMs: where.budget ?? DEFAULT_BUDGET_MS,
+    // Without a resolver (--offline) no check makes a lookup that reads the deadline.
+    deadlineContext: rt.resolverTiming !== undefined,
     recipientDomains: site.ourDomains,
     // Our own networks are exempt from the per-client connection limits.
     ourNetworks: site.ourNetworks,

@@ -85,3 +85,16 @@ describe('slow DNS through the gateway, 10 clients at once', () => {
     }, 60_000);
   }
 });
+
+describe('the wiring of `mxguard serve`', () => {
+  it('carries the deadline in the async context only when there is a resolver to read it', async () => {
+    const where = { spoolDir: dir, host: '127.0.0.1', port: 0 };
+    expect(gatewayOptions(rt, where).deadlineContext).toBe(true);
+    const offline = await createRuntime({ ourDomains: ['example.com'] }, { offline: true, log });
+    try {
+      expect(gatewayOptions(offline, where).deadlineContext).toBe(false);
+    } finally {
+      await offline.close();
+    }
+  });
+});

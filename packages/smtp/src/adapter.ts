@@ -81,6 +81,14 @@ export interface SmtpAdapterOptions {
    */
   readonly budgetMs?: number;
   /**
+   * Whether each answer's deadline is carried in the asynchronous context, for the DNS lookups
+   * its chain makes (`currentDeadline`; see `BudgetOptions.context` in core). Give `false` when
+   * the chain makes none (`mxguard serve --offline`). With an `enrich` the context is carried
+   * whatever this says. Every answer keeps its time budget.
+   * @default true
+   */
+  readonly deadlineContext?: boolean;
+  /**
    * Evaluate the chain when the client connects (before the greeting), refusing the connection on a
    * reject/defer. Only useful with a chain built with `delayReject: false`; with delay-reject (the
    * default, as Postfix's `smtpd_delay_reject = yes`) connect checks are judged at RCPT anyway.
@@ -290,6 +298,8 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
   const { chain, log } = options;
   const enrichTimeoutMs = options.enrichTimeoutMs ?? 10_000;
   const budgetMs = options.budgetMs ?? DEFAULT_BUDGET_MS;
+  // The deadline in the async context only where a lookup may read it (an enrich always may).
+  const context = (options.deadlineContext ?? true) || options.enrich !== undefined;
   for (const [k, v] of Object.entries({ enrichTimeoutMs, budgetMs })) {
     if (!Number.isFinite(v) || v <= 0)
       throw new TypeError(`${k} must be a number of milliseconds > 0, got ${v}`);
@@ -515,7 +525,7 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
     what: string,
     cid: string,
   ): Promise<T> {
-    const r = await withinBudget(budgetMs, work, late);
+    const r = await withinBudget(budgetMs, work, late, { context });
     if (r.late) {
       log.error({
         event: 'decision-late',

@@ -58,6 +58,8 @@ export interface GatewayOptions {
   readonly enrichTimeoutMs?: number;
   /** See {@link SmtpAdapterOptions.budgetMs}. @default 10000 */
   readonly budgetMs?: number;
+  /** See {@link SmtpAdapterOptions.deadlineContext}. @default true */
+  readonly deadlineContext?: boolean;
   /** See {@link SmtpAdapterOptions.evaluateConnect}. @default false */
   readonly evaluateConnect?: boolean;
   /** See {@link SmtpAdapterOptions.earlyTalkers}. @default 'flag' */
@@ -271,6 +273,7 @@ function generation(options: GatewayOptions, limits?: ConnectionLimits): Generat
     ...(options.enrich ? { enrich: options.enrich } : {}),
     ...(options.enrichTimeoutMs !== undefined ? { enrichTimeoutMs: options.enrichTimeoutMs } : {}),
     ...(options.budgetMs !== undefined ? { budgetMs: options.budgetMs } : {}),
+    ...(options.deadlineContext !== undefined ? { deadlineContext: options.deadlineContext } : {}),
     ...(options.evaluateConnect !== undefined ? { evaluateConnect: options.evaluateConnect } : {}),
     ...(options.earlyTalkers ? { earlyTalkers: options.earlyTalkers } : {}),
     ...(options.maxHeaderBytes !== undefined ? { maxHeaderBytes: options.maxHeaderBytes } : {}),

@@ -5,7 +5,7 @@
  * refused. Timings bound answers from above only: MARGIN 1000 ms over budget + 250 ms grace, for a
  * loaded machine.
  */
-import { type Check, chain, next } from '@mxguard/core';
+import { type Check, chain, currentDeadline, next } from '@mxguard/core';
 import { FakeResolver, heloResolves } from '@mxguard/dns';
 import { type GatewayOptions, smtpServerHooks } from '@mxguard/smtp';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -41,6 +41,37 @@ describe('the budget of a command answer', () => {
     expect(reply).toMatch(/^451 4\.3\.0 /);
     expect(ms).toBeLessThan(300 + GRACE + MARGIN);
     expect(log.events('decision-late')).toEqual([expect.objectContaining({ hook: 'rcpt', ms: 300 + GRACE })]);
+  });
+
+  it('deadlineContext false: the checks find no deadline to read, and the budget still holds', async () => {
+    const found: boolean[] = [];
+    const reads: Check = {
+      name: 'reads',
+      stage: 'rcpt',
+      run: async () => {
+        found.push(currentDeadline() !== undefined);
+        return next();
+      },
+    };
+    for (const deadlineContext of [true, false]) {
+      const { gw } = await gateway({ chain: chain([reads]), deadlineContext });
+      const c = await RawClient.open(gw.port);
+      await c.line();
+      await c.cmd('EHLO c.example.net');
+      await c.cmd('MAIL FROM:<a@sender.test>');
+      expect(await c.cmd('RCPT TO:<user@example.com>')).toMatch(/^250 /);
+      c.close();
+    }
+    expect(found).toEqual([true, false]);
+    const { gw } = await gateway({ chain: chain([hangs]), budgetMs: 300, deadlineContext: false });
+    const c = await RawClient.open(gw.port);
+    await c.line();
+    await c.cmd('EHLO c.example.net');
+    await c.cmd('MAIL FROM:<a@sender.test>');
+    const { reply, ms } = await timedCmd(c, 'RCPT TO:<user@example.com>');
+    c.close();
+    expect(reply).toMatch(/^451 4\.3\.0 /);
+    expect(ms).toBeLessThan(300 + GRACE + MARGIN);
   });
 
   it('DNS held forever by a resolver that ignores deadlines is late too, and still a 4xx', async () => {
