@@ -29,6 +29,19 @@ async function timedCmd(c: RawClient, line: string): Promise<{ reply: string; ms
   return { reply, ms: performance.now() - started };
 }
 
+/** A client's RCPT after greeting, EHLO and MAIL: its reply and how long it took. */
+async function rcptReply(port: number): Promise<{ reply: string; ms: number }> {
+  const c = await RawClient.open(port);
+  try {
+    await c.line();
+    await c.cmd('EHLO c.example.net');
+    await c.cmd('MAIL FROM:<a@sender.test>');
+    return await timedCmd(c, 'RCPT TO:<user@example.com>');
+  } finally {
+    c.close();
+  }
+}
+
 describe('the budget of a command answer', () => {
   it('a check that never answers: 451 4.3.0 after budget plus grace, logged as late', async () => {
     const { gw, log } = await gateway({ chain: chain([hangs]), budgetMs: 300 });
@@ -55,21 +68,11 @@ describe('the budget of a command answer', () => {
     };
     for (const deadlineContext of [true, false]) {
       const { gw } = await gateway({ chain: chain([reads]), deadlineContext });
-      const c = await RawClient.open(gw.port);
-      await c.line();
-      await c.cmd('EHLO c.example.net');
-      await c.cmd('MAIL FROM:<a@sender.test>');
-      expect(await c.cmd('RCPT TO:<user@example.com>')).toMatch(/^250 /);
-      c.close();
+      expect((await rcptReply(gw.port)).reply).toMatch(/^250 /);
     }
     expect(found).toEqual([true, false]);
     const { gw } = await gateway({ chain: chain([hangs]), budgetMs: 300, deadlineContext: false });
-    const c = await RawClient.open(gw.port);
-    await c.line();
-    await c.cmd('EHLO c.example.net');
-    await c.cmd('MAIL FROM:<a@sender.test>');
-    const { reply, ms } = await timedCmd(c, 'RCPT TO:<user@example.com>');
-    c.close();
+    const { reply, ms } = await rcptReply(gw.port);
     expect(reply).toMatch(/^451 4\.3\.0 /);
     expect(ms).toBeLessThan(300 + GRACE + MARGIN);
   });
@@ -77,12 +80,7 @@ describe('the budget of a command answer', () => {
   it('DNS held forever by a resolver that ignores deadlines is late too, and still a 4xx', async () => {
     const dns = new FakeResolver().hold(new Promise(() => {}));
     const { gw } = await gateway({ chain: chain([heloResolves(dns)]), budgetMs: 300 });
-    const c = await RawClient.open(gw.port);
-    await c.line();
-    await c.cmd('EHLO c.example.net');
-    await c.cmd('MAIL FROM:<a@sender.test>');
-    const { reply, ms } = await timedCmd(c, 'RCPT TO:<user@example.com>');
-    c.close();
+    const { reply, ms } = await rcptReply(gw.port);
     expect(reply).toMatch(/^4\d\d /);
     expect(ms).toBeLessThan(300 + GRACE + MARGIN);
   });
