@@ -408,7 +408,11 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
           instances.set(instance, state);
         }
       }
-      if (instance && state && fresh) instances.set(instance, state);
+      // A new transaction is cached only when it has something to remember: a recipient let
+      // through, or its enrich in flight. One whose recipient was refused or deferred (most of a
+      // spam run's) would be an empty entry a later request makes again anyway.
+      if (instance && state && fresh && (state.recipients.length > 0 || state.enriched !== undefined))
+        instances.set(instance, state);
       const action = actionOf(decision, acceptAs);
       // The decision line of every adapter; the session is Postfix's instance (one SMTP transaction).
       // The record gets `conn` added, not copied into a new object with it: once a request.

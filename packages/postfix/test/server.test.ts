@@ -397,6 +397,45 @@ describe('per-transaction cache (instance)', () => {
       await server.close();
     }
   });
+
+  it('caches a new transaction only when it has a recipient to remember', async () => {
+    // One transaction's room: refused transactions (a spam run's) must not push out the one that
+    // has a recipient.
+    const seen: (readonly string[] | undefined)[] = [];
+    const recorder = chain([
+      {
+        name: 'record',
+        stage: 'rcpt',
+        run(s) {
+          seen.push(s.recipients);
+          return { action: 'next' };
+        },
+      },
+      byRecipient,
+    ]);
+    const server = await startPolicyServer({
+      listen: { host: '127.0.0.1', port: 0 },
+      chain: recorder,
+      log: memoryLogger(),
+      limits: { maxInstances: 1 },
+    });
+    try {
+      const c = await PolicyClient.open(server);
+      const ask = (instance: string, recipient: string, count: number) =>
+        c.ask(rcptRequest({ instance, recipient, recipient_count: String(count) }));
+      expect(await ask('a', 'a@example.com', 0)).toBe('DUNNO');
+      for (let i = 0; i < 5; i++) {
+        expect(await ask(`spam${i}`, 'reject@example.com', 0)).toMatch(/^550/);
+        expect(await ask(`slow${i}`, 'defer@example.com', 0)).toMatch(/^451/);
+      }
+      expect(await ask('a', 'b@example.com', 1)).toBe('DUNNO');
+      c.close();
+      expect(seen[0]).toBeUndefined();
+      expect(seen.at(-1)).toEqual(['a@example.com']);
+    } finally {
+      await server.close();
+    }
+  });
 });
 
 describe('garbage from clients', () => {
