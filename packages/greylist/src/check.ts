@@ -181,8 +181,9 @@ export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): 
     stage: 'rcpt',
     stats,
     policy,
-    // Synchronous until the store is asked: a session the greylist lets by at once (allowlisted,
-    // nothing doubts it) costs no promise and no trip round the microtask queue.
+    // Synchronous unless the store must be waited for: a session the greylist lets by at once
+    // (allowlisted, nothing doubts it) or decides from a memory store costs no promise and no trip
+    // round the microtask queue.
     run(session: Session, ctx: CheckContext): Verdict | Promise<Verdict> {
       const rcpt = session.rcptTo;
       const sender = session.mailFrom;
@@ -239,8 +240,11 @@ export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): 
     }
   }
 
-  /** The store's decision on the session's triplet, as a verdict. */
-  async function ask(
+  /**
+   * The store's decision on the session's triplet, as a verdict: at once from a store that has
+   * `decideNow` (the memory store), through a promise from one that must wait (Redis).
+   */
+  function ask(
     session: Session,
     ctx: CheckContext,
     parsed: ParsedIp,
@@ -248,32 +252,53 @@ export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): 
     rcpt: string,
     doubts: readonly Finding[],
     now: number,
-  ): Promise<Verdict> {
+  ): Verdict | Promise<Verdict> {
     const net = ipNetwork(parsed, keyOptions.ipv4Prefix ?? 24, keyOptions.ipv6Prefix ?? 64) as string;
     const key = networkTripletKey(net, sender, rcpt);
-    const clientKey = parsed.address;
-    const why = doubts.length > 0 ? `; doubt: ${doubts.map((d) => `${d.check}/${d.tag}`).join(', ')}` : '';
-
-    let decision: GreylistDecision;
+    const request = { triplet: key, client: parsed.address, policy: policyFor(doubts) };
+    const verdictOf = (decision: GreylistDecision): Verdict =>
+      decided(decision, key, session, ctx, sender, rcpt, doubts, now);
+    const failed = (err: unknown): Verdict => storeFailed(err, ctx);
+    let pending: Promise<GreylistDecision>;
     try {
-      decision = await store.decide({ triplet: key, client: clientKey, policy: policyFor(doubts) }, now);
+      if (store.decideNow) return verdictOf(store.decideNow(request, now));
+      pending = store.decide(request, now);
     } catch (err) {
-      stats.storeErrors++;
-      const msg = err instanceof Error ? err.message : String(err);
-      ctx.log.warn(
-        { check: name, store: store.kind, err: msg, outcome: onStoreError },
-        'greylist: store failed; applying onStoreError',
-      );
-      if (onStoreError === 'defer') {
-        return defer(
-          reply(451, '4.3.0', 'Temporary greylisting failure, please try again later'),
-          `greylist: store ${store.kind} failed: ${msg}`,
-        );
-      }
-      return next(`greylist: store ${store.kind} failed, passed: ${msg}`, [
-        { check: name, tag: 'store-error' },
-      ]);
+      return failed(err);
     }
+    return pending.then(verdictOf, failed);
+  }
+
+  /** A store that failed, by `onStoreError`: passed with a finding, or deferred 451 4.3.0. */
+  function storeFailed(err: unknown, ctx: CheckContext): Verdict {
+    stats.storeErrors++;
+    const msg = err instanceof Error ? err.message : String(err);
+    ctx.log.warn(
+      { check: name, store: store.kind, err: msg, outcome: onStoreError },
+      'greylist: store failed; applying onStoreError',
+    );
+    if (onStoreError === 'defer') {
+      return defer(
+        reply(451, '4.3.0', 'Temporary greylisting failure, please try again later'),
+        `greylist: store ${store.kind} failed: ${msg}`,
+      );
+    }
+    return next(`greylist: store ${store.kind} failed, passed: ${msg}`, [
+      { check: name, tag: 'store-error' },
+    ]);
+  }
+
+  /** The verdict of the store's decision on `key`, told to `onDecision` first. */
+  function decided(
+    decision: GreylistDecision,
+    key: string,
+    session: Session,
+    ctx: CheckContext,
+    sender: string,
+    rcpt: string,
+    doubts: readonly Finding[],
+    now: number,
+  ): Verdict {
     emit(ctx, {
       outcome: decision.outcome,
       key,
@@ -284,6 +309,7 @@ export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): 
       doubts,
       now,
     });
+    const why = doubts.length > 0 ? `; doubt: ${doubts.map((d) => `${d.check}/${d.tag}`).join(', ')}` : '';
     if (decision.outcome === 'passed' || decision.outcome === 'whitelisted-client') {
       const how =
         decision.outcome === 'whitelisted-client'

@@ -43,10 +43,55 @@ describe('greylist check', () => {
     const allowed = check.run(session({ rcptTo: 'postmaster@example.com' }), ctx());
     expect(allowed).not.toBeInstanceOf(Promise);
     expect(allowed).toMatchObject({ action: 'next', findings: [{ check: 'greylist', tag: 'allowlisted' }] });
-    // A doubted client's triplet goes to the store, which answers with a promise.
+    // A doubted client's triplet goes to the store: the memory store answers at once (decideNow).
     const asked = check.run(session(), ctx());
-    expect(asked).toBeInstanceOf(Promise);
-    expect(await asked).toMatchObject({ action: 'defer' });
+    expect(asked).not.toBeInstanceOf(Promise);
+    expect(asked).toMatchObject({ action: 'defer' });
+  });
+
+  it('a store without decideNow is awaited, with the same decisions and the same failures', async () => {
+    const clock = new ManualClock(T0);
+    const inner = memoryStore();
+    let fail = false;
+    const waited: GreylistStore = {
+      kind: 'waited',
+      decide: async (r, now) => {
+        if (fail) throw new Error('down');
+        return inner.decide(r, now);
+      },
+      inspect: (t, c) => inner.inspect(t, c),
+      close: () => inner.close(),
+    };
+    const now = memoryStore();
+    const ctx = (): CheckContext => ({ clock, log: silentLogger, findings: [doubt] });
+    const checks = [greylistCheck({ store: waited }, {}), greylistCheck({ store: now }, {})];
+    for (const step of [0, 100_000, 301_000]) {
+      clock.set(T0 + step);
+      const [a, b] = checks.map((c) => c.run(session(), ctx()));
+      expect(a).toBeInstanceOf(Promise);
+      expect(b).not.toBeInstanceOf(Promise);
+      expect(await a).toEqual(await b);
+    }
+    // A store that fails: passed with a finding, awaited or not.
+    fail = true;
+    expect(await checks[0]?.run(session({ rcptTo: 'x@example.com' }), ctx())).toMatchObject({
+      action: 'next',
+      findings: [{ tag: 'store-error' }],
+    });
+    const throwing = greylistCheck(
+      {
+        store: Object.assign(memoryStore(), {
+          decideNow: () => {
+            throw new Error('down');
+          },
+        }),
+      },
+      {},
+    );
+    expect(throwing.run(session(), ctx())).toMatchObject({
+      action: 'next',
+      findings: [{ tag: 'store-error' }],
+    });
   });
 
   it('selective: a doubted client is deferred 450 4.2.0 with the seconds left, the doubt named in the reason', async () => {

@@ -48,6 +48,8 @@ export interface MemoryStoreOptions {
 /** The memory store's extras: persistence by hand. */
 export interface MemoryStore extends GreylistStore {
   readonly kind: 'memory';
+  /** The decision at once: the records are in this process. */
+  decideNow(request: DecideRequest, now: number): GreylistDecision;
   /** Writes every live record to `file` (or the given path), atomically. Returns the number written. */
   save(path?: string): Promise<number>;
   /** Reads records from `file` (or the given path); a missing file is an empty store. Returns the number read. */
@@ -139,6 +141,9 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
       };
     },
     async decide(req: DecideRequest, now: number): Promise<GreylistDecision> {
+      return store.decideNow(req, now);
+    },
+    decideNow(req: DecideRequest, now: number): GreylistDecision {
       if (now > latest) latest = now;
       const s = greylistStep(
         { triplet: triplets.get(req.triplet), client: clients.get(req.client) },

@@ -21,6 +21,12 @@ export interface GreylistStore {
   readonly kind: string;
   /** Decides one triplet at `now` (ms) and stores the new records, atomically. */
   decide(request: DecideRequest, now: number): Promise<GreylistDecision>;
+  /**
+   * The same decision, at once, from a store that holds its records in this process (the memory
+   * store); absent from one that must wait (Redis). The check then needs no promise and no trip
+   * round the microtask queue (as `ReputationStore.scoreNow`). A failure throws.
+   */
+  decideNow?(request: DecideRequest, now: number): GreylistDecision;
   /** The stored records of a triplet and client, for tests and tools (`undefined` when absent). */
   inspect(
     triplet: string,
