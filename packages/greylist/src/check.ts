@@ -256,17 +256,21 @@ export function greylistCheck(env: GreylistEnv, options: GreylistOptions = {}): 
     const net = ipNetwork(parsed, keyOptions.ipv4Prefix ?? 24, keyOptions.ipv6Prefix ?? 64) as string;
     const key = networkTripletKey(net, sender, rcpt);
     const request = { triplet: key, client: parsed.address, policy: policyFor(doubts) };
-    const verdictOf = (decision: GreylistDecision): Verdict =>
-      decided(decision, key, session, ctx, sender, rcpt, doubts, now);
-    const failed = (err: unknown): Verdict => storeFailed(err, ctx);
-    let pending: Promise<GreylistDecision>;
+    // Only the store's own failure is a store failure: what follows its answer is the check's.
+    let atOnce: GreylistDecision | undefined;
+    let pending: Promise<GreylistDecision> | undefined;
     try {
-      if (store.decideNow) return verdictOf(store.decideNow(request, now));
-      pending = store.decide(request, now);
+      if (store.decideNow) atOnce = store.decideNow(request, now);
+      else pending = store.decide(request, now);
     } catch (err) {
-      return failed(err);
+      return storeFailed(err, ctx);
     }
-    return pending.then(verdictOf, failed);
+    if (pending === undefined)
+      return decided(atOnce as GreylistDecision, key, session, ctx, sender, rcpt, doubts, now);
+    return pending.then(
+      (decision) => decided(decision, key, session, ctx, sender, rcpt, doubts, now),
+      (err: unknown) => storeFailed(err, ctx),
+    );
   }
 
   /** A store that failed, by `onStoreError`: passed with a finding, or deferred 451 4.3.0. */
