@@ -551,8 +551,7 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
       return undefined;
     }
     if (r) {
-      // The record gets `cid` added, not spread into a new object with it (slow in Node 20).
-      const record = decisionRecord(
+      logDecision(
         session,
         {
           action: 'reject',
@@ -563,10 +562,7 @@ export function smtpServerHooks(options: SmtpAdapterOptions): SmtpGuard {
           findings: [],
         },
         cid,
-        logRecord,
       );
-      record.cid = cid;
-      log.info(record, 'decision');
     }
     return r;
   }

@@ -1,7 +1,13 @@
 import type { AddressInfo, Socket } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import type { Chain, Clock, Logger, LogTrace, Session } from '@mxguard/core';
-import { decisionRecord, loadOptionalPeer, reply as makeReply, systemClock } from '@mxguard/core';
+import {
+  decisionRecord,
+  loadOptionalPeer,
+  logDecision,
+  reply as makeReply,
+  systemClock,
+} from '@mxguard/core';
 import type { SMTPServer } from 'smtp-server';
 import type { Delivery, SmtpAdapterOptions, SmtpGuard } from './adapter.js';
 import { attach, stripMapped } from './adapter.js';
@@ -426,7 +432,7 @@ function defend(
       cid,
     );
     record.cid = cid;
-    options.log.info(record, 'decision');
+    logDecision(options.log, record);
     try {
       options.onFlag?.(session, 'connectionLimit');
     } catch (err) {
