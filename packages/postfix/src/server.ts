@@ -284,7 +284,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
    * end, one write after another (`writeAll`), rather than each in the middle of the turn's
    * judging: measured, about a tenth less CPU a request at thousands of requests a second
    * (docs/PERFORMANCE.md). An answer waits only for the rest of its turn. A connection we close has
-   * its answer written first (`writeNow`). At most one entry a connection.
+   * its answers written first (`closeAnswered`). At most one entry a connection.
    */
   const unwritten = new Map<Socket, string>();
   let writing = false;
@@ -301,11 +301,15 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     for (const [s, text] of unwritten) if (!s.destroyed) s.write(text);
     unwritten.clear();
   }
-  function writeNow(socket: Socket): void {
+  /** Closes a connection after the answers it is owed: `end` (a FIN after them) or `destroy`. */
+  function closeAnswered(socket: Socket, how: 'end' | 'destroy'): void {
     const text = unwritten.get(socket);
-    if (text === undefined) return;
-    unwritten.delete(socket);
-    if (!socket.destroyed) socket.write(text);
+    if (text !== undefined) {
+      unwritten.delete(socket);
+      if (!socket.destroyed) socket.write(text);
+    }
+    if (how === 'end') socket.end();
+    else socket.destroy();
   }
 
   function limitHit(limit: string): void {
@@ -474,8 +478,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
       'policy connection closed: longest idle, slot needed',
     );
     sockets.delete(s);
-    writeNow(s);
-    s.destroy();
+    closeAnswered(s, 'destroy');
     return true;
   }
 
@@ -510,15 +513,12 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
         return;
       }
       log.info({ conn, ms: idleTimeout }, 'policy connection idle: closed');
-      socket.destroy();
+      closeAnswered(socket, 'destroy');
     }, idleTimeout);
     const lifeTimer = setTimeout(() => {
       log.info({ conn, ms: connectionLifetime }, 'policy connection lifetime reached: closed');
       expired = true;
-      if (!busy) {
-        writeNow(socket);
-        socket.destroy();
-      }
+      if (!busy) closeAnswered(socket, 'destroy');
     }, connectionLifetime);
     idleTimer.unref();
     lifeTimer.unref();
@@ -555,8 +555,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
         busy = false;
         if (!closed) {
           if (expired || ended) {
-            writeNow(socket);
-            socket.end();
+            closeAnswered(socket, 'end');
           } else if (held) {
             held = false;
             socket.resume();
@@ -566,10 +565,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
     };
     socket.on('end', () => {
       ended = true;
-      if (!busy) {
-        writeNow(socket);
-        socket.end();
-      }
+      if (!busy) closeAnswered(socket, 'end');
     });
 
     socket.on('data', (chunk: Buffer) => {
@@ -587,7 +583,7 @@ export async function startPolicyServer(options: PolicyServerOptions): Promise<P
           'malformed policy request: closing',
         );
         closed = true;
-        socket.destroy();
+        closeAnswered(socket, 'destroy');
         return;
       }
       void pump();
