@@ -158,37 +158,27 @@ export class StorePool {
 }
 
 /**
- * The same chain, telling the hub about every evaluation with its time and duration; `feed` (the
- * reputation's) is told first, in the same step, rather than by a layer of its own.
+ * The same chain, telling the hub (when there is one) about every evaluation with its time and
+ * duration; `feed` (the reputation's) is told first, in the same step, rather than by a layer of
+ * its own. With neither, the chain itself.
  */
 export function observedBy(
   inner: Chain,
-  hub: DecisionHub,
+  hub: DecisionHub | undefined,
   clock: { now(): number },
   feed?: (s: Session, d: Decision) => void,
 ): Chain {
+  if (!hub && !feed) return inner;
+  // spread: once
   return {
     ...inner,
     // A `then`, not an async function: one promise an evaluation, not two.
     evaluate(session, extra) {
-      const start = performance.now();
+      const start = hub ? performance.now() : 0;
       return inner.evaluate(session, extra).then((decision) => {
         feed?.(session, decision);
-        hub.emit({ session, decision, at: clock.now(), seconds: (performance.now() - start) / 1000 });
+        hub?.emit({ session, decision, at: clock.now(), seconds: (performance.now() - start) / 1000 });
         return decision;
-      });
-    },
-  };
-}
-
-/** The same chain, telling `onDecision` about every evaluation (the reputation's feed). */
-function observed(inner: Chain, onDecision: (s: Session, d: Decision) => void): Chain {
-  return {
-    ...inner,
-    evaluate(session, extra) {
-      return inner.evaluate(session, extra).then((d) => {
-        onDecision(session, d);
-        return d;
       });
     },
   };
@@ -437,15 +427,10 @@ export async function createRuntime(config: MxguardConfig, options: RuntimeOptio
   // The reputation hears what the chain decided, also in a dry run: it is part of the judging.
   // The observers (metrics, status page) see what was done: in a dry run, `would` says the rest.
   // Enforcing, the reputation hears the same decision they do, in their step.
-  let judging: Chain;
-  if (mode === 'warn') {
-    const dry = dryRun(observed(built.chain, onDecision));
-    judging = options.observers ? observedBy(dry, options.observers, clock) : dry;
-  } else {
-    judging = options.observers
-      ? observedBy(built.chain, options.observers, clock, onDecision)
-      : observed(built.chain, onDecision);
-  }
+  const judging =
+    mode === 'warn'
+      ? observedBy(dryRun(observedBy(built.chain, undefined, clock, onDecision)), options.observers, clock)
+      : observedBy(built.chain, options.observers, clock, onDecision);
   const policy = { ...built, chain: judging };
   if (mode === 'warn')
     notes.push('mode warn: a dry run, every session is judged and logged, nothing is refused');
